@@ -1,0 +1,3 @@
+from cxrlab.cli import app
+
+app(prog_name="cxrlab")

@@ -1,0 +1,253 @@
+"""The ``cxrlab`` command line: each command is a thin call into the package."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cxrlab import __version__
+from cxrlab.errors import CxrlabError
+
+app = typer.Typer(
+    help=(
+        "cxrlab: turn messy public chest X-ray collections into trustworthy COVID-19 "
+        "detection experiments. Start with `cxrlab demo`, or `cxrlab data --help`."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    help="Import public CXR sources into datasets, split them by patient, describe them.",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data")
+
+
+def friendly_errors(function):
+    """Turn cxrlab's own errors into one red line and exit code 2 (no traceback)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except CxrlabError as error:
+            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"cxrlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """cxrlab command line."""
+
+
+class SourceFormat(str, Enum):
+    ieee8023 = "ieee8023"
+    covidx = "covidx"
+    folders = "folders"
+    figure1 = "figure1"
+    actualmed = "actualmed"
+    rsna = "rsna"
+    sample = "sample"
+
+
+Workers = Annotated[
+    int | None, typer.Option(help="Decoding processes (default: all cores, or $CXRLAB_WORKERS).")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+@data_app.command("import")
+@friendly_errors
+def data_import(
+    format_name: Annotated[SourceFormat, typer.Argument(metavar="FORMAT", help="Source layout.")],
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The source's folder (or label file for covidx). Not needed for 'sample'."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")] = Path(
+        "dataset"
+    ),
+    views: Annotated[
+        str, typer.Option(help="ieee8023: comma-separated views to keep.")
+    ] = "PA,AP,AP Supine",
+    images: Annotated[
+        Path | None, typer.Option(help="covidx: the folder holding the images of the label file.")
+    ] = None,
+    patient_regex: Annotated[
+        str | None,
+        typer.Option(help="folders: regex whose first group in a file name is the patient id."),
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="Name recorded as the rows' source.")] = None,
+    dedup: Annotated[
+        bool, typer.Option(help="Reject byte-identical copies of accepted images.")
+    ] = False,
+    near_distance: Annotated[
+        int,
+        typer.Option(
+            help="Perceptual-hash bits within which images are near duplicates (-1: off)."
+        ),
+    ] = 6,
+    max_pixels: Annotated[
+        int, typer.Option(help="Images with more pixels are rejected as decompression bombs.")
+    ] = 64_000_000,
+    workers: Workers = None,
+    quiet: Quiet = False,
+) -> None:
+    """Import one public source into a dataset folder (manifest.csv + rejects.csv).
+
+    Every input row or file ends in exactly one of manifest.csv (accepted) or
+    rejects.csv (with a reason: missing, unreadable, not an X-ray, view not
+    selected, no label, decompression bomb, unsupported DICOM encoding, exact duplicate).
+    """
+    from cxrlab.data.api import import_source
+
+    options: dict = {}
+    if format_name == SourceFormat.ieee8023:
+        options["views"] = [v.strip() for v in views.split(",") if v.strip()]
+    if format_name == SourceFormat.covidx:
+        options["images"] = images
+    if format_name == SourceFormat.folders and patient_regex:
+        options["patient_regex"] = patient_regex
+    if source:
+        options["source"] = source
+    if path is None and format_name != SourceFormat.sample:
+        raise typer.BadParameter(f"{format_name.value} needs a PATH", param_hint="PATH")
+    report = import_source(
+        format_name.value,
+        path,
+        out,
+        dedup=dedup,
+        near_distance=None if near_distance < 0 else near_distance,
+        max_pixels=max_pixels,
+        workers=workers,
+        progress=not quiet,
+        **options,
+    )
+    typer.echo(report.summary())
+
+
+@data_app.command("build")
+@friendly_errors
+def data_build(
+    spec: Annotated[Path, typer.Argument(help="YAML spec listing the sources to merge.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")] = Path(
+        "dataset"
+    ),
+    workers: Workers = None,
+    quiet: Quiet = False,
+) -> None:
+    """Merge several sources into one dataset, the way COVIDx is assembled.
+
+    The spec lists sources (format, path and the importer's options), and whether
+    to drop exact duplicates across them; see `cxrlab.data.api.build_dataset`.
+    """
+    from cxrlab.data.api import build_dataset
+
+    typer.echo(build_dataset(spec, out, workers=workers, progress=not quiet).summary())
+
+
+@data_app.command("repair-covidx")
+@friendly_errors
+def data_repair_covidx(
+    label_file: Annotated[Path, typer.Argument(help="A COVIDx label file of any version.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Repaired label file to write.")],
+) -> None:
+    """Write a COVIDx label file with exactly 4 fields per line (id filename label source).
+
+    Repairs ids containing spaces (joined with '_') and lines without a source.
+    """
+    from cxrlab.data.sources.covidx import repair_covidx
+
+    counts = repair_covidx(label_file, out)
+    typer.echo(
+        f"{out}: {counts['lines']} lines in and out, {counts['repaired']} repaired, "
+        f"{counts['unchanged']} unchanged"
+    )
+
+
+class SplitBy(str, Enum):
+    patient = "patient"
+
+
+@data_app.command("split")
+@friendly_errors
+def data_split(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    by: Annotated[
+        SplitBy,
+        typer.Option(help="Grouping unit; duplicates of one image are always kept together too."),
+    ] = SplitBy.patient,
+    ratios: Annotated[
+        tuple[float, float, float], typer.Option(help="Train, validation and test ratios.")
+    ] = (0.6, 0.2, 0.2),
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same split.")] = 0,
+    holdout_source: Annotated[
+        str | None, typer.Option(help="Put this whole source into an 'external' test split.")
+    ] = None,
+) -> None:
+    """Split a dataset into train/val/test, stratified by label, with no patient in two splits."""
+    from cxrlab.data.api import split_dataset
+
+    report = split_dataset(dataset, ratios, seed=seed, holdout_source=holdout_source)
+    typer.echo(f"{dataset}: {report.n_groups} patient/duplicate groups")
+    typer.echo(report.summary())
+
+
+@data_app.command("stats")
+@friendly_errors
+def data_stats(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for PNG + JSON (default DATASET/stats)."),
+    ] = None,
+) -> None:
+    """Class balance per split, image sizes and modes, sources x labels, duplicates."""
+    from cxrlab.data.stats import format_stats, write_stats
+
+    out = out or dataset / "stats"
+    stats = write_stats(dataset, out)
+    typer.echo(format_stats(stats))
+    typer.echo(f"figures and stats.json in {out}")
+
+
+@app.command("demo")
+@friendly_errors
+def demo(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for everything the demo makes.")
+    ] = Path("runs/demo"),
+    quiet: Quiet = False,
+) -> None:
+    """Run the main job on the bundled sample of real CXRs and print what it made."""
+    from cxrlab.demo import run_demo
+
+    for line in run_demo(out, progress=not quiet):
+        typer.echo(line)
+
+
+def run() -> None:  # pragma: no cover - entry point for `python -m cxrlab`
+    app(prog_name="cxrlab")
+    sys.exit(0)

@@ -1,0 +1,109 @@
+"""Exact (SHA-256) and near (perceptual hash) duplicate detection.
+
+COVIDx once counted the same positive images from several sources; a duplicate
+that lands in both train and test inflates every metric. Near duplicates are
+found with the 64-bit DCT perceptual hash of ``imagehash`` (robust to resizing,
+re-encoding and mild contrast changes): two images whose hashes differ in at
+most ``max_distance`` bits are grouped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_NEAR_DISTANCE = 6
+
+
+class UnionFind:
+    """Disjoint sets over 0..n-1 with path halving."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        a, b = self.find(i), self.find(j)
+        if a != b:
+            self.parent[max(a, b)] = min(a, b)
+
+
+def phash_hex(pixels: np.ndarray) -> str:
+    """64-bit perceptual hash (hex) of a greyscale uint8/uint16 image."""
+    import imagehash
+    from PIL import Image
+
+    if pixels.dtype == np.uint16:
+        pixels = (pixels >> 8).astype(np.uint8)
+    return str(imagehash.phash(Image.fromarray(pixels)))
+
+
+def hamming_matrix_pairs(hashes: list[str], max_distance: int) -> list[tuple[int, int]]:
+    """All index pairs (i < j) whose 64-bit hex hashes differ in <= ``max_distance`` bits.
+
+    Works in blocks so memory stays O(block * n) for tens of thousands of images.
+    """
+    if len(hashes) < 2:
+        return []
+    values = np.array([int(h, 16) for h in hashes], dtype=np.uint64)
+    as_bytes = values.view(np.uint8).reshape(len(values), 8)
+    bits = np.unpackbits(as_bytes, axis=1).astype(np.uint8)  # (n, 64)
+    pairs: list[tuple[int, int]] = []
+    block = 1024
+    for start in range(0, len(values), block):
+        chunk = bits[start : start + block]  # (b, 64)
+        # Hamming distance = number of differing bits, via two matrix products.
+        distance = chunk.astype(np.int32) @ (1 - bits.T).astype(np.int32)
+        distance += (1 - chunk).astype(np.int32) @ bits.T.astype(np.int32)
+        rows, cols = np.nonzero(distance <= max_distance)
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            i = start + r
+            if i < c:
+                pairs.append((i, c))
+    return pairs
+
+
+def duplicate_groups(
+    sha256: list[str], phash: list[str], max_distance: int | None = DEFAULT_NEAR_DISTANCE
+) -> list[str]:
+    """Group images that are exact or near duplicates of each other.
+
+    Args:
+        sha256: per image, the file's SHA-256.
+        phash: per image, the perceptual hash (hex).
+        max_distance: largest Hamming distance between near duplicates; None for exact only.
+
+    Returns:
+        Per image, a group name ``dup00001``... shared by all members of a group of two
+        or more, or ``""`` for an image with no duplicate. Group numbers follow the
+        first member's position, so the result is deterministic.
+    """
+    n = len(sha256)
+    sets = UnionFind(n)
+    first_with_hash: dict[str, int] = {}
+    for i, digest in enumerate(sha256):
+        if digest in first_with_hash:
+            sets.union(first_with_hash[digest], i)
+        else:
+            first_with_hash[digest] = i
+    if max_distance is not None and max_distance >= 0:
+        for i, j in hamming_matrix_pairs(phash, max_distance):
+            sets.union(i, j)
+    roots = [sets.find(i) for i in range(n)]
+    sizes: dict[int, int] = {}
+    for root in roots:
+        sizes[root] = sizes.get(root, 0) + 1
+    names: dict[int, str] = {}
+    groups = []
+    for root in roots:
+        if sizes[root] < 2:
+            groups.append("")
+            continue
+        if root not in names:
+            names[root] = f"dup{len(names) + 1:05d}"
+        groups.append(names[root])
+    return groups

@@ -1,0 +1,185 @@
+"""The dataset folder format: ``manifest.csv`` + ``rejects.csv`` + ``dataset.json``.
+
+A dataset is a folder. ``manifest.csv`` has one row per accepted image, in the
+columns of :data:`MANIFEST_COLUMNS` (sources may add more, such as ``finding`` or
+``license``). ``rejects.csv`` has one row per input that was not accepted, with a
+specific reason. Every input row or file of every source ends in exactly one of
+the two. ``dataset.json`` records the sources, options and counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from cxrlab.errors import DatasetError
+from cxrlab.utils.fs import atomic_write_text
+
+MANIFEST = "manifest.csv"
+REJECTS = "rejects.csv"
+DATASET_JSON = "dataset.json"
+
+#: The columns every manifest has, in this order.
+MANIFEST_COLUMNS = [
+    "id",
+    "path",
+    "label",
+    "covid",
+    "patient_id",
+    "source",
+    "view",
+    "width",
+    "height",
+    "mode",
+    "bit_depth",
+    "sha256",
+    "phash",
+    "duplicate_group",
+    "split",
+]
+
+REJECT_COLUMNS = ["source", "row", "id", "path", "reason", "detail"]
+
+#: Split names. ``external`` holds a whole held-out source.
+SPLITS = ("train", "val", "test", "external")
+
+# Reasons written to rejects.csv (the image reader adds its own: missing, unreadable,
+# decompression bomb, unsupported DICOM encoding).
+REASON_NOT_XRAY = "not an X-ray"
+REASON_VIEW = "view not selected"
+REASON_NO_LABEL = "no label"
+REASON_DUPLICATE = "exact duplicate"
+REASON_BAD_ROW = "malformed row"
+REASON_LISTED_TWICE = "file listed twice"
+
+
+@dataclass
+class Candidate:
+    """An input that a source's metadata accepts; its image is still to be read.
+
+    Attributes:
+        id: unique within the dataset (sources prefix their own ids).
+        path: the image file.
+        label: harmonised class: ``covid``, ``normal``, ``pneumonia`` or ``other``.
+        covid: 1 for COVID-19 positive, 0 otherwise.
+        patient_id: unique within the dataset (prefixed with the source name).
+        source: the source's name (``ieee8023``, ``covidx:sirm``, ...).
+        view: projection (PA, AP, AP Supine, ...) or empty when unknown.
+        row: the metadata row number (1-based, header excluded) or file path, for rejects.
+        extra: source-specific columns kept in the manifest (finding, license, url...).
+    """
+
+    id: str
+    path: Path
+    label: str
+    covid: int
+    patient_id: str
+    source: str
+    view: str = ""
+    row: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Reject:
+    """An input that was not accepted, and why."""
+
+    source: str
+    row: str
+    id: str
+    path: str
+    reason: str
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "source": self.source,
+            "row": self.row,
+            "id": self.id,
+            "path": self.path,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class SourceScan:
+    """What a source importer found: candidates to decode and rejects from metadata.
+
+    ``n_inputs`` counts the source's input rows (or files); it must equal
+    ``len(candidates) + len(rejects)``.
+    """
+
+    name: str
+    candidates: list[Candidate]
+    rejects: list[Reject]
+    n_inputs: int
+    options: dict[str, object] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if self.n_inputs != len(self.candidates) + len(self.rejects):
+            raise DatasetError(
+                f"source {self.name}: {self.n_inputs} inputs but {len(self.candidates)} "
+                f"candidates + {len(self.rejects)} rejects (a bug: please report it)"
+            )
+
+
+def dataframe_to_csv_text(frame: pd.DataFrame) -> str:
+    """Deterministic CSV text (LF line ends, no index)."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, lineterminator="\n")
+    return buffer.getvalue()
+
+
+def write_table(path: Path, frame: pd.DataFrame) -> None:
+    atomic_write_text(path, dataframe_to_csv_text(frame))
+
+
+def read_manifest(dataset: str | Path) -> pd.DataFrame:
+    """Read a dataset's (or packed folder's) ``manifest.csv`` with stable dtypes.
+
+    Raises:
+        DatasetError: if the folder has no manifest or the manifest lacks columns.
+    """
+    dataset = Path(dataset)
+    path = dataset / MANIFEST if dataset.is_dir() else dataset
+    if not path.is_file():
+        raise DatasetError(
+            f"{path} not found: is {dataset} a dataset folder? "
+            "Make one with `cxrlab data import FORMAT PATH --out DATASET`."
+        )
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{path} lacks the columns {missing}; was it written by cxrlab?")
+    for column in ("covid", "width", "height", "bit_depth"):
+        frame[column] = frame[column].astype(int)
+    return frame
+
+
+def read_rejects(dataset: str | Path) -> pd.DataFrame:
+    path = Path(dataset) / REJECTS
+    if not path.is_file():
+        return pd.DataFrame(columns=REJECT_COLUMNS)
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def write_manifest(dataset: str | Path, frame: pd.DataFrame) -> None:
+    """Write ``manifest.csv`` atomically, the standard columns first."""
+    columns = MANIFEST_COLUMNS + [c for c in frame.columns if c not in MANIFEST_COLUMNS]
+    write_table(Path(dataset) / MANIFEST, frame[columns])
+
+
+def manifest_digest(dataset: str | Path) -> str:
+    """SHA-256 of a dataset's manifest file: identifies exactly which rows and splits."""
+    return hashlib.sha256((Path(dataset) / MANIFEST).read_bytes()).hexdigest()
+
+
+def read_dataset_info(dataset: str | Path) -> dict:
+    path = Path(dataset) / DATASET_JSON
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,0 +1,71 @@
+"""Folder-per-class datasets, including the COVID-19 Radiography Database layout.
+
+``ROOT/<class>/**/<image>``: each immediate sub-folder of ROOT is a class. Files
+anywhere below a class folder are inputs, except those in folders named ``masks``
+(the Radiography Database keeps lung masks beside ``images/``) and hidden files.
+A class whose name contains "covid" is COVID-positive; ``normal``/``no finding``
+is normal; any other class is pneumonia/other (see :func:`harmonise`).
+Patients are unknown in such sets: each image is its own patient, unless
+``--patient-regex`` extracts an id from the file name.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from cxrlab.data.manifest import Candidate, SourceScan
+from cxrlab.data.sources.labels import harmonise
+from cxrlab.errors import DatasetError
+
+SKIPPED_FOLDERS = {"masks", "mask", "__macosx"}
+
+
+def scan_folders(
+    path: str | Path, *, source: str = "folders", patient_regex: str | None = None
+) -> SourceScan:
+    """Scan ``ROOT/<class>/...``.
+
+    Args:
+        path: the root folder.
+        source: name recorded in the manifest.
+        patient_regex: a regular expression whose first group, searched in the file
+            name, is the patient id (default: one patient per image).
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder: folders expects ROOT/<class>/<images>")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise DatasetError(
+            f"{root} has no class sub-folders (expected e.g. {root}/COVID, {root}/Normal)"
+        )
+    pattern = re.compile(patient_regex) if patient_regex else None
+    candidates: list[Candidate] = []
+    for class_dir in class_dirs:
+        label, covid = harmonise(class_dir.name) or ("other", 0)
+        files = sorted(
+            f
+            for f in class_dir.rglob("*")
+            if f.is_file()
+            and not f.name.startswith(".")
+            and not SKIPPED_FOLDERS & {p.lower() for p in f.relative_to(class_dir).parts[:-1]}
+        )
+        for file_path in files:
+            relative = file_path.relative_to(root).as_posix()
+            patient = relative
+            if pattern and (match := pattern.search(file_path.name)):
+                patient = match.group(1)
+            candidates.append(
+                Candidate(
+                    id=f"{source}:{relative}",
+                    path=file_path,
+                    label=label,
+                    covid=covid,
+                    patient_id=f"{source}:{patient}",
+                    source=source,
+                    row=relative,
+                    extra={"class_folder": class_dir.name},
+                )
+            )
+    return SourceScan(source, candidates, [], len(candidates), {"path": str(root)})

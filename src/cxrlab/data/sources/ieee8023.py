@@ -1,0 +1,111 @@
+"""The COVID-19 image data collection (ieee8023/covid-chestxray-dataset).
+
+Cohen, Morrison, Dao (2020), "COVID-19 image data collection", arXiv:2003.11597,
+https://github.com/ieee8023/covid-chestxray-dataset. Layout: ``metadata.csv`` and
+``images/`` (CT volumes in ``volumes/``). It is the ``cohen`` source of COVIDx.
+
+Rows are checked in this order, the first failing check naming the reject reason:
+modality is X-ray, the file exists, view is selected, finding is a label,
+the file was not listed by an earlier row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cxrlab.data.io import REASON_MISSING
+from cxrlab.data.manifest import (
+    REASON_LISTED_TWICE,
+    REASON_NO_LABEL,
+    REASON_NOT_XRAY,
+    REASON_VIEW,
+    Candidate,
+    Reject,
+    SourceScan,
+)
+from cxrlab.data.sources.labels import harmonise
+from cxrlab.errors import DatasetError
+
+#: Frontal views used by COVIDx and torchxrayvision.
+DEFAULT_VIEWS = ("PA", "AP", "AP Supine")
+
+#: Metadata columns copied into the manifest.
+KEPT_COLUMNS = ("finding", "license", "url", "doi", "offset", "sex", "age")
+
+
+def scan_ieee8023(
+    path: str | Path,
+    *,
+    views: tuple[str, ...] | list[str] = DEFAULT_VIEWS,
+    source: str = "ieee8023",
+) -> SourceScan:
+    """Scan a covid-chestxray-dataset checkout (a folder with ``metadata.csv``).
+
+    Args:
+        path: the dataset folder.
+        views: projections to keep (exact match of the ``view`` column).
+        source: name recorded in the manifest and used to prefix ids.
+    """
+    root = Path(path)
+    metadata = root / "metadata.csv" if root.is_dir() else root
+    if root.is_file():
+        root = root.parent
+    if not metadata.is_file():
+        raise DatasetError(
+            f"{metadata} not found: point ieee8023 at a covid-chestxray-dataset folder "
+            "(git clone https://github.com/ieee8023/covid-chestxray-dataset)"
+        )
+    table = pd.read_csv(metadata, dtype=str, keep_default_na=False)
+    needed = {"patientid", "finding", "view", "modality", "filename"}
+    if not needed <= set(table.columns):
+        raise DatasetError(f"{metadata} lacks the columns {sorted(needed - set(table.columns))}")
+    wanted_views = {v.strip() for v in views}
+    candidates: list[Candidate] = []
+    rejects: list[Reject] = []
+    first_row: dict[str, str] = {}
+    for number, record in enumerate(table.to_dict("records"), start=1):
+        row = str(number)
+        folder = record.get("folder") or "images"
+        file_path = root / folder / record["filename"]
+        image_id = f"{source}:{record['filename']}"
+
+        def reject(reason: str, detail: str, image_id=image_id, file_path=file_path, row=row):
+            rejects.append(Reject(source, row, image_id, str(file_path), reason, detail))
+
+        modality = record["modality"].strip()
+        view = record["view"].strip()
+        if modality != "X-ray":
+            reject(REASON_NOT_XRAY, f"modality {modality!r}")
+            continue
+        if not file_path.is_file():
+            reject(REASON_MISSING, "file named in metadata.csv is absent")
+            continue
+        if view not in wanted_views:
+            reject(REASON_VIEW, f"view {view!r} not in {sorted(wanted_views)}")
+            continue
+        label = harmonise(record["finding"])
+        if label is None:
+            reject(REASON_NO_LABEL, f"finding {record['finding']!r}")
+            continue
+        if image_id in first_row:  # upstream lists some files for two patients
+            reject(REASON_LISTED_TWICE, f"row {first_row[image_id]} names the same file")
+            continue
+        first_row[image_id] = row
+        candidates.append(
+            Candidate(
+                id=image_id,
+                path=file_path,
+                label=label[0],
+                covid=label[1],
+                patient_id=f"{source}:{record['patientid']}",
+                source=source,
+                view=view,
+                row=row,
+                extra={k: record.get(k, "") for k in KEPT_COLUMNS},
+            )
+        )
+    return SourceScan(
+        source, candidates, rejects, len(table), {"path": str(root), "views": sorted(wanted_views)}
+    )

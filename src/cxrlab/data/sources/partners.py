@@ -1,0 +1,120 @@
+"""The COVID-Net partner collections: Figure1 and Actualmed.
+
+* Figure 1 COVID-19 Chest X-ray Dataset Initiative,
+  https://github.com/agchung/Figure1-COVID-chestxray-dataset: ``metadata.csv``
+  (ISO-8859-1) with ``patientid, finding, view, modality``; the image is
+  ``images/<patientid>.jpg`` or ``.png``.
+* Actualmed COVID-19 Chest X-ray Dataset Initiative,
+  https://github.com/agchung/Actualmed-COVID-chestxray-dataset: ``metadata.csv``
+  with ``patientid, finding, view, modality, imagename``; the image is
+  ``images/<imagename>``.
+
+As in COVIDx, the first of several comma-separated findings is the label.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cxrlab.data.io import REASON_MISSING
+from cxrlab.data.manifest import REASON_NO_LABEL, REASON_NOT_XRAY, Candidate, Reject, SourceScan
+from cxrlab.data.sources.labels import harmonise
+from cxrlab.errors import DatasetError
+
+
+def _read_metadata(root: Path, encoding: str) -> pd.DataFrame:
+    metadata = root / "metadata.csv"
+    if not metadata.is_file():
+        raise DatasetError(
+            f"{metadata} not found: point at the repository folder holding metadata.csv and images/"
+        )
+    return pd.read_csv(metadata, dtype=str, keep_default_na=False, encoding=encoding)
+
+
+def _scan_partner(root: Path, table: pd.DataFrame, source: str, image_name) -> SourceScan:
+    if "patientid" not in table.columns or "finding" not in table.columns:
+        raise DatasetError(f"{root}/metadata.csv lacks patientid/finding columns")
+    candidates: list[Candidate] = []
+    rejects: list[Reject] = []
+    for number, record in enumerate(table.to_dict("records"), start=1):
+        name = image_name(record)
+        file_path = root / "images" / name if name else root / "images"
+        image_id = f"{source}:{name or record['patientid']}"
+        modality = str(record.get("modality", "")).strip()
+        if modality and modality.lower() not in {"x-ray", "xray", "cxr"}:
+            rejects.append(
+                Reject(
+                    source,
+                    str(number),
+                    image_id,
+                    str(file_path),
+                    REASON_NOT_XRAY,
+                    f"modality {modality!r}",
+                )
+            )
+            continue
+        first_finding = str(record["finding"]).split(",")[0]
+        label = harmonise(first_finding)
+        if label is None:
+            rejects.append(
+                Reject(
+                    source,
+                    str(number),
+                    image_id,
+                    str(file_path),
+                    REASON_NO_LABEL,
+                    f"finding {record['finding']!r}",
+                )
+            )
+            continue
+        if not name or not file_path.is_file():
+            rejects.append(
+                Reject(
+                    source,
+                    str(number),
+                    image_id,
+                    str(file_path),
+                    REASON_MISSING,
+                    "image file is absent",
+                )
+            )
+            continue
+        candidates.append(
+            Candidate(
+                id=image_id,
+                path=file_path,
+                label=label[0],
+                covid=label[1],
+                patient_id=f"{source}:{record['patientid']}",
+                source=source,
+                view=str(record.get("view", "")).strip(),
+                row=str(number),
+                extra={"finding": str(record["finding"])},
+            )
+        )
+    return SourceScan(source, candidates, rejects, len(table), {"path": str(root)})
+
+
+def scan_figure1(path: str | Path, *, source: str = "figure1") -> SourceScan:
+    """Scan a Figure1-COVID-chestxray-dataset checkout."""
+    root = Path(path)
+    table = _read_metadata(root, "ISO-8859-1")
+
+    def image_name(record: dict) -> str:
+        for suffix in (".jpg", ".png", ".jpeg"):
+            if (root / "images" / f"{record['patientid']}{suffix}").is_file():
+                return f"{record['patientid']}{suffix}"
+        return ""
+
+    return _scan_partner(root, table, source, image_name)
+
+
+def scan_actualmed(path: str | Path, *, source: str = "actualmed") -> SourceScan:
+    """Scan an Actualmed-COVID-chestxray-dataset checkout."""
+    root = Path(path)
+    table = _read_metadata(root, "utf-8")
+    if "imagename" not in table.columns:
+        raise DatasetError(f"{root}/metadata.csv lacks the imagename column")
+    return _scan_partner(root, table, source, lambda record: str(record["imagename"]).strip())

@@ -70,3 +70,65 @@ def test_repair_covidx_cli(tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 lines in and out, 1 repaired" in result.output
     assert (tmp_path / "o.txt").read_text().splitlines()[0] == "COVID_1 COVID(1).png positive sirm"
+
+
+def test_preprocess_augment_show_cli(tmp_path):
+    dataset = tmp_path / "ds"
+    assert (
+        runner.invoke(app, ["data", "import", "sample", "--out", str(dataset), "-q"]).exit_code == 0
+    )
+    assert runner.invoke(app, ["data", "split", str(dataset)]).exit_code == 0
+    packed = tmp_path / "P"
+    args = [
+        "data",
+        "preprocess",
+        str(dataset),
+        "--size",
+        "32",
+        "--equalize",
+        "clahe",
+        "--out",
+        str(packed),
+        "-q",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and "packed 150 images, shape (150, 32, 32)" in result.output, (
+        result.output
+    )
+    result = runner.invoke(app, args)
+    assert "identical packed dataset already exists" in result.output
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "augment",
+            str(packed),
+            "--preset",
+            "anatomical",
+            "--per-image",
+            "2",
+            "--out",
+            str(tmp_path / "P2"),
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "show",
+            str(tmp_path / "P2"),
+            "--augment",
+            "mild",
+            "--n",
+            "9",
+            "--out",
+            str(tmp_path / "g.png"),
+        ],
+    )
+    assert result.exit_code == 0 and (tmp_path / "g.png").is_file()
+    result = runner.invoke(
+        app, ["data", "preprocess", str(dataset), "--size", "8", "--out", str(tmp_path / "bad")]
+    )
+    assert result.exit_code == 2 and "--size must be 32..1024" in result.output

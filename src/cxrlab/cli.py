@@ -233,6 +233,159 @@ def data_stats(
     typer.echo(f"figures and stats.json in {out}")
 
 
+class ResizeChoice(str, Enum):
+    stretch = "stretch"
+    pad = "pad"
+    crop = "crop"
+
+
+class EqualizeChoice(str, Enum):
+    none = "none"
+    hist = "hist"
+    clahe = "clahe"
+
+
+class PresetChoice(str, Enum):
+    severe = "severe"
+    mild = "mild"
+    anatomical = "anatomical"
+
+
+class LabelChoice(str, Enum):
+    positive = "positive"
+    negative = "negative"
+
+
+def _covid_value(label: LabelChoice | None) -> int | None:
+    return None if label is None else int(label == LabelChoice.positive)
+
+
+@data_app.command("preprocess")
+@friendly_errors
+def data_preprocess(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (from data import/build).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PACKED folder to write.")],
+    size: Annotated[int, typer.Option(help="Side of the square output in px (32-1024).")] = 64,
+    resize: Annotated[
+        ResizeChoice, typer.Option(help="Aspect: stretch, pad (black borders) or crop (centre).")
+    ] = ResizeChoice.stretch,
+    crop_top: Annotated[
+        float, typer.Option(help="Fraction of the height cut from the top (COVID-Net: 0.08).")
+    ] = 0.0,
+    equalize: Annotated[
+        EqualizeChoice, typer.Option(help="Contrast: none, hist (global) or clahe.")
+    ] = EqualizeChoice.none,
+    clahe_clip: Annotated[float, typer.Option(help="CLAHE clip limit.")] = 2.0,
+    clahe_grid: Annotated[int, typer.Option(help="CLAHE tiles per side.")] = 8,
+    gamma: Annotated[float, typer.Option(help="Gamma on [0, 1] (1: none).")] = 1.0,
+    bit_depth: Annotated[int, typer.Option(help="Output bits per pixel: 8 or 16.")] = 8,
+    splits: Annotated[
+        str | None, typer.Option(help="Comma-separated splits to keep (default: all rows).")
+    ] = None,
+    draft: Annotated[
+        bool,
+        typer.Option(help="Allow reduced-scale JPEG decoding when the output is much smaller."),
+    ] = True,
+    force: Annotated[
+        bool, typer.Option(help="Redo the work even if an identical PACKED exists.")
+    ] = False,
+    workers: Workers = None,
+    quiet: Quiet = False,
+) -> None:
+    """Preprocess a dataset into a PACKED folder (images.npy + manifest.csv + meta.json).
+
+    The same options on the same dataset give byte-identical files, and a second
+    run with them does nothing. Writes are atomic.
+    """
+    from cxrlab.data.packed import preprocess_dataset
+    from cxrlab.preprocess.transforms import PreprocessOptions
+
+    options = PreprocessOptions(
+        size_px=size,
+        resize=resize.value,
+        crop_top=crop_top,
+        equalize=equalize.value,
+        clahe_clip=clahe_clip,
+        clahe_grid=clahe_grid,
+        gamma=gamma,
+        bit_depth=bit_depth,
+        draft=draft,
+    )
+    split_list = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
+    report = preprocess_dataset(
+        dataset, out, options, splits=split_list, workers=workers, progress=not quiet, force=force
+    )
+    typer.echo(report.summary())
+
+
+@data_app.command("augment")
+@friendly_errors
+def data_augment(
+    packed: Annotated[Path, typer.Argument(help="PACKED folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PACKED folder to write.")],
+    preset: Annotated[
+        PresetChoice, typer.Option(help="Keras ImageDataGenerator preset of the thesis.")
+    ] = PresetChoice.mild,
+    per_image: Annotated[int, typer.Option(help="Augmented copies per train image.")] = 10,
+    label: Annotated[
+        LabelChoice | None, typer.Option(help="Augment only this class (default: both).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    force: Annotated[
+        bool, typer.Option(help="Redo the work even if an identical result exists.")
+    ] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Add augmented copies of the train images (never val/test) to a packed dataset.
+
+    Presets (rotation, zoom, width shift, height shift, shear in degrees, flip):
+    severe 30/0.15/0.2/0.2/0.15/flip, mild 15/0.15/0.1/0.1/0.15/flip,
+    anatomical = mild without the flip.
+    """
+    from cxrlab.data.augmented import augment_packed
+
+    report = augment_packed(
+        packed,
+        out,
+        preset=preset.value,
+        per_image=per_image,
+        covid=_covid_value(label),
+        seed=seed,
+        progress=not quiet,
+        force=force,
+    )
+    typer.echo(report.summary())
+
+
+@data_app.command("show")
+@friendly_errors
+def data_show(
+    packed: Annotated[Path, typer.Argument(help="PACKED folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("grid.png"),
+    n: Annotated[int, typer.Option(help="Images in the grid.")] = 64,
+    augment: Annotated[
+        PresetChoice | None,
+        typer.Option(help="Show one image's augmented variants with this preset."),
+    ] = None,
+    index: Annotated[int, typer.Option(help="With --augment: which image (in the split).")] = 0,
+    split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed for the choice or the augmentation.")] = 0,
+) -> None:
+    """Write an image grid of a packed dataset, or of one image's augmented variants."""
+    from cxrlab.data.show import show_packed
+
+    path = show_packed(
+        packed,
+        out,
+        n=n,
+        augment=augment.value if augment else None,
+        index=index,
+        split=split,
+        seed=seed,
+    )
+    typer.echo(f"wrote {path}")
+
+
 @app.command("demo")
 @friendly_errors
 def demo(

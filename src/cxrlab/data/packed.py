@@ -1,0 +1,227 @@
+"""Packed datasets: preprocessed images in one memory-mappable array.
+
+A PACKED folder holds
+
+* ``images.npy``: (N, H, W) uint8 or uint16, read with ``np.load(mmap_mode="r")``;
+* ``manifest.csv``: the dataset's rows in the same order (split, label, covid, ...);
+* ``meta.json``: every preprocessing option, the source manifest's SHA-256 and the
+  cxrlab version: what makes the pixels what they are;
+* ``rejects.csv``: rows whose image could no longer be read (normally empty).
+
+The same options on the same dataset give byte-identical files; a folder appears
+under its final name only once complete (written in a staging folder, then renamed).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxrlab import __version__
+from cxrlab.data.io import read_image
+from cxrlab.data.manifest import (
+    REJECT_COLUMNS,
+    dataframe_to_csv_text,
+    manifest_digest,
+    read_manifest,
+)
+from cxrlab.errors import CxrlabError, DatasetError, ImageReadError
+from cxrlab.preprocess.transforms import PreprocessOptions, preprocess_pixels
+from cxrlab.utils.fs import atomic_dir
+from cxrlab.utils.parallel import parallel_imap
+
+IMAGES = "images.npy"
+META = "meta.json"
+PACKED_FORMAT = "cxrlab-packed"
+PACKED_FORMAT_VERSION = 1
+
+
+@dataclass
+class PackReport:
+    out: Path
+    n_images: int
+    n_rejected: int
+    reused: bool
+    shape: tuple[int, ...]
+
+    def summary(self) -> str:
+        if self.reused:
+            return f"{self.out}: an identical packed dataset already exists ({self.n_images} images); nothing to do"
+        text = f"{self.out}: packed {self.n_images} images, shape {self.shape}"
+        if self.n_rejected:
+            text += f"; {self.n_rejected} could not be read (see rejects.csv)"
+        return text
+
+
+def _preprocess_one(job: tuple[str, PreprocessOptions]) -> np.ndarray | tuple[str, str]:
+    path, options = job
+    try:
+        image = read_image(path, draft_px=options.draft_px)
+    except ImageReadError as error:
+        return (error.reason, error.detail)
+    return preprocess_pixels(image.pixels, options)
+
+
+def packed_meta(dataset: str | Path, options: PreprocessOptions, splits: list[str] | None) -> dict:
+    """The meta.json a PACKED made from ``dataset`` with ``options`` will have (less counts)."""
+    return {
+        "format": PACKED_FORMAT,
+        "format_version": PACKED_FORMAT_VERSION,
+        "cxrlab_version": __version__,
+        "source_dataset": str(Path(dataset).resolve()),
+        "source_manifest_sha256": manifest_digest(dataset),
+        "splits": splits,
+        "options": options.as_dict(),
+    }
+
+
+def read_meta(packed: str | Path) -> dict:
+    path = Path(packed) / META
+    if not path.is_file():
+        raise DatasetError(
+            f"{path} not found: is {packed} a packed dataset? "
+            "Make one with `cxrlab data preprocess DATASET --out PACKED`."
+        )
+    return json.loads(path.read_text())
+
+
+def _same_work(existing: dict, wanted: dict) -> bool:
+    keys = ("format_version", "cxrlab_version", "source_manifest_sha256", "splits", "options")
+    return all(existing.get(k) == wanted.get(k) for k in keys)
+
+
+def preprocess_dataset(
+    dataset: str | Path,
+    out: str | Path,
+    options: PreprocessOptions | None = None,
+    *,
+    splits: list[str] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    force: bool = False,
+) -> PackReport:
+    """Preprocess every (or every ``splits``) row of ``dataset`` into the PACKED folder ``out``.
+
+    Does no work when ``out`` already holds the result of the same options on the
+    same manifest (unless ``force``).
+    """
+    options = options or PreprocessOptions()
+    out = Path(out)
+    manifest = read_manifest(dataset)
+    if splits:
+        unknown = set(splits) - set(manifest["split"])
+        if unknown == set(splits):
+            raise DatasetError(
+                f"no rows of {dataset} are in splits {splits} (its splits: "
+                f"{sorted(set(manifest['split']))}); run `cxrlab data split` first?"
+            )
+        manifest = manifest[manifest["split"].isin(splits)].reset_index(drop=True)
+    if manifest.empty:
+        raise DatasetError(f"{dataset} has no rows to preprocess")
+    meta = packed_meta(dataset, options, splits)
+    if not force and (out / META).is_file() and (out / IMAGES).is_file():
+        existing = read_meta(out)
+        if _same_work(existing, meta):
+            return PackReport(
+                out,
+                int(existing["n_images"]),
+                int(existing.get("n_rejected", 0)),
+                True,
+                tuple(existing["shape"]),
+            )
+
+    jobs = [(path, options) for path in manifest["path"]]
+    with atomic_dir(out) as staging:
+        array = np.lib.format.open_memmap(
+            staging / IMAGES,
+            mode="w+",
+            dtype=options.dtype,
+            shape=(len(jobs), options.size_px, options.size_px),
+        )
+        ok = np.ones(len(jobs), dtype=bool)
+        rejects = []
+        for index, result in enumerate(
+            parallel_imap(
+                _preprocess_one, jobs, workers=workers, desc="preprocessing", progress=progress
+            )
+        ):
+            if isinstance(result, tuple):
+                ok[index] = False
+                row = manifest.iloc[index]
+                rejects.append(
+                    {
+                        "source": row["source"],
+                        "row": str(index),
+                        "id": row["id"],
+                        "path": row["path"],
+                        "reason": result[0],
+                        "detail": result[1],
+                    }
+                )
+            else:
+                array[index] = result
+        array.flush()
+        del array
+        if not ok.all():  # rewrite without the failed rows, keeping order
+            kept = np.load(staging / IMAGES, mmap_mode="r")[ok]
+            np.save(staging / IMAGES, np.ascontiguousarray(kept))
+            manifest = manifest[ok].reset_index(drop=True)
+        (staging / "manifest.csv").write_text(dataframe_to_csv_text(manifest))
+        (staging / "rejects.csv").write_text(
+            dataframe_to_csv_text(pd.DataFrame(rejects, columns=REJECT_COLUMNS))
+        )
+        shape = (len(manifest), options.size_px, options.size_px)
+        meta.update(
+            {
+                "n_images": len(manifest),
+                "n_rejected": len(rejects),
+                "shape": list(shape),
+                "dtype": str(options.dtype),
+            }
+        )
+        (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return PackReport(out, len(manifest), len(rejects), False, shape)
+
+
+@dataclass
+class Packed:
+    """A packed dataset opened for reading: ``images`` is a read-only memory map."""
+
+    path: Path
+    images: np.ndarray  # (N, H, W) uint8 or uint16
+    manifest: pd.DataFrame
+    meta: dict
+
+    @property
+    def max_value(self) -> float:
+        return float(np.iinfo(self.images.dtype).max)
+
+    def select(self, split: str | list[str] | None = None, covid: int | None = None) -> np.ndarray:
+        """Row indices of the given split(s) and covid label (None: any)."""
+        mask = np.ones(len(self.manifest), dtype=bool)
+        if split is not None:
+            wanted = [split] if isinstance(split, str) else list(split)
+            mask &= self.manifest["split"].isin(wanted).to_numpy()
+        if covid is not None:
+            mask &= (self.manifest["covid"] == int(covid)).to_numpy()
+        return np.nonzero(mask)[0]
+
+
+def open_packed(packed: str | Path) -> Packed:
+    """Open a PACKED folder; the images stay on disk until touched."""
+    packed = Path(packed)
+    meta = read_meta(packed)
+    if meta.get("format") != PACKED_FORMAT:
+        raise DatasetError(f"{packed}/meta.json is not a cxrlab packed dataset")
+    images = np.load(packed / IMAGES, mmap_mode="r")
+    manifest = read_manifest(packed)
+    if len(manifest) != images.shape[0]:
+        raise CxrlabError(
+            f"{packed}: manifest.csv has {len(manifest)} rows but images.npy has {images.shape[0]}; "
+            "the folder was modified by hand: preprocess again"
+        )
+    return Packed(packed, images, manifest, meta)

@@ -212,3 +212,35 @@ def make_bad_input_folders(root: Path) -> Path:
     for name, (maker, _) in BROKEN.items():
         maker(normal / name)
     return root
+
+
+def make_packed(path: Path, n: int = 16, size_px: int = 32, seed: int = 0) -> Path:
+    """A small PACKED folder written directly (for trainers' tests): blurred blobs, half COVID."""
+    import json
+
+    import pandas as pd
+
+    from cxrlab.data.manifest import MANIFEST_COLUMNS, dataframe_to_csv_text
+    from cxrlab.data.packed import IMAGES, META, PACKED_FORMAT, PACKED_FORMAT_VERSION
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size_px, 0:size_px] / size_px
+    images = []
+    for _ in range(n):
+        cy, cx = rng.uniform(0.3, 0.7, 2)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.05)
+        images.append(np.round(255 * blob).astype(np.uint8))
+    path.mkdir(parents=True)
+    np.save(path / IMAGES, np.stack(images))
+    rows = []
+    for i in range(n):
+        row = dict.fromkeys(MANIFEST_COLUMNS, "")
+        row.update(
+            id=f"t:{i}", covid=i % 2, label="covid" if i % 2 else "normal", patient_id=f"t:p{i}", source="t",
+            width=size_px, height=size_px, mode="L", bit_depth=8, split="train" if i < n * 3 // 4 else "val",
+        )  # fmt: skip
+        rows.append(row)
+    (path / "manifest.csv").write_text(dataframe_to_csv_text(pd.DataFrame(rows)))
+    meta = {"format": PACKED_FORMAT, "format_version": PACKED_FORMAT_VERSION, "n_images": n}
+    (path / META).write_text(json.dumps(meta))
+    return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from enum import Enum
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Annotated
 import typer
 
 from cxrlab import __version__
-from cxrlab.errors import CxrlabError
+from cxrlab.cli_common import Quiet, friendly_errors
 
 app = typer.Typer(
     help=(
@@ -28,18 +27,10 @@ data_app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 
-def friendly_errors(function):
-    """Turn cxrlab's own errors into one red line and exit code 2 (no traceback)."""
+def _register_subcommands() -> None:
+    from cxrlab.gen.cli import app as gen_app
 
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except CxrlabError as error:
-            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(code=2) from None
-
-    return wrapper
+    app.add_typer(gen_app, name="gen")
 
 
 def _version_callback(value: bool) -> None:
@@ -73,7 +64,6 @@ class SourceFormat(str, Enum):
 Workers = Annotated[
     int | None, typer.Option(help="Decoding processes (default: all cores, or $CXRLAB_WORKERS).")
 ]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
 @data_app.command("import")
@@ -404,3 +394,6 @@ def demo(
 def run() -> None:  # pragma: no cover - entry point for `python -m cxrlab`
     app(prog_name="cxrlab")
     sys.exit(0)
+
+
+_register_subcommands()

@@ -1,0 +1,1 @@
+"""Generative models of chest X-rays: registry, losses, DiffAugment, one trainer, sampling."""

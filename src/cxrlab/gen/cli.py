@@ -1,0 +1,141 @@
+"""``cxrlab gen``: train generative models and sample from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cxrlab.cli_common import Quiet, friendly_errors
+
+app = typer.Typer(
+    help="Train GAN/WGAN/WGAN-GP/CGAN/DCGAN/VAE models of CXRs and sample synthetic images.",
+    no_args_is_help=True,
+)
+
+
+@app.command("train")
+@friendly_errors
+def train(
+    model: Annotated[str, typer.Option(help="gan, wgan, wgan-gp, cgan, dcgan or vae.")],
+    data: Annotated[Path, typer.Option(help="PACKED folder of real images.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
+    size: Annotated[
+        int, typer.Option(help="Image side in px (power of two, 32-256); must match PACKED.")
+    ] = 64,
+    label: Annotated[
+        str | None, typer.Option(help="Train on one class: positive or negative (default: all).")
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="Split(s) of PACKED to train on, comma-separated.")
+    ] = "train",
+    steps: Annotated[int, typer.Option(help="Generator updates (one batch each).")] = 10000,
+    batch_size: Annotated[int, typer.Option(help="Images per batch and device.")] = 32,
+    sample_interval: Annotated[int, typer.Option(help="Steps between sample grids.")] = 200,
+    save_interval: Annotated[
+        int, typer.Option(help="Steps between checkpoints (and metrics).")
+    ] = 1000,
+    log_interval: Annotated[int, typer.Option(help="Steps between rows of metrics.csv.")] = 10,
+    metrics: Annotated[
+        str | None, typer.Option(help="Metrics at save intervals, e.g. swd,diversity or fid,kid.")
+    ] = None,
+    no_metrics: Annotated[
+        bool, typer.Option("--no-metrics", help="No metrics during training.")
+    ] = False,
+    metrics_n: Annotated[int, typer.Option(help="Generated images per metric evaluation.")] = 256,
+    features: Annotated[
+        str, typer.Option(help="Feature extractor for fid/kid/is/prdc: inception or xrv.")
+    ] = "inception",
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the newest checkpoint in --out.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Random seed (bitwise reproducible on CPU).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    devices: Annotated[
+        int, typer.Option(help="Data-parallel processes (Lightning Fabric DDP).")
+    ] = 1,
+    latent_dim: Annotated[int, typer.Option(help="Size of the noise vector z.")] = 100,
+    generator: Annotated[
+        str, typer.Option(help="wgan/wgan-gp: 'conv' swaps the MLP generator for DCGAN's.")
+    ] = "default",
+    diffaug: Annotated[
+        str, typer.Option(help="DiffAugment policy, e.g. translation,cutout,brightness,contrast.")
+    ] = "",
+    spectral_norm: Annotated[
+        bool, typer.Option(help="Spectral normalisation in the discriminator.")
+    ] = False,
+    loss: Annotated[
+        str | None, typer.Option(help="Override the adversarial loss: bce, wasserstein or hinge.")
+    ] = None,
+    ema: Annotated[
+        float, typer.Option(help="EMA decay of the generator's weights, e.g. 0.999 (0: off).")
+    ] = 0.0,
+    augment: Annotated[
+        str | None,
+        typer.Option(
+            help="Classical online augmentation of real images: mild, anatomical, severe."
+        ),
+    ] = None,
+    lr_g: Annotated[
+        float | None, typer.Option(help="Generator learning rate (default: the family's).")
+    ] = None,
+    lr_d: Annotated[
+        float | None, typer.Option(help="Discriminator learning rate (default: the family's).")
+    ] = None,
+    n_critic: Annotated[
+        int | None, typer.Option(help="Critic steps per generator step (default: the family's).")
+    ] = None,
+    wandb: Annotated[bool, typer.Option(help="Also log to Weights & Biases.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train one generative model; writes config.yaml, metrics.csv, samples/ and checkpoints/ in --out.
+
+    Recommended for a few hundred images: --model dcgan --diffaug translation,cutout,brightness,contrast --ema 0.999
+    """
+    from cxrlab.gen.config import GenConfig
+    from cxrlab.gen.train_api import train_with_metrics
+
+    config = GenConfig(
+        model=model, data=str(data), out=str(out), size_px=size, label=label, split=split or None,
+        steps=steps, batch_size=batch_size, sample_interval=sample_interval, save_interval=save_interval,
+        log_interval=log_interval,
+        metrics=[] if no_metrics or not metrics else [m.strip() for m in metrics.split(",") if m.strip()],
+        metrics_n=metrics_n, features=features, seed=seed, device=device, devices=devices,
+        latent_dim=latent_dim, generator=generator, diffaug=diffaug, spectral_norm=spectral_norm, loss=loss,
+        ema=ema, augment=augment, lr_g=lr_g, lr_d=lr_d, n_critic=n_critic, wandb=wandb,
+    )  # fmt: skip
+    result = train_with_metrics(config, resume=resume, progress=not quiet)
+    row = ", ".join(
+        f"{k} {v:.4g}" for k, v in result.last_row.items() if k not in ("step", "seconds")
+    )
+    typer.echo(f"{result.run}: step {result.step} in {result.seconds:.0f} s; {row}")
+    typer.echo(f"samples in {result.run / 'samples'}, checkpoints in {result.run / 'checkpoints'}")
+
+
+@app.command("sample")
+@friendly_errors
+def sample(
+    run: Annotated[Path, typer.Argument(help="Run folder of `cxrlab gen train`.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder of PNGs, or a PACKED with --packed.")
+    ],
+    n: Annotated[int, typer.Option(help="Number of images (the thesis added 312).")] = 312,
+    label: Annotated[
+        str | None, typer.Option(help="Class for conditional models: positive or negative.")
+    ] = None,
+    step: Annotated[int | None, typer.Option(help="Checkpoint step (default: the newest).")] = None,
+    ema: Annotated[bool, typer.Option(help="Use the EMA weights when the run kept them.")] = True,
+    packed: Annotated[
+        bool, typer.Option(help="Write a PACKED marked synthetic instead of PNG files.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Write synthetic images from a trained run."""
+    from cxrlab.gen.sample import sample_run
+
+    path = sample_run(
+        run, out, n=n, label=label, step=step, ema=ema, packed=packed, seed=seed, device=device
+    )
+    typer.echo(f"wrote {n} synthetic images to {path}")

@@ -1,0 +1,98 @@
+"""Generative model families, registered by name.
+
+Every family builds a :class:`Recipe`: the networks plus how the thesis (or the
+paper that defined the family) trains them. The trainer knows nothing else about
+a family. Generators map ``(z (B, latent), labels (B,) or None)`` to images
+``(B, 1, S, S)`` in [-1, 1]; discriminators/critics map ``(images, labels)`` to
+``(B,)`` scores (logits for ``bce``, unbounded for ``wasserstein``/``hinge``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from cxrlab.errors import CxrlabError
+
+LOSSES = ("bce", "wasserstein", "hinge", "elbo")
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """``name`` is ``adam`` or ``rmsprop``."""
+
+    name: str
+    lr: float
+    betas: tuple[float, float] = (0.5, 0.999)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Switches any family may honour.
+
+    Attributes:
+        latent_dim: size of z.
+        spectral_norm: spectral normalisation on every discriminator layer (its
+            BatchNorm layers are then left out: the two fight each other).
+        generator: ``default`` or ``conv`` (wgan/wgan-gp: the DCGAN generator instead of the MLP).
+        num_classes: classes for conditional models.
+    """
+
+    latent_dim: int = 100
+    spectral_norm: bool = False
+    generator: str = "default"
+    num_classes: int = 2
+
+
+@dataclass
+class Recipe:
+    """Networks and training rules of one family."""
+
+    generator: nn.Module
+    discriminator: nn.Module | None  # None for the VAE (it is the generator's encoder pair)
+    loss: str
+    g_optimizer: OptimizerSpec
+    d_optimizer: OptimizerSpec | None
+    n_critic: int = 1
+    clip_value: float | None = None
+    gp_weight: float = 0.0
+    conditional: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+ModelBuilder = Callable[[int, ModelOptions], Recipe]
+MODELS: dict[str, ModelBuilder] = {}
+
+
+def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
+    def decorator(builder: ModelBuilder) -> ModelBuilder:
+        MODELS[name] = builder
+        return builder
+
+    return decorator
+
+
+def check_size(size_px: int) -> int:
+    """Number of factor-2 blocks between 4 px and ``size_px`` (a power of two, 32..256)."""
+    if size_px < 32 or size_px > 256 or size_px & (size_px - 1):
+        raise CxrlabError(f"--size must be a power of two from 32 to 256 px, got {size_px}")
+    return int(math.log2(size_px // 4))
+
+
+def build_model(name: str, size_px: int, options: ModelOptions | None = None) -> Recipe:
+    """Build family ``name`` for square ``size_px`` images."""
+    from cxrlab.gen.models import conv, mlp, vae  # noqa: F401  (registers the families)
+
+    if name not in MODELS:
+        raise CxrlabError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    check_size(size_px)
+    return MODELS[name](size_px, options or ModelOptions())
+
+
+def model_names() -> list[str]:
+    from cxrlab.gen.models import conv, mlp, vae  # noqa: F401
+
+    return sorted(MODELS)

@@ -1,0 +1,543 @@
+"""One training loop for every generative family.
+
+A run folder holds ``config.yaml``, ``metrics.csv`` (step, seconds, losses and any
+metrics; TensorBoard events in ``tensorboard/``), ``samples/step_NNNNNN.png`` (a
+grid from a fixed noise batch every sample interval) and
+``checkpoints/step_NNNNNN.pt`` (every save interval, atomic; a versioned dict of
+state_dicts, optimizer states, RNG states, step and config, read with
+``weights_only=True``). ``resume=True`` continues from the newest checkpoint and
+reaches, bitwise on CPU, the weights of an uninterrupted run.
+
+Speed without shrinking models: the fakes of critic steps are made without
+gradient tracking; the discriminator's parameters do not collect gradients during
+generator steps (single process); losses are summed on the device and read once
+per log interval (no per-step host syncs); on CUDA, channels_last, fused Adam and
+bf16 autocast. Multi-GPU / multi-node data parallelism comes from Lightning
+Fabric (``devices``).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from cxrlab.data.packed import open_packed
+from cxrlab.data.show import image_grid, save_grid
+from cxrlab.errors import CxrlabError
+from cxrlab.gen.config import GenConfig
+from cxrlab.gen.diffaug import diff_augment, parse_policy
+from cxrlab.gen.losses import discriminator_loss, elbo_loss, generator_loss, gradient_penalty
+from cxrlab.gen.models import ModelOptions, OptimizerSpec, Recipe, build_model
+from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
+from cxrlab.utils.device import resolve_device
+
+SAMPLE_GRID = 64
+CHECKPOINT_PATTERN = re.compile(r"step_(\d+)\.pt$")
+
+#: ``metrics_fn(generator, step) -> {name: value}``, called at save intervals on rank 0.
+MetricsFn = Callable[[nn.Module, int], dict[str, float]]
+
+
+@dataclass
+class TrainResult:
+    run: Path
+    step: int
+    seconds: float
+    last_row: dict[str, float]
+
+
+def build_recipe(config: GenConfig) -> Recipe:
+    """The family's recipe with the run's overrides applied."""
+    options = ModelOptions(
+        latent_dim=config.latent_dim, spectral_norm=config.spectral_norm, generator=config.generator
+    )
+    recipe = build_model(config.model, config.size_px, options)
+    if config.loss and recipe.loss != "elbo":
+        recipe.loss = config.loss
+    if config.n_critic and recipe.discriminator is not None:
+        recipe.n_critic = config.n_critic
+    if config.lr_g:
+        recipe.g_optimizer = OptimizerSpec(
+            recipe.g_optimizer.name, config.lr_g, recipe.g_optimizer.betas
+        )
+    if config.lr_d and recipe.d_optimizer:
+        recipe.d_optimizer = OptimizerSpec(
+            recipe.d_optimizer.name, config.lr_d, recipe.d_optimizer.betas
+        )
+    return recipe
+
+
+def make_optimizer(spec: OptimizerSpec, parameters, device: torch.device) -> torch.optim.Optimizer:
+    if spec.name == "adam":
+        # fused kernels on CUDA; the default (foreach) path elsewhere
+        return torch.optim.Adam(
+            parameters, lr=spec.lr, betas=spec.betas, fused=device.type == "cuda" or None
+        )
+    if spec.name == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=spec.lr)
+    raise CxrlabError(f"unknown optimizer {spec.name!r}")
+
+
+def latest_checkpoint(run: Path, step: int | None = None) -> Path | None:
+    """The checkpoint of ``step``, or the newest one, in ``run/checkpoints``."""
+    folder = Path(run) / "checkpoints"
+    found = {
+        int(m.group(1)): p
+        for p in folder.glob("step_*.pt")
+        if (m := CHECKPOINT_PATTERN.search(p.name))
+    }
+    if not found:
+        return None
+    if step is None:
+        return found[max(found)]
+    if step not in found:
+        raise CxrlabError(
+            f"{folder} has no checkpoint of step {step}; it has steps {sorted(found)}"
+        )
+    return found[step]
+
+
+def load_real_images(config: GenConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real images (N, 1, S, S) in [-1, 1] and covid labels (N,) from the PACKED, per the config."""
+    packed = open_packed(config.data)
+    if packed.images.shape[1:] != (config.size_px, config.size_px):
+        raise CxrlabError(
+            f"{config.data} holds {packed.images.shape[1]} px images but --size is {config.size_px}; "
+            f"preprocess with `cxrlab data preprocess DATASET --size {config.size_px}`"
+        )
+    rows = packed.select(config.splits, config.covid)
+    if len(rows) == 0:
+        raise CxrlabError(
+            f"{config.data}: no images with split {config.split!r} and label {config.label!r}"
+        )
+    top = float(np.iinfo(packed.images.dtype).max)
+    images = torch.from_numpy(np.asarray(packed.images[rows], dtype=np.float32) / top * 2.0 - 1.0)[
+        :, None
+    ]
+    labels = torch.from_numpy(packed.manifest["covid"].to_numpy()[rows].astype(np.int64))
+    return images, labels
+
+
+class _EMA:
+    """Exponential moving average of a module's parameters (buffers are copied)."""
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.module = copy.deepcopy(module).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        for average, current in zip(self.module.parameters(), module.parameters(), strict=True):
+            average.lerp_(current, 1.0 - self.decay)
+        for average, current in zip(self.module.buffers(), module.buffers(), strict=True):
+            average.copy_(current)
+
+
+class GenTrainer:
+    """Trains one generative model per :class:`GenConfig` (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: GenConfig,
+        fabric,
+        *,
+        progress: bool = True,
+        metrics_fn: MetricsFn | None = None,
+    ):
+        self.config = config
+        self.fabric = fabric
+        self.progress = progress and fabric.is_global_zero
+        self.metrics_fn = metrics_fn
+        self.run = Path(config.out)
+        self.device = fabric.device
+        self.policy = parse_policy(config.diffaug)
+
+        torch.manual_seed(config.seed)  # identical initial weights on every replica
+        self.recipe = build_recipe(config)
+        self.generator = self.recipe.generator
+        self.discriminator = self.recipe.discriminator
+        if self.device.type == "cuda":
+            self.generator.to(memory_format=torch.channels_last)
+            if self.discriminator is not None:
+                self.discriminator.to(memory_format=torch.channels_last)
+        self.g_opt = make_optimizer(
+            self.recipe.g_optimizer, self.generator.parameters(), self.device
+        )
+        self.g_model, self.g_opt = fabric.setup(self.generator, self.g_opt)
+        if self.discriminator is not None:
+            self.d_opt = make_optimizer(
+                self.recipe.d_optimizer, self.discriminator.parameters(), self.device
+            )
+            self.d_model, self.d_opt = fabric.setup(self.discriminator, self.d_opt)
+        self.ema = _EMA(self.generator, config.ema) if config.ema > 0 else None
+
+        real, labels = load_real_images(config)
+        self.real_images = real.to(self.device)
+        self.real_labels = labels.to(self.device)
+        rank = fabric.global_rank
+        torch.manual_seed(config.seed * 1000 + rank)  # dropout, DiffAugment, penalty mixing
+        self.data_rng = torch.Generator().manual_seed(config.seed * 1000 + 1 + rank)
+        self.noise_rng = torch.Generator().manual_seed(config.seed * 1000 + 2 + rank)
+        fixed = torch.Generator().manual_seed(config.seed + 12345)
+        self.fixed_noise = torch.randn(SAMPLE_GRID, config.latent_dim, generator=fixed).to(
+            self.device
+        )
+        self.fixed_labels = (torch.arange(SAMPLE_GRID) % 2).to(self.device)
+        self.augment = None
+        if config.augment:
+            from cxrlab.preprocess.augment import BatchAugment
+
+            self.augment = BatchAugment(config.augment, seed=config.seed * 1000 + 3 + rank)
+        self.step = 0
+        self.elapsed = 0.0
+
+    # ----------------------------------------------------------------- state
+    def state(self) -> dict:
+        state = {
+            "step": self.step,
+            "seconds": self.elapsed,
+            "config": self.config.as_dict(),
+            "generator": self.generator.state_dict(),
+            "g_optimizer": self.g_opt.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_data": self.data_rng.get_state(),
+            "rng_noise": self.noise_rng.get_state(),
+        }
+        if self.discriminator is not None:
+            state["discriminator"] = self.discriminator.state_dict()
+            state["d_optimizer"] = self.d_opt.state_dict()
+        if self.ema is not None:
+            state["ema"] = self.ema.module.state_dict()
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.g_opt.load_state_dict(state["g_optimizer"])
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.d_opt.load_state_dict(state["d_optimizer"])
+        if self.ema is not None and "ema" in state:
+            self.ema.module.load_state_dict(state["ema"])
+        torch.set_rng_state(state["rng_cpu"])
+        self.data_rng.set_state(state["rng_data"])
+        self.noise_rng.set_state(state["rng_noise"])
+        if "rng_cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        self.step = int(state["step"])
+        self.elapsed = float(state["seconds"])
+
+    # ----------------------------------------------------------------- steps
+    def _real_batch(self, draw: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.randint(
+            len(self.real_images), (self.config.batch_size,), generator=self.data_rng
+        )
+        index = index.to(self.device)
+        images, labels = self.real_images[index], self.real_labels[index]
+        if self.augment is not None:
+            images = self.augment(images, draw)
+        if self.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, labels
+
+    def _noise(self) -> torch.Tensor:
+        return torch.randn(
+            self.config.batch_size, self.config.latent_dim, generator=self.noise_rng
+        ).to(self.device)
+
+    def _vae_step(self) -> dict[str, torch.Tensor]:
+        images, _ = self._real_batch(self.step)
+        logits, mu, logvar = self.g_model(images=images)
+        loss, reconstruction, kl = elbo_loss(logits, images, mu, logvar)
+        self.g_opt.zero_grad(set_to_none=True)
+        self.fabric.backward(loss)
+        self.g_opt.step()
+        return {"loss": loss.detach(), "reconstruction": reconstruction.detach(), "kl": kl.detach()}
+
+    def _adversarial_step(self) -> dict[str, torch.Tensor]:
+        recipe, config = self.recipe, self.config
+        out: dict[str, torch.Tensor] = {}
+        single = self.fabric.world_size == 1
+        if single:
+            self.discriminator.requires_grad_(True)
+        for critic_step in range(recipe.n_critic):
+            real, labels = self._real_batch(self.step * recipe.n_critic + critic_step)
+            with torch.no_grad():
+                fake = self.g_model(self._noise(), labels if recipe.conditional else None)
+            conditioning = labels if recipe.conditional else None
+            real_in, fake_in = diff_augment(real, self.policy), diff_augment(fake, self.policy)
+            real_scores = self.d_model(real_in, conditioning)
+            fake_scores = self.d_model(fake_in, conditioning)
+            d_loss = discriminator_loss(recipe.loss, real_scores, fake_scores)
+            if recipe.gp_weight:
+                penalty = gradient_penalty(
+                    self.d_model, real_in.float(), fake_in.float(), conditioning
+                )
+                d_loss = d_loss + recipe.gp_weight * penalty
+                out["gp"] = penalty.detach()
+            self.d_opt.zero_grad(set_to_none=True)
+            self.fabric.backward(d_loss)
+            self.d_opt.step()
+            if recipe.clip_value:
+                with torch.no_grad():
+                    for parameter in self.discriminator.parameters():
+                        parameter.clamp_(-recipe.clip_value, recipe.clip_value)
+        out["d_loss"] = d_loss.detach()
+        out["d_real"] = real_scores.detach().mean()
+        out["d_fake"] = fake_scores.detach().mean()
+
+        if single:  # the generator step needs no gradients of the discriminator's weights
+            self.discriminator.requires_grad_(False)
+        labels = self.real_labels[
+            torch.randint(len(self.real_labels), (config.batch_size,), generator=self.data_rng).to(
+                self.device
+            )
+        ]
+        conditioning = labels if recipe.conditional else None
+        fake = self.g_model(self._noise(), conditioning)
+        g_loss = generator_loss(
+            recipe.loss, self.d_model(diff_augment(fake, self.policy), conditioning)
+        )
+        self.g_opt.zero_grad(set_to_none=True)
+        self.fabric.backward(g_loss)
+        self.g_opt.step()
+        out["g_loss"] = g_loss.detach()
+        return out
+
+    # ----------------------------------------------------------------- outputs
+    @torch.no_grad()
+    def sample_images(
+        self, noise: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Images (B, 1, S, S) in [-1, 1] from the EMA generator if any, else the generator, in eval mode."""
+        model = self.ema.module if self.ema is not None else self.generator
+        was_training = model.training
+        model.eval()
+        images = model(noise, labels if self.recipe.conditional else None).float()
+        model.train(was_training)
+        return images
+
+    def write_grid(self) -> Path:
+        images = self.sample_images(self.fixed_noise, self.fixed_labels)
+        pixels = ((images[:, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+        return save_grid(
+            image_grid(pixels, columns=8), self.run / "samples" / f"step_{self.step:06d}.png"
+        )
+
+    def sampler(self) -> nn.Module:
+        """The module to sample from (EMA generator if any), in eval mode."""
+        model = self.ema.module if self.ema is not None else self.generator
+        return model
+
+    # ----------------------------------------------------------------- loop
+    def train(self, resume: bool = False) -> TrainResult:
+        config, fabric = self.config, self.fabric
+        rank_zero = fabric.is_global_zero
+        if resume:
+            checkpoint = latest_checkpoint(self.run)
+            if checkpoint is not None:
+                self.load_state(load_checkpoint(checkpoint, map_location=self.device))
+        elif rank_zero and latest_checkpoint(self.run) is not None:
+            raise CxrlabError(
+                f"{self.run} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        metric_names = list(config.metrics)
+        loss_names = self._loss_names()
+        columns = ["step", "seconds", *loss_names]
+        writer = log = tensorboard = None
+        if rank_zero:
+            self.run.mkdir(parents=True, exist_ok=True)
+            config.write(self.run / "config.yaml")
+            log = _MetricsLog(self.run / "metrics.csv", columns, keep_through=self.step)
+            tensorboard = _tensorboard(self.run / "tensorboard")
+            writer = _wandb(config)
+
+        sums: dict[str, torch.Tensor] = {}
+        counted = 0
+        start = time.perf_counter() - self.elapsed
+        bar = tqdm(
+            total=config.steps, initial=self.step, desc=f"{config.model}", disable=not self.progress
+        )
+        last_row: dict[str, float] = {}
+        step_fn = self._vae_step if self.recipe.loss == "elbo" else self._adversarial_step
+        self.generator.train()
+        if self.discriminator is not None:
+            self.discriminator.train()
+        while self.step < config.steps:
+            losses = step_fn()
+            self.step += 1
+            if self.ema is not None:
+                self.ema.update(self.generator)
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value
+            counted += 1
+            self.elapsed = time.perf_counter() - start
+            if self.step % config.log_interval == 0 or self.step == config.steps:
+                last_row = {"step": self.step, "seconds": round(self.elapsed, 3)}
+                last_row.update(
+                    {k: float(v) / counted for k, v in sums.items()}
+                )  # one host sync per log
+                sums, counted = {}, 0
+                if rank_zero:
+                    log.write(last_row)
+                    _log_scalars(tensorboard, writer, last_row)
+                    bar.set_postfix(
+                        {k: f"{v:.3g}" for k, v in last_row.items() if k not in ("step", "seconds")}
+                    )
+            if rank_zero and (self.step % config.sample_interval == 0 or self.step == config.steps):
+                self.write_grid()
+            if self.step % config.save_interval == 0 or self.step == config.steps:
+                if rank_zero:
+                    save_checkpoint(
+                        self.run / "checkpoints" / f"step_{self.step:06d}.pt", self.state()
+                    )
+                    if metric_names and self.metrics_fn is not None:
+                        row = self._run_metrics()
+                        log.write(row)
+                        _log_scalars(tensorboard, writer, row)
+                        last_row.update(row)
+                fabric.barrier()
+            bar.update(1)
+        bar.close()
+        if rank_zero:
+            log.close()
+            if tensorboard is not None:
+                tensorboard.close()
+            if writer is not None:
+                writer.finish()
+        return TrainResult(self.run, self.step, self.elapsed, last_row)
+
+    def _run_metrics(self) -> dict[str, float]:
+        began = time.perf_counter()
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            values = self.metrics_fn(self.sampler(), self.step)
+        return {
+            "step": self.step,
+            "seconds": round(self.elapsed, 3),
+            **values,
+            "metrics_seconds": round(time.perf_counter() - began, 3),
+        }
+
+    def _loss_names(self) -> list[str]:
+        if self.recipe.loss == "elbo":
+            return ["loss", "reconstruction", "kl"]
+        names = ["d_loss", "g_loss", "d_real", "d_fake"]
+        return names + (["gp"] if self.recipe.gp_weight else [])
+
+
+class _MetricsLog:
+    """metrics.csv: losses every log interval, metric values at save intervals.
+
+    New value names (metrics return several, e.g. ``swd_64px``) widen the header; the
+    file is then rewritten whole, which happens rarely. On resume, rows after the
+    checkpoint's step are dropped, so a resumed run's file equals an uninterrupted one's.
+    """
+
+    def __init__(self, path: Path, columns: list[str], keep_through: int) -> None:
+        self.path = path
+        self.columns = list(columns)
+        self.rows: list[dict] = []
+        if path.is_file() and keep_through > 0:
+            with open(path, newline="") as handle:
+                reader = csv.DictReader(handle)
+                self.columns += [c for c in reader.fieldnames or [] if c not in self.columns]
+                self.rows = [r for r in reader if int(float(r["step"])) <= keep_through]
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        self.handle = open(self.path, "w", newline="")  # noqa: SIM115 - kept open for the run
+        self.writer = csv.DictWriter(self.handle, fieldnames=self.columns, extrasaction="ignore")
+        self.writer.writeheader()
+        self.writer.writerows(self.rows)
+        self.handle.flush()
+
+    def write(self, row: dict) -> None:
+        row = {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+        self.rows.append(row)
+        new = [k for k in row if k not in self.columns]
+        if new:
+            self.handle.close()
+            self.columns += new
+            self._rewrite()
+        else:
+            self.writer.writerow(row)
+            self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _tensorboard(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency, but stay usable without it
+        return None
+    return SummaryWriter(log_dir=str(folder))
+
+
+def _wandb(config: GenConfig):
+    if not config.wandb:
+        return None
+    try:
+        import wandb
+    except ImportError as error:
+        raise CxrlabError("--wandb needs the wandb package: pip install wandb") from error
+    return wandb.init(project="cxrlab", name=Path(config.out).name, config=config.as_dict())
+
+
+def _log_scalars(tensorboard, wandb_run, row: dict) -> None:
+    step = int(row["step"])
+    values = {k: v for k, v in row.items() if k not in ("step",) and isinstance(v, (int, float))}
+    if tensorboard is not None:
+        for name, value in values.items():
+            tensorboard.add_scalar(name, value, step)
+    if wandb_run is not None:
+        wandb_run.log(values, step=step)
+
+
+def _fabric(config: GenConfig):
+    from lightning_fabric import Fabric
+
+    device = resolve_device(config.device)
+    accelerator = "cuda" if device.type == "cuda" else "cpu"
+    if config.devices > 1:
+        strategy = "ddp" if accelerator == "cuda" else "ddp_spawn"
+    else:
+        strategy = "auto"
+    precision = "bf16-mixed" if accelerator == "cuda" else "32-true"
+    devices = (
+        [device.index]
+        if (accelerator == "cuda" and config.devices == 1 and device.index is not None)
+        else config.devices
+    )
+    return Fabric(accelerator=accelerator, devices=devices, strategy=strategy, precision=precision)
+
+
+def _run(
+    fabric, config: GenConfig, resume: bool, progress: bool, metrics_fn: MetricsFn | None
+) -> TrainResult:
+    trainer = GenTrainer(config, fabric, progress=progress, metrics_fn=metrics_fn)
+    return trainer.train(resume=resume)
+
+
+def train_generator(
+    config: GenConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    metrics_fn: MetricsFn | None = None,
+) -> TrainResult:
+    """Train (or, with ``resume``, continue) a generative model as ``config`` says."""
+    fabric = _fabric(config)
+    return fabric.launch(_run, config, resume, progress, metrics_fn)

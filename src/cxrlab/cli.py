@@ -29,8 +29,10 @@ app.add_typer(data_app, name="data")
 
 def _register_subcommands() -> None:
     from cxrlab.gen.cli import app as gen_app
+    from cxrlab.metrics.cli import metrics_command
 
     app.add_typer(gen_app, name="gen")
+    app.command("metrics")(metrics_command)
 
 
 def _version_callback(value: bool) -> None:

@@ -1,0 +1,81 @@
+"""Training speed of every generative family at 64 px, batch 32, on this machine's CPU.
+
+Side by side with the thesis' table 4.5 (cloud GPUs, 10,000 steps). The projected
+time for 10,000 steps is measured steps/s extrapolated; the ratio is
+thesis seconds / our projected seconds (> 1: faster than the thesis' GPU runs).
+gan and dcgan have no table 4.5 entry at 64 px; gan is compared with cgan's figure.
+Targets: gan, cgan, wgan and wgan-gp faster than the thesis on this 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import dev_dataset
+from cxrlab.data.api import split_dataset
+from cxrlab.data.packed import preprocess_dataset
+from cxrlab.gen.config import GenConfig
+from cxrlab.gen.trainer import GenTrainer, _fabric
+from cxrlab.preprocess.transforms import PreprocessOptions
+
+#: Thesis table 4.5, seconds for 10,000 steps at 64 px (cloud GPUs).
+THESIS_64PX = {"wgan": 2687.0, "wgan-gp": 5913.0, "cgan": 2221.0}
+COMPARE_WITH = {"gan": "cgan"}
+MODELS = ["gan", "cgan", "wgan", "wgan-gp", "dcgan", "vae"]
+WARMUP, MEASURED = 5, 40
+
+
+def steps_per_second(config: GenConfig) -> float:
+    fabric = _fabric(config)
+    trainer = GenTrainer(config, fabric, progress=False)
+    step = trainer._vae_step if trainer.recipe.loss == "elbo" else trainer._adversarial_step
+    for _ in range(WARMUP):
+        step()
+    began = time.perf_counter()
+    last = None
+    for _ in range(MEASURED):
+        last = step()
+    float(next(iter(last.values())))  # wait for the last step's work
+    return MEASURED / (time.perf_counter() - began)
+
+
+def main() -> None:
+    torch.set_num_threads(torch.get_num_threads())
+    with tempfile.TemporaryDirectory(prefix="cxrlab-bench-") as tmp:
+        dataset, what = dev_dataset(Path(tmp))
+        split_dataset(dataset, seed=0)
+        packed = Path(tmp) / "P64"
+        preprocess_dataset(dataset, packed, PreprocessOptions(size_px=64), progress=False)
+        print(
+            f"gen training speed at 64 px, batch 32, CPU ({torch.get_num_threads()} threads), {what}"
+        )
+        print(
+            f"{'model':8s} {'steps/s':>8s} {'10k steps (s)':>14s} {'thesis 10k (s)':>15s} {'ratio':>7s}"
+        )
+        for name in MODELS:
+            config = GenConfig(
+                model=name,
+                data=str(packed),
+                out=str(Path(tmp) / name),
+                size_px=64,
+                batch_size=32,
+                device="cpu",
+                label="positive",
+            )
+            rate = steps_per_second(config)
+            projected = 10_000 / rate
+            reference = THESIS_64PX.get(COMPARE_WITH.get(name, name))
+            ratio = f"{reference / projected:6.2f}x" if reference else "    n/a"
+            thesis = f"{reference:15.0f}" if reference else f"{'-':>15s}"
+            note = f"  (vs {COMPARE_WITH[name]})" if name in COMPARE_WITH else ""
+            print(f"{name:8s} {rate:8.2f} {projected:14.0f} {thesis} {ratio}{note}", flush=True)
+        assert np.isfinite(rate)
+
+
+if __name__ == "__main__":
+    main()

@@ -129,4 +129,20 @@ def test_metrics_are_logged_at_each_save_interval(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     metric_rows = [r for r in rows if r["swd"]]
     assert [int(r["step"]) for r in metric_rows] == [3, 6]
-    assert all(float(r["metrics_seconds"]) > 0 and float(r["ms_ssim_fake"]) > 0 for r in metric_rows)
+    assert all(
+        float(r["metrics_seconds"]) > 0 and float(r["ms_ssim_fake"]) > 0 for r in metric_rows
+    )
+
+
+def test_ema_warms_up_then_follows_slowly():
+    from cxrlab.gen.trainer import _EMA
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = _EMA(model, decay=0.999)
+    model.weight.data.fill_(1.0)
+    ema.update(model, step=0)  # decay (1 + 0) / 10 = 0.1: mostly the new weights
+    assert ema.module.weight.item() == pytest.approx(0.9)
+    for step in range(1, 5000):
+        ema.update(model, step)
+    assert ema.module.weight.item() == pytest.approx(1.0, abs=1e-3)

@@ -129,16 +129,22 @@ def load_real_images(config: GenConfig) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _EMA:
-    """Exponential moving average of a module's parameters (buffers are copied)."""
+    """Exponential moving average of a module's parameters (buffers are copied).
+
+    The decay ramps up as ``min(decay, (1 + step) / (10 + step))``: with a fixed 0.999
+    the average would still carry most of the random initial weights after a few
+    hundred steps, and early sample grids would show only grey.
+    """
 
     def __init__(self, module: nn.Module, decay: float) -> None:
         self.decay = decay
         self.module = copy.deepcopy(module).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
+    def update(self, module: nn.Module, step: int) -> None:
+        decay = min(self.decay, (1.0 + step) / (10.0 + step))
         for average, current in zip(self.module.parameters(), module.parameters(), strict=True):
-            average.lerp_(current, 1.0 - self.decay)
+            average.lerp_(current, 1.0 - decay)
         for average, current in zip(self.module.buffers(), module.buffers(), strict=True):
             average.copy_(current)
 
@@ -378,7 +384,7 @@ class GenTrainer:
             losses = step_fn()
             self.step += 1
             if self.ema is not None:
-                self.ema.update(self.generator)
+                self.ema.update(self.generator, self.step)
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value
             counted += 1

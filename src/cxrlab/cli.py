@@ -28,11 +28,13 @@ app.add_typer(data_app, name="data")
 
 
 def _register_subcommands() -> None:
+    from cxrlab.clf.cli import app as clf_app
     from cxrlab.gen.cli import app as gen_app
     from cxrlab.metrics.cli import metrics_command
 
     app.add_typer(gen_app, name="gen")
     app.command("metrics")(metrics_command)
+    app.add_typer(clf_app, name="clf")
 
 
 def _version_callback(value: bool) -> None:

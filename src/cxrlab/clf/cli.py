@@ -1,0 +1,176 @@
+"""``cxrlab clf``: train COVID-19 classifiers and evaluate them honestly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperCommand
+
+from cxrlab.cli_common import Quiet, friendly_errors
+
+app = typer.Typer(
+    help=(
+        "Train COVID-19 classifiers (train split only; epoch and threshold chosen on "
+        "validation; test read once) and evaluate them with patient-bootstrap intervals."
+    ),
+    no_args_is_help=True,
+)
+
+
+class SeedsCommand(TyperCommand):
+    """Accepts ``--seeds 0 1 2`` (and ``--seeds 0,1,2``) as well as repeated ``--seeds``."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        rewritten: list[str] = []
+        index = 0
+        while index < len(args):
+            argument = args[index]
+            if argument != "--seeds":
+                rewritten.append(argument)
+                index += 1
+                continue
+            index += 1
+            values = []
+            while index < len(args) and not args[index].startswith("--"):
+                values += [v for v in args[index].split(",") if v]
+                index += 1
+            rewritten += [part for value in values for part in ("--seeds", value)] or ["--seeds"]
+        return super().parse_args(ctx, rewritten)
+
+
+@app.command("train", cls=SeedsCommand)
+@friendly_errors
+def train(
+    arch: Annotated[str, typer.Option(help="simple-cnn, resnet18 or densenet121-xrv.")],
+    data: Annotated[Path, typer.Option(help="PACKED folder with train/val/test splits.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
+    synthetic: Annotated[
+        Path | None,
+        typer.Option(
+            help="Synthetic PACKED or folder of PNGs (COVID-19 unless in a 'negative'/'normal' "
+            "sub-folder), added to training only."
+        ),
+    ] = None,
+    synthetic_ratio: Annotated[
+        float | None,
+        typer.Option(help="Synthetic images per real training image (default: all of them)."),
+    ] = None,
+    augment: Annotated[
+        str,
+        typer.Option(
+            help="Online augmentation of training batches: none, mild, anatomical, severe."
+        ),
+    ] = "none",
+    balance: Annotated[
+        str, typer.Option(help="Class imbalance: none, weighted-loss or oversample.")
+    ] = "none",
+    freeze_backbone: Annotated[
+        bool, typer.Option("--freeze-backbone", help="Train the head only (DeepCovid's choice).")
+    ] = False,
+    pretrained: Annotated[
+        str,
+        typer.Option(
+            help="auto (xrv for densenet121-xrv, else none), none, imagenet (resnet18), xrv, or a weights file."
+        ),
+    ] = "auto",
+    head: Annotated[
+        str, typer.Option(help="logit (1 output, sigmoid + BCE) or softmax (2 outputs).")
+    ] = "logit",
+    epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 50,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 20,
+    lr: Annotated[float, typer.Option(help="Initial AdamW learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
+    schedule: Annotated[
+        str,
+        typer.Option(
+            help="cosine (over the whole run), plateau (halve on val-loss plateaus) or constant."
+        ),
+    ] = "cosine",
+    seeds: Annotated[
+        list[int] | None, typer.Option(help="Seeds, e.g. --seeds 0 1 2 (one run each).")
+    ] = None,
+    bootstrap: Annotated[int, typer.Option(help="Patient-bootstrap resamples for the CIs.")] = 2000,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue unfinished seeds from their last epoch.")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """Train a classifier per seed; writes config.yaml, seed_N/ (epochs.csv, best.pt,
+    predictions, confusion matrix, ROC) and metrics.json + report.txt in --out.
+
+    The epoch (best validation AUC) and the decision threshold (Youden's J) are chosen
+    on the validation split; the test split is evaluated once, at the end.
+    """
+    from cxrlab.clf.config import ClfConfig
+    from cxrlab.clf.trainer import train_classifier
+
+    config = ClfConfig(
+        arch=arch,
+        data=str(data),
+        out=str(out),
+        synthetic=str(synthetic) if synthetic else None,
+        synthetic_ratio=synthetic_ratio,
+        augment=augment,
+        balance=balance,
+        freeze_backbone=freeze_backbone,
+        pretrained=pretrained,
+        head=head,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        seeds=list(seeds) if seeds else [0],
+        device=device,
+        bootstrap=bootstrap,
+    )
+    result = train_classifier(config, resume=resume, progress=not quiet)
+    typer.echo(result.report)
+    typer.echo(f"run folder: {result.run} (metrics.json, report.txt)")
+
+
+@app.command("evaluate")
+@friendly_errors
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder of `cxrlab clf train`.")],
+    data: Annotated[Path, typer.Option(help="PACKED folder to evaluate on (any source).")],
+    split: Annotated[
+        str,
+        typer.Option(
+            help="test, external, val, or all (every real image: a dataset from another source)."
+        ),
+    ] = "test",
+    explain: Annotated[
+        int, typer.Option(help="Grad-CAM overlays of this many images per seed (0: none).")
+    ] = 0,
+    shortcut_probe: Annotated[
+        bool,
+        typer.Option("--shortcut-probe", help="Evaluate again with the lung field blacked out."),
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output folder (default RUN/eval/<data>-<split>)."),
+    ] = None,
+    bootstrap: Annotated[int, typer.Option(help="Patient-bootstrap resamples for the CIs.")] = 2000,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Evaluate every seed of RUN on a split of --data: metrics with 95% patient-bootstrap
+    intervals, confusion matrix and ROC PNGs, predictions CSV; optionally Grad-CAM and a
+    shortcut probe."""
+    from cxrlab.clf.evaluate import evaluate_run
+
+    result = evaluate_run(
+        run,
+        data,
+        split=split,
+        explain=explain,
+        shortcut_probe=shortcut_probe,
+        out=out,
+        device=device,
+        bootstrap=bootstrap,
+    )
+    typer.echo(result.report)
+    typer.echo(f"written to {result.out} (metrics.json, report.txt)")

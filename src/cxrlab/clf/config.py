@@ -1,0 +1,135 @@
+"""Typed configuration of a classifier run, written as ``config.yaml`` beside it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from cxrlab.errors import CxrlabError
+from cxrlab.utils.fs import atomic_write_text
+
+ARCHS = ("simple-cnn", "resnet18", "densenet121-xrv")
+HEADS = ("logit", "softmax")
+AUGMENTS = ("none", "mild", "anatomical", "severe")
+BALANCES = ("none", "weighted-loss", "oversample")
+SCHEDULES = ("cosine", "plateau", "constant")
+
+#: Fields that may differ between a run and its ``--resume`` without changing its results.
+RESUME_FREE_FIELDS = ("seeds", "device", "out")
+
+
+@dataclass
+class ClfConfig:
+    """Everything that defines a run of ``cxrlab clf train``.
+
+    Attributes:
+        arch: ``simple-cnn``, ``resnet18`` or ``densenet121-xrv``.
+        data: PACKED folder of real images with train/val/test splits.
+        out: run folder.
+        synthetic: PACKED or folder of PNGs added to the *training* images only.
+        synthetic_ratio: synthetic images per real training image (a seeded draw);
+            None uses every synthetic image.
+        augment: online augmentation preset of training batches (``none``, ``mild``,
+            ``anatomical``, ``severe``; see :mod:`cxrlab.preprocess.augment`).
+        balance: ``none``, ``weighted-loss`` (class weights n / (2 n_c)) or
+            ``oversample`` (each epoch draws classes equally often, with replacement).
+        freeze_backbone: train only the head (what DeepCovid's script did); default
+            trains every layer.
+        pretrained: ``auto`` (xrv for densenet121-xrv, none otherwise), ``none``,
+            ``imagenet`` (resnet18), ``xrv`` (densenet121-xrv) or a local weights file.
+        head: ``logit`` (one logit, sigmoid + binary cross-entropy) or ``softmax``
+            (two logits, softmax + cross-entropy).
+        epochs: passes over the training images.
+        batch_size: images per optimizer step.
+        lr: AdamW learning rate at the start.
+        weight_decay: AdamW's decoupled weight decay.
+        schedule: ``cosine`` (to ``min_lr_fraction * lr`` at the last epoch, not
+            before), ``plateau`` (halve on a validation-loss plateau of 5 epochs) or
+            ``constant``.
+        min_lr_fraction: the cosine schedule's floor, as a fraction of ``lr``.
+        seeds: one run per seed; the summary reports mean and sd over them.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        bootstrap: patient-level bootstrap resamples for the 95% intervals.
+    """
+
+    arch: str
+    data: str
+    out: str
+    synthetic: str | None = None
+    synthetic_ratio: float | None = None
+    augment: str = "none"
+    balance: str = "none"
+    freeze_backbone: bool = False
+    pretrained: str = "auto"
+    head: str = "logit"
+    epochs: int = 50
+    batch_size: int = 20
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    min_lr_fraction: float = 0.01
+    seeds: list[int] = field(default_factory=lambda: [0])
+    device: str = "auto"
+    bootstrap: int = 2000
+
+    def __post_init__(self) -> None:
+        choices = {
+            "arch": ARCHS,
+            "head": HEADS,
+            "augment": AUGMENTS,
+            "balance": BALANCES,
+            "schedule": SCHEDULES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise CxrlabError(
+                    f"--{name} {getattr(self, name)!r} is not known; choose one of {', '.join(allowed)}"
+                )
+        for name in ("epochs", "batch_size", "bootstrap"):
+            if getattr(self, name) < 1:
+                raise CxrlabError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.lr <= 0:
+            raise CxrlabError(f"--lr must be positive, got {self.lr}")
+        if self.synthetic_ratio is not None and self.synthetic_ratio < 0:
+            raise CxrlabError(f"--synthetic-ratio must be >= 0, got {self.synthetic_ratio}")
+        if self.synthetic_ratio is not None and not self.synthetic:
+            raise CxrlabError("--synthetic-ratio needs --synthetic PACKED_OR_DIR")
+        if not 0.0 <= self.min_lr_fraction <= 1.0:
+            raise CxrlabError(f"min_lr_fraction must be in [0, 1], got {self.min_lr_fraction}")
+        self.seeds = [int(s) for s in self.seeds]
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise CxrlabError(f"--seeds must be distinct integers, got {self.seeds}")
+
+    @property
+    def resolved_pretrained(self) -> str:
+        """``pretrained`` with ``auto`` replaced by the architecture's natural choice."""
+        if self.pretrained == "auto":
+            return "xrv" if self.arch == "densenet121-xrv" else "none"
+        return self.pretrained
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def write(self, path: str | Path) -> None:
+        atomic_write_text(path, yaml.safe_dump(self.as_dict(), sort_keys=False))
+
+    def differences(self, other: ClfConfig) -> list[str]:
+        """Names of the fields, other than :data:`RESUME_FREE_FIELDS`, that differ."""
+        mine, theirs = self.as_dict(), other.as_dict()
+        return [k for k in mine if k not in RESUME_FREE_FIELDS and mine[k] != theirs[k]]
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ClfConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def read(cls, path: str | Path) -> ClfConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise CxrlabError(
+                f"{path} not found: is {path.parent} a run folder of `cxrlab clf train`?"
+            )
+        return cls.from_dict(yaml.safe_load(path.read_text()))

@@ -1,0 +1,354 @@
+"""Evaluating trained classifiers: predictions, metrics with intervals, plots, probes.
+
+``evaluate_run`` loads every seed's best checkpoint (and its validation threshold)
+from a run folder, predicts the real images of a split of any PACKED (the test
+split, an ``external`` split, or ``all`` images of a dataset from another source),
+and writes per seed: ``predictions_SPLIT.csv``, ``confusion_matrix_SPLIT.png``,
+``roc_SPLIT.png`` and ``metrics.json``; optionally Grad-CAM grids and the
+lung-hidden shortcut probe (see :mod:`cxrlab.clf.explain`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_curve
+
+from cxrlab.clf.config import ClfConfig
+from cxrlab.clf.data import evaluation_set
+from cxrlab.clf.explain import (
+    LUNG_BOX,
+    choose_examples,
+    explain_images,
+    hide_lungs,
+    shortcut_verdict,
+)
+from cxrlab.clf.metrics import Evaluation, evaluate_predictions, seeds_table, summarise_seeds
+from cxrlab.clf.predict import BEST, load_trained, predict, predictions_frame
+from cxrlab.data.packed import Packed, open_packed
+from cxrlab.data.show import image_grid, save_grid
+from cxrlab.errors import CxrlabError
+from cxrlab.utils.device import resolve_device
+from cxrlab.utils.fs import atomic_path, atomic_write_text
+
+
+def write_predictions(predictions: pd.DataFrame, threshold: float, path: str | Path) -> Path:
+    """predictions CSV: id, patient_id, source, split, covid, probability, predicted, threshold."""
+    frame = predictions.copy()
+    frame["predicted"] = (frame["probability"] >= threshold).astype(int)
+    frame["threshold"] = threshold
+    frame["probability"] = frame["probability"].map(lambda p: f"{p:.6f}")
+    columns = [
+        "id",
+        "patient_id",
+        "source",
+        "split",
+        "covid",
+        "probability",
+        "predicted",
+        "threshold",
+    ]
+    path = Path(path)
+    atomic_write_text(path, frame[columns].to_csv(index=False, lineterminator="\n"))
+    return path
+
+
+def _save_figure(figure, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    return path
+
+
+def plot_confusion_matrix(evaluation: Evaluation, path: str | Path, title: str = "") -> Path:
+    """A 2 x 2 confusion matrix with counts and row percentages, as PNG."""
+    from matplotlib.figure import Figure
+
+    counts = np.asarray(evaluation.confusion, dtype=np.int64)
+    figure = Figure(figsize=(4.2, 3.8))
+    axes = figure.add_subplot()
+    axes.imshow(counts, cmap="Blues")
+    names = ["not COVID-19", "COVID-19"]
+    for (row, column), count in np.ndenumerate(counts):
+        share = count / max(counts[row].sum(), 1)
+        dark = count > counts.max() / 2
+        axes.text(
+            column,
+            row,
+            f"{count}\n{share:.0%}",
+            ha="center",
+            va="center",
+            color="white" if dark else "black",
+        )
+    axes.set_xticks([0, 1], names)
+    axes.set_yticks([0, 1], names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(
+        title
+        or f"{evaluation.split}: threshold {evaluation.threshold:.3f}\n"
+        f"sens {evaluation.line('sensitivity')}, spec {evaluation.line('specificity')}",
+        fontsize=8,
+    )
+    return _save_figure(figure, Path(path))
+
+
+def plot_roc(
+    predictions: pd.DataFrame, evaluation: Evaluation, path: str | Path, title: str = ""
+) -> Path:
+    """The ROC curve with its AUC (95% CI) and the operating point of the threshold, as PNG."""
+    from matplotlib.figure import Figure
+
+    covid = predictions["covid"].to_numpy().astype(np.int64)
+    probability = predictions["probability"].to_numpy().astype(np.float64)
+    figure = Figure(figsize=(4.2, 4.0))
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    if len(np.unique(covid)) == 2:
+        fpr, tpr, _ = roc_curve(covid, probability)
+        axes.plot(fpr, tpr, linewidth=2, label=f"AUC {evaluation.line('roc_auc')}")
+        sensitivity = evaluation.metrics["sensitivity"]
+        specificity = evaluation.metrics["specificity"]
+        axes.plot(
+            1 - specificity,
+            sensitivity,
+            "o",
+            color="red",
+            label=f"threshold {evaluation.threshold:.3f}",
+        )
+        axes.legend(loc="lower right", fontsize=8)
+    else:
+        axes.text(0.5, 0.5, "one class only:\nno ROC curve", ha="center", va="center")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.01)
+    axes.set_xlabel("1 - specificity")
+    axes.set_ylabel("sensitivity")
+    axes.set_title(
+        title
+        or f"ROC, {evaluation.split} ({evaluation.n_images} images, {evaluation.n_patients} patients)",
+        fontsize=8,
+    )
+    return _save_figure(figure, Path(path))
+
+
+# ------------------------------------------------------------------ a trained run
+@dataclass
+class RunEvaluation:
+    """``cxrlab clf evaluate``'s outcome: per-seed evaluations, files and the text report."""
+
+    out: Path
+    seeds: dict[int, Evaluation]
+    report: str
+    explanations: dict[int, dict] = field(default_factory=dict)
+    probes: dict[int, dict] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def seed_folders(run: str | Path) -> dict[int, Path]:
+    """seed -> folder of every trained seed (``seed_N/best.pt``) of a run folder."""
+    run = Path(run)
+    found = {}
+    for folder in run.glob("seed_*"):
+        suffix = folder.name.removeprefix("seed_")
+        if suffix.lstrip("-").isdigit() and (folder / BEST).is_file():
+            found[int(suffix)] = folder
+    if not found:
+        raise CxrlabError(
+            f"{run} holds no trained seed (seed_N/{BEST}); train one with "
+            f"`cxrlab clf train --out {run} ...`"
+        )
+    return dict(sorted(found.items()))
+
+
+def _leak_notes(run: Path, data: Packed, split: str, rows: pd.DataFrame) -> list[str]:
+    """Warnings when evaluation images were also training images."""
+    notes = []
+    try:
+        config = ClfConfig.read(run / "config.yaml")
+        training = open_packed(config.data).manifest
+    except CxrlabError:
+        return ["cannot read the run's training data: overlap with training images not checked"]
+    training = training[training["split"] == "train"]
+    if Path(config.data).resolve() == data.path.resolve() and split == "all":
+        inside = int(rows["split"].eq("train").sum())
+        if inside:
+            notes.append(
+                f"{inside} evaluated images are the model's training images: numbers are optimistic"
+            )
+    elif "sha256" in data.manifest.columns:
+        hashes = set(training["sha256"]) - {""}
+        identical = int(data.manifest.loc[rows.index, "sha256"].isin(hashes).sum())
+        if identical:
+            notes.append(f"{identical} evaluated images are byte-identical to training images")
+    return notes
+
+
+def evaluate_run(
+    run: str | Path,
+    data: str | Path,
+    *,
+    split: str = "test",
+    explain: int = 0,
+    shortcut_probe: bool = False,
+    out: str | Path | None = None,
+    device: str = "auto",
+    bootstrap: int = 2000,
+    batch_size: int = 64,
+) -> RunEvaluation:
+    """Evaluate every seed of a trained run on ``split`` of the PACKED ``data``.
+
+    Args:
+        run: a run folder of ``cxrlab clf train``.
+        data: a PACKED folder: the training one, or one from another source.
+        split: ``test``, ``external``, ``val`` or ``all`` (real images only, always).
+        explain: Grad-CAM overlays of this many images per seed (0: none).
+        shortcut_probe: evaluate again with the lung field blacked out.
+        out: where to write (default ``RUN/eval/<data folder>-<split>``).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        bootstrap: patient-bootstrap resamples.
+
+    Each seed's threshold is the one chosen on its validation split at training.
+    """
+    run = Path(run)
+    folders = seed_folders(run)
+    torch_device = resolve_device(device)
+    packed = open_packed(data)
+    out = Path(out) if out else run / "eval" / f"{packed.path.name}-{split}"
+    evaluations, explanations, probes = {}, {}, {}
+    notes: list[str] = []
+    for seed, folder in folders.items():
+        model, state = load_trained(folder, torch_device)
+        threshold = float(state["threshold"])
+        size_px = int(state["spec"]["size_px"])
+        images = evaluation_set(packed, split, size_px=size_px)
+        if seed == next(iter(folders)):
+            if int(packed.images.shape[-1]) != size_px:
+                notes.append(
+                    f"images resized from {packed.images.shape[-1]} to the model's {size_px} px"
+                )
+            notes += _leak_notes(run, packed, split, packed.manifest.iloc[images.table["row"]])
+        probability, _ = predict(model, images, device=torch_device, batch_size=batch_size)
+        predictions = predictions_frame(images, probability)
+        evaluation = evaluate_predictions(
+            predictions, threshold, split=split, n_resamples=bootstrap, seed=seed
+        )
+        evaluations[seed] = evaluation
+        target = out / f"seed_{seed}"
+        write_predictions(predictions, threshold, target / f"predictions_{split}.csv")
+        plot_confusion_matrix(evaluation, target / f"confusion_matrix_{split}.png")
+        plot_roc(
+            predictions,
+            evaluation,
+            target / f"roc_{split}.png",
+            title=f"seed {seed}, {packed.path.name} {split}",
+        )
+        values = {
+            "seed": seed,
+            "run": str(run),
+            "data": str(packed.path),
+            "evaluation": evaluation.as_dict(),
+        }
+        if explain > 0:
+            positions = choose_examples(images.labels, explain, seed=seed)
+            explanations[seed] = explain_images(
+                model,
+                images,
+                positions,
+                target / "gradcam.png",
+                device=torch_device,
+                threshold=threshold,
+            )
+            values["gradcam"] = explanations[seed]
+        if shortcut_probe:
+            probes[seed] = _probe(
+                model,
+                images,
+                evaluation,
+                threshold,
+                torch_device,
+                batch_size,
+                bootstrap,
+                seed,
+                target,
+            )
+            values["shortcut_probe"] = probes[seed]
+        atomic_write_text(target / "metrics.json", json.dumps(values, indent=2) + "\n")
+    report = _evaluation_report(
+        run, packed, split, evaluations, folders, out, explanations, probes, notes
+    )
+    summary = {
+        "run": str(run),
+        "data": str(packed.path),
+        "split": split,
+        "metrics": summarise_seeds(evaluations),
+        "per_seed": {str(s): e.as_dict() for s, e in evaluations.items()},
+        "gradcam": {str(s): e for s, e in explanations.items()},
+        "shortcut_probe": {str(s): p for s, p in probes.items()},
+        "notes": notes,
+    }
+    atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "report.txt", report + "\n")
+    return RunEvaluation(out, evaluations, report, explanations, probes, notes)
+
+
+def _probe(model, images, intact, threshold, device, batch_size, bootstrap, seed, target) -> dict:
+    """Evaluate with the lung field hidden; a grid shows what the model was shown."""
+
+    def transform(batch, positions):
+        return hide_lungs(batch, images.lung_mask(positions))
+
+    probability, _ = predict(
+        model, images, device=device, batch_size=batch_size, transform=transform
+    )
+    hidden = evaluate_predictions(
+        predictions_frame(images, probability),
+        threshold,
+        split=f"{intact.split}, lung field hidden",
+        n_resamples=bootstrap,
+        seed=seed,
+    )
+    shown = np.arange(min(16, len(images)))
+    masked = transform(images.batch(shown), shown)[:, 0].numpy()
+    grid = save_grid(
+        image_grid(np.round(masked * 255).astype(np.uint8)), target / "lungs_hidden_examples.png"
+    )
+    return {
+        "lung_field": "lung masks" if images.mask is not None else f"central box {LUNG_BOX}",
+        "hidden": hidden.as_dict(),
+        "verdict": shortcut_verdict(intact, hidden),
+        "examples": str(grid),
+    }
+
+
+def _evaluation_report(
+    run, packed, split, evaluations, folders, out, explanations, probes, notes
+) -> str:
+    first = next(iter(evaluations.values()))
+    lines = [
+        f"{run} on {packed.path} [{split}]: {first.n_images} images, {first.n_patients} patients, "
+        f"{first.n_positive} COVID-19; thresholds from each seed's validation split; 95% patient-bootstrap CIs",
+        seeds_table(evaluations),
+    ]
+    for seed in evaluations:
+        target = out / f"seed_{seed}"
+        files = [target / f"confusion_matrix_{split}.png", target / f"roc_{split}.png"]
+        if seed in explanations:
+            files.append(Path(explanations[seed]["path"]))
+        lines.append(f"seed {seed}: " + ", ".join(str(f) for f in files))
+        if seed in explanations:
+            explained = explanations[seed]
+            lines.append(
+                f"  Grad-CAM at {explained['layer']}: {explained['mean_heat_share_in_lung_field']} "
+                f"of the heat inside the lung field ({explained['lung_field']}, "
+                f"{explained['lung_field_area']:.0%} of the image)"
+            )
+        if seed in probes:
+            lines.append(f"  shortcut probe: {probes[seed]['verdict']}")
+    lines += [f"note: {note}" for note in notes]
+    return "\n".join(lines)

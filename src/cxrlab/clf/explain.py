@@ -1,0 +1,354 @@
+"""Where does the model look? Grad-CAM heatmaps and a lung-hidden shortcut probe.
+
+Grad-CAM (Selvaraju et al., ICCV 2017): the gradients of the COVID-19 log-odds
+with respect to a layer's feature maps, averaged over space, weight those maps; the
+ReLU of the weighted sum, upsampled to the image, shows the regions that raise the
+score. Hooks on the layer capture the maps and their gradients, so any module can
+be explained; by default the deepest backbone layer whose maps are at least 7 x 7
+(the last one at 224 px; at 64 px ResNet's last maps are 2 x 2, too coarse to tell
+lungs from borders).
+
+A model that detects COVID-19 from the lungs should lose its skill when the lungs
+are hidden. :func:`hide_lungs` blacks out the lung field (the PACKED's lung masks
+when it has ``masks.npy``, else a central box); :func:`shortcut_verdict` reads the
+AUC with the lungs hidden against the intact one. A model that keeps its AUC is
+reading shortcuts (text, markers, borders, the source hospital: DeGrave, Janizek and
+Lee, Nature Machine Intelligence 2021).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torch import nn
+
+from cxrlab.clf.data import ImageSet
+from cxrlab.clf.metrics import Evaluation
+from cxrlab.clf.models import Classifier
+from cxrlab.errors import CxrlabError
+from cxrlab.utils.fs import atomic_path
+
+#: The central box taken as the lung field when no lung masks exist: fractions of
+#: height (top, bottom) and width (left, right). Preprocessed CXRs centre the thorax;
+#: the box leaves the borders, corners and most burnt-in text visible.
+LUNG_BOX = (0.15, 0.85, 0.15, 0.85)
+TILE_PX = 160
+#: Grad-CAM explains the deepest layer whose maps are at least this wide (7 x 7 is
+#: the last layer of ResNet and DenseNet at 224 px).
+MIN_CAM_SIDE_PX = 7
+CAPTION_PX = 14
+
+
+def central_box_mask(
+    size_px: int, box: tuple[float, float, float, float] = LUNG_BOX
+) -> torch.Tensor:
+    """(S, S) bool: True inside the central box."""
+    top, bottom, left, right = (round(f * size_px) for f in box)
+    mask = torch.zeros(size_px, size_px, dtype=torch.bool)
+    mask[top:bottom, left:right] = True
+    return mask
+
+
+def hide_lungs(images: torch.Tensor, lung_masks: torch.Tensor | None = None) -> torch.Tensor:
+    """Black out the lung field of (B, 1, S, S) images in [0, 1].
+
+    Args:
+        images: the batch.
+        lung_masks: (B, 1, S, S) bool lung masks; None: the central box of :data:`LUNG_BOX`.
+    """
+    if lung_masks is None:
+        lung_masks = central_box_mask(images.shape[-1]).to(images.device)[None, None]
+    return images.masked_fill(lung_masks.to(images.device), 0.0)
+
+
+def backbone_stages(model: Classifier) -> list[tuple[str, nn.Module]]:
+    """The backbone's modules in forward order, nested ``nn.Sequential`` containers flattened.
+
+    Stages followed by an in-place activation are left out: their output tensor is
+    overwritten before its gradient could be read.
+    """
+
+    def flatten(prefix: str, module: nn.Module) -> list[tuple[str, nn.Module]]:
+        if isinstance(module, nn.Sequential):
+            return [s for n, m in module.named_children() for s in flatten(f"{prefix}.{n}", m)]
+        return [(prefix, module)]
+
+    stages = flatten("backbone", model.backbone)
+    return [
+        stage
+        for stage, following in zip(stages, stages[1:] + [("", None)], strict=True)
+        if not getattr(following[1], "inplace", False)
+    ]
+
+
+def cam_layer(
+    model: Classifier, size_px: int, min_side_px: int = MIN_CAM_SIDE_PX
+) -> tuple[str, nn.Module]:
+    """The deepest backbone stage whose maps are at least ``min_side_px`` wide for
+    ``size_px`` inputs (Grad-CAM's usual last layer at 224 px; an earlier, finer one for
+    small images, where the last maps are 2 x 2 and say nothing about where).
+    """
+    stages = backbone_stages(model)
+    sides: dict[str, int] = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            if isinstance(output, torch.Tensor) and output.ndim == 4:
+                sides[name] = min(output.shape[-2:])
+
+        return hook
+
+    handles = [module.register_forward_hook(record(name)) for name, module in stages]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            model.backbone(model.prepare(torch.zeros(1, 1, size_px, size_px, device=device)))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    wide = [(name, module) for name, module in stages if sides.get(name, 0) >= min_side_px]
+    if wide:
+        return wide[-1]
+    mapped = [(name, module) for name, module in stages if name in sides]
+    return max(mapped, key=lambda stage: sides[stage[0]])
+
+
+class GradCam:
+    """Grad-CAM of a :class:`Classifier` at one layer.
+
+    Args:
+        model: the classifier (any mode; it is put in eval mode while explaining).
+        layer: the module whose output feature maps (B, C, h, w) are explained;
+            default :func:`cam_layer` for the images' size.
+
+    Call with (B, 1, H, W) images in [0, 1]; returns heatmaps (B, H, W) in [0, 1]
+    (each scaled by its own maximum; all zero where nothing raises the score) and
+    the COVID-19 probabilities (B,). ``layer_name`` tells which layer was used.
+    """
+
+    def __init__(self, model: Classifier, layer: nn.Module | None = None) -> None:
+        self.model = model
+        self.layer = layer
+        self.layer_name = "given" if layer is not None else ""
+        self._maps: torch.Tensor | None = None
+        self._grads: torch.Tensor | None = None
+
+    def _keep(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
+        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+            raise CxrlabError(
+                f"Grad-CAM needs a layer with (B, C, h, w) outputs; {type(module).__name__} gives "
+                f"{getattr(output, 'shape', type(output))}"
+            )
+        self._maps = output
+        output.register_hook(self._keep_grad)
+
+    def _keep_grad(self, grad: torch.Tensor) -> None:
+        self._grads = grad
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        model = self.model
+        if self.layer is None:
+            self.layer_name, self.layer = cam_layer(model, images.shape[-1])
+        was_training = model.training
+        model.eval()
+        handle = self.layer.register_forward_hook(self._keep)
+        try:
+            with torch.enable_grad():
+                # Inputs that need gradients keep a graph even through a frozen backbone.
+                inputs = images.detach().float().requires_grad_(True)
+                logits = model(inputs)
+                model.covid_score(logits).sum().backward()
+            if self._maps is None or self._grads is None:
+                raise CxrlabError("Grad-CAM: the layer was not used by the model's forward pass")
+            maps, grads = self._maps.detach().float(), self._grads.detach().float()
+            weights = grads.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+            cams = F.relu((weights * maps).sum(dim=1, keepdim=True))  # (B, 1, h, w)
+            cams = F.interpolate(cams, size=images.shape[-2:], mode="bilinear", align_corners=False)
+            peak = cams.flatten(1).max(dim=1).values.view(-1, 1, 1, 1)
+            cams = torch.where(peak > 0, cams / peak.clamp_min(1e-12), torch.zeros_like(cams))
+            probability = model.covid_probability(logits.detach())
+        finally:
+            handle.remove()
+            model.zero_grad(set_to_none=True)
+            model.train(was_training)
+            self._maps = self._grads = None
+        return cams[:, 0], probability
+
+
+def heat_share_inside(cams: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) share of each heatmap's mass inside ``mask`` ((S, S) or (B, S, S) bool)."""
+    total = cams.flatten(1).sum(1)
+    inside = (cams * mask.to(cams.device).float()).flatten(1).sum(1)
+    return torch.where(total > 0, inside / total.clamp_min(1e-12), torch.full_like(total, math.nan))
+
+
+def _colormap(values: np.ndarray) -> np.ndarray:
+    """(H, W) in [0, 1] -> (H, W, 3) float RGB in [0, 1] (matplotlib's ``jet``)."""
+    from matplotlib import colormaps
+
+    return colormaps["jet"](values)[..., :3]
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """(H, W) grey in [0, 1] and (H, W) heatmap in [0, 1] -> (H, W, 3) uint8 blend.
+
+    Where the heatmap is weak the X-ray shows through unchanged.
+    """
+    grey = np.repeat(image[..., None], 3, axis=-1)
+    weight = alpha * cam[..., None]
+    blended = (1 - weight) * grey + weight * _colormap(cam)
+    return np.round(np.clip(blended, 0, 1) * 255).astype(np.uint8)
+
+
+def overlay_grid(
+    images: np.ndarray,
+    cams: np.ndarray,
+    captions: list[str],
+    out: str | Path,
+    *,
+    columns: int | None = None,
+    tile_px: int = TILE_PX,
+) -> Path:
+    """Write a PNG grid: each (image, heatmap) as the X-ray and its overlay side by side.
+
+    Args:
+        images: (N, H, W) grey in [0, 1].
+        cams: (N, H, W) heatmaps in [0, 1].
+        captions: one short line per image, written above it.
+        out: the PNG to write.
+    """
+    n = len(images)
+    if n == 0:
+        raise CxrlabError("overlay_grid needs at least one image")
+    columns = columns or max(1, min(4, math.ceil(math.sqrt(n))))
+    rows = math.ceil(n / columns)
+    pad = 4
+    cell_w, cell_h = 2 * tile_px + pad, tile_px + CAPTION_PX
+    canvas = Image.new(
+        "RGB", (columns * (cell_w + pad) + pad, rows * (cell_h + pad) + pad), "white"
+    )
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for index in range(n):
+        row, column = divmod(index, columns)
+        left, top = pad + column * (cell_w + pad), pad + row * (cell_h + pad)
+        grey = np.round(np.clip(images[index], 0, 1) * 255).astype(np.uint8)
+        plain = Image.fromarray(grey).convert("RGB").resize((tile_px, tile_px), Image.BILINEAR)
+        blend = Image.fromarray(overlay(images[index], cams[index])).resize(
+            (tile_px, tile_px), Image.BILINEAR
+        )
+        draw.text((left, top), captions[index], fill="black", font=font)
+        canvas.paste(plain, (left, top + CAPTION_PX))
+        canvas.paste(blend, (left + tile_px + pad, top + CAPTION_PX))
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        canvas.save(tmp, format="PNG")
+    return out
+
+
+def explain_images(
+    model: Classifier,
+    images: ImageSet,
+    positions: np.ndarray,
+    out: str | Path,
+    *,
+    device: torch.device,
+    threshold: float,
+    batch_size: int = 16,
+) -> dict:
+    """Grad-CAM overlays of ``images[positions]`` into the PNG ``out``; returns a summary.
+
+    The summary gives, per image, its id, label, probability and the share of the
+    heatmap inside the lung field (masks, or the central box), and their mean: a
+    low share means the model looks at borders, corners and text.
+    """
+    cam = GradCam(model)
+    all_images, all_cams, all_probability, shares, areas = [], [], [], [], []
+    for start in range(0, len(positions), batch_size):
+        chosen = positions[start : start + batch_size]
+        batch = images.batch(chosen).to(device)
+        cams, probability = cam(batch)
+        masks = images.lung_mask(chosen)
+        lung = masks[:, 0] if masks is not None else central_box_mask(images.size_px)
+        shares.append(heat_share_inside(cams, lung).cpu())
+        areas.append(lung.float().mean().item())
+        all_images.append(batch[:, 0].float().cpu())
+        all_cams.append(cams.cpu())
+        all_probability.append(probability.float().cpu())
+    pixels = torch.cat(all_images).numpy()
+    heatmaps = torch.cat(all_cams).numpy()
+    probability = torch.cat(all_probability).numpy()
+    share = torch.cat(shares).numpy()
+    area = np.mean(areas)  # the share a heatmap spread evenly would have
+    table = images.table.iloc[positions]
+    captions = []
+    for (_, row), p in zip(table.iterrows(), probability, strict=True):
+        truth = "COVID" if row["covid"] == 1 else "other"
+        called = "COVID" if p >= threshold else "other"
+        captions.append(f"true {truth}, p={p:.2f} -> {called}")
+    path = overlay_grid(pixels, heatmaps, captions, out)
+    finite = share[np.isfinite(share)]
+    return {
+        "path": str(path),
+        "layer": cam.layer_name,
+        "lung_field": "lung masks" if images.mask is not None else f"central box {LUNG_BOX}",
+        "lung_field_area": round(float(area), 4),
+        "mean_heat_share_in_lung_field": None
+        if len(finite) == 0
+        else round(float(finite.mean()), 4),
+        "images": [
+            {
+                "id": row["id"],
+                "covid": int(row["covid"]),
+                "probability": round(float(p), 4),
+                "heat_share_in_lung_field": None if not np.isfinite(s) else round(float(s), 4),
+            }
+            for (_, row), p, s in zip(table.iterrows(), probability, share, strict=True)
+        ],
+    }
+
+
+def choose_examples(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` positions alternating COVID-19 and other images (seeded) while both last."""
+    rng = np.random.default_rng(seed)
+    positive = rng.permutation(np.flatnonzero(labels == 1))
+    negative = rng.permutation(np.flatnonzero(labels == 0))
+    chosen = []
+    for index in range(max(len(positive), len(negative))):
+        chosen += [int(group[index]) for group in (positive, negative) if index < len(group)]
+    return np.asarray(chosen[:n], dtype=np.int64)
+
+
+def shortcut_verdict(intact: Evaluation, hidden: Evaluation) -> str:
+    """One sentence on what the AUC with the lungs hidden says about shortcuts."""
+    auc, low, high = hidden.metrics["roc_auc"], *hidden.intervals["roc_auc"]
+    base = intact.metrics["roc_auc"]
+    said = f"ROC-AUC {intact.line('roc_auc')} intact, {hidden.line('roc_auc')} with the lung field hidden"
+    if not math.isfinite(auc) or not math.isfinite(low):
+        return f"{said}: undefined (one class only)"
+    kept = (auc - 0.5) / (base - 0.5) if math.isfinite(base) and base > 0.5 else math.nan
+    kept_text = f" (keeps {kept:.0%} of its skill above chance)" if math.isfinite(kept) else ""
+    if low > 0.5:
+        return (
+            f"{said}{kept_text}: the model still separates the classes without seeing the lungs, "
+            "so it reads shortcuts (text, markers, borders, source) outside the lung field"
+        )
+    if high < 0.5:
+        return (
+            f"{said}: the ranking inverts without the lungs, so image content outside the lung "
+            "field drives its scores: treat it as a shortcut"
+        )
+    if math.isfinite(kept) and kept >= 0.5:
+        return (
+            f"{said}{kept_text}: inconclusive; most of the skill survives without the lungs but "
+            "the interval includes chance: evaluate on more images"
+        )
+    return f"{said}{kept_text}: no evidence of shortcuts outside the lung field (near chance with the lungs hidden)"

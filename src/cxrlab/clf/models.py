@@ -1,0 +1,362 @@
+"""COVID-19 classifiers by name, each taking grey images in [0, 1].
+
+Every network is a :class:`Classifier`: ``backbone`` turns prepared images into
+feature maps (the layer Grad-CAM explains), ``head`` turns those into one logit
+(sigmoid, binary cross-entropy) or two (softmax, cross-entropy). ``prepare`` makes
+a grey batch what the backbone expects, so data, augmentation and explanations all
+work on the same [0, 1] images:
+
+* ``simple-cnn``: the thesis baseline. Convolutions of 128, 64, 32 and 32 filters
+  (3 x 3, same padding, ReLU, each followed by a 2 x 2 max-pool), a dense layer of
+  128 and the output. Inputs stay in [0, 1] (Keras' ``rescale=1/255``). The thesis
+  put a softmax over a single neuron, whose output is always 1; here one logit goes
+  with a sigmoid, two with a softmax.
+* ``resnet18``: torchvision's ResNet-18. From scratch, its first convolution takes
+  one channel and inputs are standardised with ImageNet's grey-averaged statistics.
+  With ``pretrained="imagenet"`` the grey image is repeated into three channels and
+  normalised with ImageNet's per-channel mean and std, exactly what the weights saw.
+* ``densenet121-xrv``: torchxrayvision's DenseNet-121 trained on 8 public chest
+  X-ray sets (``densenet121-res224-all``). One input channel, [-1024, 1024]
+  scaling (torchxrayvision's convention); with its weights, images are resized to
+  the 224 px they were trained at.
+
+Weights are found by :func:`pretrained_weights`: a local file, ``$CXRLAB_WEIGHTS_DIR``,
+the library's cache, then a download (not when ``$CXRLAB_OFFLINE`` is set); when
+none works, :class:`MissingWeightsError` names the file, its URL and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cxrlab.clf.config import ARCHS, HEADS
+from cxrlab.data.loader import normalize_batch
+from cxrlab.errors import CxrlabError
+from cxrlab.metrics.extractors.weights import (
+    OFFLINE_ENV,
+    WEIGHTS_DIR_ENV,
+    MissingWeightsError,
+    WeightsFile,
+    locate_weights,
+)
+
+#: ImageNet's per-channel statistics (torchvision's pretrained weights expect them).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+XRV_INPUT_PX = 224
+SIMPLE_CNN_FILTERS = (128, 64, 32, 32)
+SIMPLE_CNN_DENSE = 128
+
+
+class Classifier(nn.Module):
+    """(B, 1, H, W) grey images in [0, 1] -> (B, K) logits, K = 1 or 2.
+
+    Args:
+        arch: the registered name.
+        backbone: (B, C_in, H', W') prepared images -> (B, C, h, w) feature maps.
+        head: (B, C, h, w) -> (B, K) logits.
+        normalize: ``unit``, ``imagenet``, ``imagenet-rgb`` or ``xrv`` (see :meth:`prepare`).
+        input_size_px: resize inputs to this side first (None: keep the data's size).
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        backbone: nn.Module,
+        head: nn.Module,
+        *,
+        normalize: str,
+        input_size_px: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.arch = arch
+        self.backbone = backbone
+        self.head = head
+        self.normalize = normalize
+        self.input_size_px = input_size_px
+        self.backbone_frozen = False
+        last_linear = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+        self.n_logits = last_linear.out_features
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self.register_buffer("rgb_mean", mean, persistent=False)
+        self.register_buffer("rgb_std", std, persistent=False)
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) in [0, 1] -> the backbone's input (resized, scaled, 1 or 3 channels)."""
+        if images.ndim != 4 or images.shape[1] != 1:
+            raise CxrlabError(f"expected (B, 1, H, W) grey images, got {tuple(images.shape)}")
+        if self.input_size_px and images.shape[-2:] != (self.input_size_px, self.input_size_px):
+            images = F.interpolate(
+                images,
+                size=(self.input_size_px, self.input_size_px),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )
+        if self.normalize == "imagenet-rgb":
+            return (images.expand(-1, 3, -1, -1) - self.rgb_mean) / self.rgb_std
+        return normalize_batch(images, self.normalize)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(self.prepare(images)))
+
+    # -------------------------------------------------------------- outputs
+    def covid_probability(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, K) logits -> (B,) probability of COVID-19."""
+        logits = logits.float()
+        if self.n_logits == 1:
+            return torch.sigmoid(logits[:, 0])
+        return torch.softmax(logits, dim=1)[:, 1]
+
+    def covid_score(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, K) logits -> (B,) log-odds of COVID-19 (the score Grad-CAM explains)."""
+        if self.n_logits == 1:
+            return logits[:, 0]
+        return logits[:, 1] - logits[:, 0]
+
+    def loss(
+        self,
+        logits: torch.Tensor,
+        covid: torch.Tensor,
+        class_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mean loss of (B, K) logits against (B,) 0/1 labels, weighted per class if asked.
+
+        With ``class_weights`` (2,) the mean is sum(w_i l_i) / sum(w_i), w_i the weight
+        of sample i's class, for either head (as PyTorch's weighted cross-entropy).
+        """
+        logits = logits.float()
+        if self.n_logits == 1:
+            per_sample = F.binary_cross_entropy_with_logits(
+                logits[:, 0], covid.float(), reduction="none"
+            )
+        else:
+            per_sample = F.cross_entropy(logits, covid.long(), reduction="none")
+        if class_weights is None:
+            return per_sample.mean()
+        weights = class_weights.to(per_sample.device)[covid.long()]
+        return (per_sample * weights).sum() / weights.sum()
+
+    # -------------------------------------------------------------- freezing
+    def freeze_backbone(self) -> None:
+        """Train only the head: the backbone's weights and normalisation statistics stay fixed."""
+        self.backbone.requires_grad_(False)
+        self.backbone_frozen = True
+        self.backbone.eval()
+
+    def train(self, mode: bool = True) -> Classifier:
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()  # BatchNorm keeps its pretrained running statistics
+        return self
+
+
+# ------------------------------------------------------------------ weights
+def _torch_hub_cache() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def imagenet_weights_file() -> WeightsFile:
+    """torchvision's ResNet-18 ImageNet weights (``IMAGENET1K_V1``)."""
+    from torchvision.models import ResNet18_Weights
+
+    url = ResNet18_Weights.IMAGENET1K_V1.url
+    return WeightsFile("resnet18", url.rsplit("/", 1)[-1], url, _torch_hub_cache)
+
+
+def xrv_weights_file() -> WeightsFile:
+    from cxrlab.metrics.extractors.xrv import xrv_weights_file as weights_file
+
+    return weights_file()
+
+
+#: (arch, pretrained name) -> its weights file.
+WEIGHTS: dict[tuple[str, str], Callable[[], WeightsFile]] = {
+    ("resnet18", "imagenet"): imagenet_weights_file,
+    ("densenet121-xrv", "xrv"): xrv_weights_file,
+}
+
+
+def pretrained_weights(arch: str, pretrained: str, *, download: bool | None = None) -> Path | None:
+    """The weights file for ``arch`` and ``pretrained`` (None for ``none``).
+
+    Args:
+        arch: a name of :data:`ARCHS`.
+        pretrained: ``none``, ``imagenet``, ``xrv`` or a path to a local weights file.
+        download: allow a download into the library's cache (None: unless ``$CXRLAB_OFFLINE``).
+
+    Raises:
+        MissingWeightsError: the file is not on this machine and cannot be downloaded.
+        CxrlabError: the pretrained name does not fit the architecture.
+    """
+    if pretrained == "none":
+        return None
+    names = {name for a, name in WEIGHTS if a == arch}
+    if pretrained not in names and pretrained not in {"imagenet", "xrv"}:
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise MissingWeightsError(
+                f"--pretrained {pretrained}: no such file. Pass a weights file, or one of "
+                f"{', '.join(sorted(names | {'none'}))} for {arch}"
+            )
+        return path
+    if pretrained not in names:
+        raise CxrlabError(
+            f"--pretrained {pretrained} does not fit --arch {arch}; use "
+            f"{' or '.join(sorted(names | {'none'}))}"
+        )
+    spec = WEIGHTS[(arch, pretrained)]()
+    try:
+        return locate_weights(spec, None, download=download)
+    except MissingWeightsError as error:
+        raise MissingWeightsError(
+            f"--arch {arch} --pretrained {pretrained} needs {spec.filename}, which is not in "
+            f"${WEIGHTS_DIR_ENV} or {spec.library_cache()} and could not be downloaded "
+            f"(offline, or ${OFFLINE_ENV} set). Fix: download {spec.url} on a machine with "
+            f"internet and pass --pretrained /path/to/{spec.filename}, or put it in "
+            f"${WEIGHTS_DIR_ENV}; or train from scratch with --pretrained none"
+        ) from error
+
+
+def _load_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for foreign files
+        raise CxrlabError(
+            f"cannot read {path} as {what} weights ({type(error).__name__}: {error})"
+        ) from error
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CxrlabError(f"{path} holds no state dict of {what} weights")
+    return state
+
+
+# ------------------------------------------------------------------ architectures
+def _simple_cnn(size_px: int, n_logits: int) -> Classifier:
+    layers: list[nn.Module] = []
+    channels = 1
+    for index, filters in enumerate(SIMPLE_CNN_FILTERS):
+        layers += [nn.Conv2d(channels, filters, 3, padding=1), nn.ReLU()]
+        if index < len(SIMPLE_CNN_FILTERS) - 1:
+            layers.append(nn.MaxPool2d(2))
+        channels = filters
+    side = size_px
+    for _ in SIMPLE_CNN_FILTERS:
+        side //= 2
+    if side < 1:
+        raise CxrlabError(f"simple-cnn needs images of at least 16 px, got {size_px}")
+    # The last pool belongs to the head so Grad-CAM sees the finer map of the last convolution.
+    head = nn.Sequential(
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(channels * side * side, SIMPLE_CNN_DENSE),
+        nn.ReLU(inplace=True),
+        nn.Linear(SIMPLE_CNN_DENSE, n_logits),
+    )
+    return Classifier("simple-cnn", nn.Sequential(*layers), head, normalize="unit")
+
+
+def _resnet18(n_logits: int, weights: Path | None, rgb_input: bool) -> Classifier:
+    """ResNet-18; ``rgb_input``: the ImageNet layout (grey repeated to 3 channels)."""
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None)
+    if weights is not None:
+        state = _load_state_dict(weights, "torchvision ResNet-18")
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if set(missing) - {"fc.weight", "fc.bias"} or unexpected:
+            raise CxrlabError(
+                f"{weights} does not hold torchvision ResNet-18 weights "
+                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+            )
+    if not rgb_input:
+        net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+    backbone = nn.Sequential(
+        net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
+    )
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, n_logits))
+    return Classifier(
+        "resnet18", backbone, head, normalize="imagenet-rgb" if rgb_input else "imagenet"
+    )
+
+
+def _densenet121_xrv(n_logits: int, weights: Path | None, resize: bool) -> Classifier:
+    import torchxrayvision as xrv
+
+    if weights is not None:
+        from cxrlab.metrics.extractors.xrv import load_xrv
+
+        densenet = load_xrv(weights).densenet
+    else:
+        densenet = xrv.models.DenseNet(weights=None)
+    backbone = nn.Sequential(densenet.features, nn.ReLU(inplace=False))
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1024, n_logits))
+    return Classifier(
+        "densenet121-xrv",
+        backbone,
+        head,
+        normalize="xrv",
+        input_size_px=XRV_INPUT_PX if resize else None,
+    )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What :func:`build_classifier` needs; stored in every checkpoint.
+
+    Attributes:
+        arch: a name of :data:`ARCHS`.
+        size_px: side of the training images.
+        head: ``logit`` or ``softmax``.
+        pretrained: ``none``, ``imagenet``, ``xrv`` or a weights file.
+    """
+
+    arch: str
+    size_px: int
+    head: str = "logit"
+    pretrained: str = "none"
+
+    def as_dict(self) -> dict:
+        return {
+            "arch": self.arch,
+            "size_px": self.size_px,
+            "head": self.head,
+            "pretrained": self.pretrained,
+        }
+
+
+def build_classifier(spec: ModelSpec, *, load_weights: bool = True) -> Classifier:
+    """A classifier per ``spec``.
+
+    Args:
+        spec: architecture, image size, head and pretrained weights.
+        load_weights: read the pretrained file (False: the same network, random
+            weights; for rebuilding a trained model whose checkpoint holds every weight).
+    """
+    if spec.arch not in ARCHS:
+        raise CxrlabError(f"unknown --arch {spec.arch!r}; choose one of {', '.join(ARCHS)}")
+    if spec.head not in HEADS:
+        raise CxrlabError(f"unknown --head {spec.head!r}; choose logit or softmax")
+    n_logits = 1 if spec.head == "logit" else 2
+    pretrained = spec.pretrained
+    if pretrained == "auto":
+        pretrained = "xrv" if spec.arch == "densenet121-xrv" else "none"
+    if spec.arch == "simple-cnn":
+        if pretrained != "none":
+            raise CxrlabError("simple-cnn has no pretrained weights; use --pretrained none")
+        return _simple_cnn(spec.size_px, n_logits)
+    uses_weights = pretrained != "none"
+    weights = pretrained_weights(spec.arch, pretrained) if load_weights else None
+    if spec.arch == "resnet18":
+        return _resnet18(n_logits, weights, rgb_input=uses_weights)
+    return _densenet121_xrv(n_logits, weights, resize=uses_weights)

@@ -1,0 +1,553 @@
+"""Training classifiers the honest way: fit on train, choose on validation, test once.
+
+For each seed, ``RUN/seed_N/`` receives
+
+* ``epochs.csv``: epoch, learning rate, train loss, validation loss and AUC, seconds;
+* ``checkpoints/last.pt``: everything needed to resume (model, optimizer, scheduler,
+  RNG states, best-so-far), rewritten atomically after every epoch;
+* ``best.pt``: the weights of the epoch with the best validation AUC (ties: lower
+  validation loss), then, once training ends, the decision threshold chosen on
+  validation (Youden's J);
+* ``predictions_val.csv``, ``predictions_test.csv``, ``confusion_matrix_test.png``,
+  ``roc_test.png`` and ``metrics.json``.
+
+``RUN/config.yaml`` holds the :class:`~cxrlab.clf.config.ClfConfig`; ``RUN/metrics.json``
+and ``RUN/report.txt`` hold every seed's numbers beside their mean and sd.
+
+The test split is read once, after the last epoch, by the best model: no choice
+(epoch, threshold, early stop) ever sees it. Augmented and synthetic images only
+train (see :mod:`cxrlab.clf.data`). The learning rate follows a cosine over the
+whole run (or halves on validation-loss plateaus), so it never reaches ~0 early.
+On CPU a seed gives the same run bitwise, resumed or not.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from cxrlab.clf.config import ClfConfig
+from cxrlab.clf.data import ImageSet, evaluation_set, patient_overlap, training_set
+from cxrlab.clf.evaluate import plot_confusion_matrix, plot_roc, write_predictions
+from cxrlab.clf.metrics import (
+    Evaluation,
+    evaluate_predictions,
+    mean_sd,
+    seeds_table,
+    summarise_seeds,
+    youden_threshold,
+)
+from cxrlab.clf.models import ModelSpec, build_classifier
+from cxrlab.clf.predict import BEST, predict, predictions_frame
+from cxrlab.data.packed import open_packed
+from cxrlab.errors import CxrlabError
+from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
+from cxrlab.utils.device import autocast, resolve_device
+from cxrlab.utils.fs import atomic_write_text
+
+LAST = "last.pt"
+EPOCH_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "best", "seconds"]
+PLATEAU_PATIENCE_EPOCHS = 5
+PLATEAU_FACTOR = 0.5
+
+
+@dataclass
+class SeedResult:
+    """One seed's outcome: the chosen epoch, the validation threshold, and the evaluations."""
+
+    seed: int
+    folder: Path
+    best_epoch: int
+    val_auc: float
+    threshold: float
+    val: Evaluation
+    test: Evaluation | None
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {
+            "seed": self.seed,
+            "best_epoch": self.best_epoch,
+            "val_auc_best_epoch": None if not math.isfinite(self.val_auc) else self.val_auc,
+            "threshold": self.threshold,
+            "threshold_rule": "Youden's J on the validation split",
+            "seconds": round(self.seconds, 1),
+            "val": self.val.as_dict(),
+            "test": None if self.test is None else self.test.as_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, folder: Path, values: dict) -> SeedResult:
+        val_auc = values["val_auc_best_epoch"]
+        return cls(
+            seed=int(values["seed"]),
+            folder=folder,
+            best_epoch=int(values["best_epoch"]),
+            val_auc=math.nan if val_auc is None else float(val_auc),
+            threshold=float(values["threshold"]),
+            val=Evaluation.from_dict(values["val"]),
+            test=None if values["test"] is None else Evaluation.from_dict(values["test"]),
+            seconds=float(values["seconds"]),
+        )
+
+
+@dataclass
+class RunResult:
+    """Every seed of a run and the text report."""
+
+    run: Path
+    seeds: dict[int, SeedResult]
+    report: str
+    notes: list[str] = field(default_factory=list)
+
+
+def epoch_order(labels: np.ndarray, balance: str, generator: torch.Generator) -> torch.Tensor:
+    """Positions of one epoch: a permutation, or (``oversample``) a class-balanced draw.
+
+    ``oversample`` draws len(labels) positions with replacement, each class with
+    probability 1/2 (samples of a class equally likely).
+    """
+    n = len(labels)
+    if balance != "oversample":
+        return torch.randperm(n, generator=generator)
+    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    weights = torch.from_numpy(1.0 / counts[labels])
+    return torch.multinomial(weights, n, replacement=True, generator=generator)
+
+
+def class_weights(labels: np.ndarray) -> torch.Tensor:
+    """(2,) weights n / (2 n_c): each class contributes half of the loss."""
+    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    return torch.tensor(len(labels) / (2.0 * counts), dtype=torch.float32)
+
+
+def _auc(covid: np.ndarray, probability: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    if len(np.unique(covid)) < 2:
+        return math.nan
+    return float(roc_auc_score(covid, probability))
+
+
+def _better(auc: float, loss: float, best_auc: float, best_loss: float) -> bool:
+    """Higher validation AUC wins; ties (or undefined AUCs) go to the lower loss."""
+    key = (auc if math.isfinite(auc) else -math.inf, -loss)
+    best = (best_auc if math.isfinite(best_auc) else -math.inf, -best_loss)
+    return key > best
+
+
+class _EpochLog:
+    """epochs.csv; on resume, rows after the checkpoint's epoch are dropped."""
+
+    def __init__(self, path: Path, keep_through: int) -> None:
+        self.path = path
+        rows = []
+        if path.is_file() and keep_through > 0:
+            with open(path, newline="") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) <= keep_through]
+        self.rows = rows
+        self._write()
+
+    def _write(self) -> None:
+        lines = [",".join(EPOCH_COLUMNS)]
+        lines += [",".join(str(row[c]) for c in EPOCH_COLUMNS) for row in self.rows]
+        atomic_write_text(self.path, "\n".join(lines) + "\n")
+
+    def append(self, row: dict) -> None:
+        self.rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self._write()
+
+
+class SeedTrainer:
+    """Trains one seed of a :class:`ClfConfig` into ``RUN/seed_N``.
+
+    Args:
+        config: the run's configuration.
+        seed: this run's seed (weights, data order, augmentation, synthetic draw).
+        device: where to train.
+        progress: show a progress bar per epoch.
+    """
+
+    def __init__(
+        self, config: ClfConfig, seed: int, device: torch.device, *, progress: bool = True
+    ) -> None:
+        self.config = config
+        self.seed = seed
+        self.device = device
+        self.progress = progress
+        self.folder = Path(config.out) / f"seed_{seed}"
+        self.packed = open_packed(config.data)
+        self.train_images: ImageSet = training_set(
+            self.packed,
+            synthetic=config.synthetic,
+            synthetic_ratio=config.synthetic_ratio,
+            seed=seed,
+        )
+        self.val_images: ImageSet = evaluation_set(self.packed, "val")
+        labels = self.train_images.labels
+        if len(np.unique(labels)) < 2:
+            raise CxrlabError(
+                f"{config.data}: the training images hold one class only "
+                f"(covid={int(labels[0])}); a classifier needs both"
+            )
+        self.spec = ModelSpec(
+            arch=config.arch,
+            size_px=self.train_images.size_px,
+            head=config.head,
+            pretrained=config.resolved_pretrained,
+        )
+        torch.manual_seed(seed)
+        self.model = build_classifier(self.spec).to(device)
+        if device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        if config.freeze_backbone:
+            self.model.freeze_backbone()
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            parameters,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            fused=True if device.type == "cuda" else None,
+        )
+        self.scheduler = self._scheduler()
+        self.order_rng = torch.Generator().manual_seed(seed)
+        self.augment = None
+        if config.augment != "none":
+            from cxrlab.preprocess.augment import BatchAugment
+
+            self.augment = BatchAugment(config.augment, seed=seed)
+        self.loss_weights = class_weights(labels) if config.balance == "weighted-loss" else None
+        self.epoch = 0
+        self.best_epoch = 0
+        self.best_auc = -math.inf
+        self.best_loss = math.inf
+        self.elapsed = 0.0
+
+    def _scheduler(self):
+        config = self.config
+        floor = config.lr * config.min_lr_fraction
+        if config.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=config.epochs, eta_min=floor
+            )
+        if config.schedule == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer,
+                mode="min",
+                factor=PLATEAU_FACTOR,
+                patience=PLATEAU_PATIENCE_EPOCHS,
+                min_lr=floor,
+            )
+        return None
+
+    # ------------------------------------------------------------- state
+    def state(self) -> dict:
+        state = {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "seconds": self.elapsed,
+            "spec": self.spec.as_dict(),
+            "config": self.config.as_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best_epoch": self.best_epoch,
+            "best_auc": self.best_auc,
+            "best_loss": self.best_loss,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_order": self.order_rng.get_state(),
+        }
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and "scheduler" in state:
+            self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_cpu"])
+        self.order_rng.set_state(state["rng_order"])
+        if "rng_cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        self.epoch = int(state["epoch"])
+        self.best_epoch = int(state["best_epoch"])
+        self.best_auc = float(state["best_auc"])
+        self.best_loss = float(state["best_loss"])
+        self.elapsed = float(state["seconds"])
+
+    # ------------------------------------------------------------- epochs
+    def train_epoch(self) -> float:
+        """One pass over the training images; returns the mean training loss."""
+        config, images = self.config, self.train_images
+        order = epoch_order(images.labels, config.balance, self.order_rng).numpy()
+        batches = [
+            order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)
+        ]
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            batches.pop()  # BatchNorm cannot train on a single image
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        counted = 0
+        bar = tqdm(
+            batches,
+            desc=f"seed {self.seed} epoch {self.epoch + 1}/{config.epochs}",
+            leave=False,
+            disable=not self.progress,
+        )
+        for index, positions in enumerate(bar):
+            batch = images.batch(positions).to(self.device, non_blocking=True)
+            labels = torch.from_numpy(images.labels[positions]).to(self.device)
+            if self.augment is not None:  # training batches only, never val/test
+                batch = self.augment(batch, self.epoch * len(batches) + index)
+            if self.device.type == "cuda":
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device):
+                logits = self.model(batch)
+            loss = self.model.loss(logits, labels, self.loss_weights)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach() * len(positions)
+            counted += len(positions)
+        bar.close()
+        return float(loss_sum) / counted
+
+    def validate(self) -> tuple[float, float]:
+        """Validation loss and AUC of the current weights."""
+        probability, loss = predict(
+            self.model, self.val_images, device=self.device, batch_size=self._eval_batch()
+        )
+        return loss, _auc(self.val_images.labels, probability)
+
+    def _eval_batch(self) -> int:
+        return max(self.config.batch_size, 64)
+
+    # ------------------------------------------------------------- run
+    def run(self, resume: bool = False) -> SeedResult:
+        """Train (or resume) to the last epoch, then choose the threshold and test once."""
+        config = self.config
+        finished = self._finished()
+        if resume and finished is not None:
+            return finished
+        last = self.folder / "checkpoints" / LAST
+        if resume and last.is_file():
+            self.load_state(load_checkpoint(last, map_location=self.device))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        log = _EpochLog(self.folder / "epochs.csv", keep_through=self.epoch)
+        start = time.perf_counter() - self.elapsed
+        while self.epoch < config.epochs:
+            lr = self.optimizer.param_groups[0]["lr"]
+            train_loss = self.train_epoch()
+            val_loss, val_auc = self.validate()
+            self.epoch += 1
+            if self.scheduler is not None:
+                if config.schedule == "plateau":
+                    self.scheduler.step(val_loss)
+                else:
+                    self.scheduler.step()
+            improved = _better(val_auc, val_loss, self.best_auc, self.best_loss)
+            if improved:
+                self.best_epoch, self.best_auc, self.best_loss = self.epoch, val_auc, val_loss
+                save_checkpoint(self.folder / BEST, self._best_state(val_auc, val_loss))
+            self.elapsed = time.perf_counter() - start
+            log.append(
+                {
+                    "epoch": self.epoch,
+                    "lr": lr,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "val_auc": val_auc,
+                    "best": int(improved),
+                    "seconds": round(self.elapsed, 2),
+                }
+            )
+            save_checkpoint(self.folder / "checkpoints" / LAST, self.state())
+            if self.progress:
+                tqdm.write(
+                    f"seed {self.seed} epoch {self.epoch}/{config.epochs}: lr {lr:.2e}, "
+                    f"train loss {train_loss:.4f}, val loss {val_loss:.4f}, val AUC {val_auc:.3f}"
+                    + (" *" if improved else "")
+                )
+        return self.finish()
+
+    def _best_state(self, val_auc: float, val_loss: float) -> dict:
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "val_auc": val_auc,
+            "val_loss": val_loss,
+            "spec": self.spec.as_dict(),
+            "model": self.model.state_dict(),
+        }
+
+    def _finished(self) -> SeedResult | None:
+        path = self.folder / "metrics.json"
+        if not path.is_file():
+            return None
+        return SeedResult.from_dict(self.folder, json.loads(path.read_text()))
+
+    def finish(self) -> SeedResult:
+        """Load the best epoch, pick the threshold on validation, evaluate the test split once."""
+        config = self.config
+        best_path = self.folder / BEST
+        best = load_checkpoint(best_path, map_location=self.device)
+        self.model.load_state_dict(best["model"])
+        batch = self._eval_batch()
+        val_probability, _ = predict(
+            self.model, self.val_images, device=self.device, batch_size=batch
+        )
+        threshold = youden_threshold(self.val_images.labels, val_probability)
+        best["threshold"] = threshold
+        save_checkpoint(best_path, best)
+        val_predictions = predictions_frame(self.val_images, val_probability)
+        write_predictions(val_predictions, threshold, self.folder / "predictions_val.csv")
+        val = evaluate_predictions(
+            val_predictions, threshold, split="val", n_resamples=config.bootstrap, seed=self.seed
+        )
+        test = None
+        if len(self.packed.select("test")):
+            # The only time the test split is read, by the final model and threshold.
+            test_images = evaluation_set(self.packed, "test")
+            test_probability, _ = predict(
+                self.model, test_images, device=self.device, batch_size=batch
+            )
+            test_predictions = predictions_frame(test_images, test_probability)
+            write_predictions(test_predictions, threshold, self.folder / "predictions_test.csv")
+            test = evaluate_predictions(
+                test_predictions,
+                threshold,
+                split="test",
+                n_resamples=config.bootstrap,
+                seed=self.seed,
+            )
+            title = f"{config.arch}, seed {self.seed}, test"
+            plot_confusion_matrix(test, self.folder / "confusion_matrix_test.png")
+            plot_roc(test_predictions, test, self.folder / "roc_test.png", title=title)
+        result = SeedResult(
+            seed=self.seed,
+            folder=self.folder,
+            best_epoch=int(best["epoch"]),
+            val_auc=float(best["val_auc"]),
+            threshold=threshold,
+            val=val,
+            test=test,
+            seconds=self.elapsed,
+        )
+        values = result.as_dict()
+        values["training_images"] = {
+            origin: int((self.train_images.origins == origin).sum())
+            for origin in ("real", "augmented", "synthetic")
+        }
+        atomic_write_text(self.folder / "metrics.json", json.dumps(values, indent=2) + "\n")
+        return result
+
+
+# ------------------------------------------------------------------ several seeds
+def _check_run_folder(config: ClfConfig, resume: bool) -> None:
+    run = Path(config.out)
+    existing = run / "config.yaml"
+    if not existing.is_file():
+        return
+    if not resume:
+        raise CxrlabError(
+            f"{run} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    differs = config.differences(ClfConfig.read(existing))
+    if differs:
+        raise CxrlabError(
+            f"--resume: {run}/config.yaml differs in {', '.join(differs)}; resume with the "
+            "same options or choose another --out"
+        )
+
+
+def train_classifier(
+    config: ClfConfig, *, resume: bool = False, progress: bool = True
+) -> RunResult:
+    """Train every seed of ``config`` and write the run's summary (see the module doc).
+
+    Args:
+        config: what to train.
+        resume: continue unfinished seeds from their last epoch; finished ones are reused.
+        progress: progress bars and one line per epoch.
+    """
+    _check_run_folder(config, resume)
+    run = Path(config.out)
+    device = resolve_device(config.device)
+    run.mkdir(parents=True, exist_ok=True)
+    config.write(run / "config.yaml")
+    notes = []
+    overlap = patient_overlap(config.data)
+    if any(overlap.values()):
+        notes.append(
+            f"patients shared between train and val/test: {overlap}; the split leaks "
+            "patients, so these numbers are optimistic (split with `cxrlab data split --by patient`)"
+        )
+    results = {}
+    for seed in config.seeds:
+        results[seed] = SeedTrainer(config, seed, device, progress=progress).run(resume=resume)
+    report = run_report(config, results, notes)
+    summary = {
+        "arch": config.arch,
+        "data": config.data,
+        "seeds": config.seeds,
+        "device": str(device),
+        "val_auc_best_epoch": _mean_sd_dict([r.val_auc for r in results.values()]),
+        "val": summarise_seeds({s: r.val for s, r in results.items()}),
+        "test": summarise_seeds({s: r.test for s, r in results.items() if r.test is not None})
+        if all(r.test is not None for r in results.values())
+        else None,
+        "per_seed": {str(s): r.as_dict() for s, r in results.items()},
+        "notes": notes,
+    }
+    atomic_write_text(run / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run / "report.txt", report + "\n")
+    return RunResult(run, results, report, notes)
+
+
+def _mean_sd_dict(values: list[float]) -> dict:
+    mean, sd = mean_sd(values)
+    clean = [None if not math.isfinite(v) else round(v, 6) for v in values]
+    return {
+        "mean": None if not math.isfinite(mean) else round(mean, 6),
+        "sd": None if not math.isfinite(sd) else round(sd, 6),
+        "per_seed": clean,
+    }
+
+
+def run_report(config: ClfConfig, results: dict[int, SeedResult], notes: list[str]) -> str:
+    """The text summary printed by ``cxrlab clf train`` and kept in ``report.txt``."""
+    lines = [f"{config.arch} on {config.data}: {len(results)} seed(s), {config.epochs} epochs"]
+    aucs = [r.val_auc for r in results.values()]
+    mean, sd = mean_sd(aucs)
+    per_seed = ", ".join(
+        f"seed {s} {r.val_auc:.3f} (epoch {r.best_epoch})" for s, r in results.items()
+    )
+    lines.append(f"validation AUC at the chosen epoch: {per_seed}; mean {mean:.3f} ± {sd:.3f}")
+    tests = {s: r.test for s, r in results.items() if r.test is not None}
+    if tests:
+        first = next(iter(tests.values()))
+        lines.append(
+            f"test, once, at the validation threshold ({first.n_images} images, "
+            f"{first.n_patients} patients, {first.n_positive} COVID-19), 95% patient-bootstrap CIs:"
+        )
+        lines.append(seeds_table(tests))
+        for seed, result in results.items():
+            lines.append(
+                f"seed {seed}: threshold {result.threshold:.3f}; "
+                f"{result.folder / 'confusion_matrix_test.png'}, {result.folder / 'roc_test.png'}"
+            )
+    else:
+        lines.append("the PACKED has no test split: validation numbers only")
+        lines.append(seeds_table({s: r.val for s, r in results.items()}))
+    lines += [f"note: {note}" for note in notes]
+    return "\n".join(lines)

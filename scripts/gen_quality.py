@@ -30,7 +30,11 @@ RUNS = {
     "wgan-gp": {},
     "cgan": {},
     "dcgan": {},
-    "dcgan-diffaug": {"model": "dcgan", "diffaug": "translation,cutout,brightness,contrast", "ema": 0.999},
+    "dcgan-diffaug": {
+        "model": "dcgan",
+        "diffaug": "translation,cutout,brightness,contrast",
+        "ema": 0.999,
+    },
     "vae": {},
 }
 
@@ -41,7 +45,9 @@ def pixel_std(images: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", required=True, help="PACKED at --size px with a train split")
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=2000)
@@ -53,8 +59,13 @@ def main() -> None:
     rows = packed.select("train", 1)
     real = np.asarray(packed.images[rows[np.random.default_rng(0).permutation(len(rows))[:64]]])
     real_unit = torch.from_numpy(real.astype(np.float32) / 255.0)[:, None]
-    summary = {"real": {"pixel_std": pixel_std(real), "ms_ssim": mean_ms_ssim(real_unit, n_pairs=500)}}
-    print(f"real: pixel std {summary['real']['pixel_std']:.1f}, MS-SSIM {summary['real']['ms_ssim']:.3f}", flush=True)
+    summary = {
+        "real": {"pixel_std": pixel_std(real), "ms_ssim": mean_ms_ssim(real_unit, n_pairs=500)}
+    }
+    print(
+        f"real: pixel std {summary['real']['pixel_std']:.1f}, MS-SSIM {summary['real']['ms_ssim']:.3f}",
+        flush=True,
+    )
     for name, overrides in RUNS.items():
         if args.only and name not in args.only:
             continue

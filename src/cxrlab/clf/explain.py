@@ -87,7 +87,10 @@ def backbone_stages(model: Classifier) -> list[tuple[str, nn.Module]]:
 
 
 def cam_layer(
-    model: Classifier, size_px: int, min_side_px: int = MIN_CAM_SIDE_PX
+    model: Classifier,
+    size_px: int,
+    min_side_px: int = MIN_CAM_SIDE_PX,
+    device: torch.device | str = "cpu",
 ) -> tuple[str, nn.Module]:
     """The deepest backbone stage whose maps are at least ``min_side_px`` wide for
     ``size_px`` inputs (Grad-CAM's usual last layer at 224 px; an earlier, finer one for
@@ -108,7 +111,6 @@ def cam_layer(
     model.eval()
     try:
         with torch.no_grad():
-            device = next(model.parameters()).device
             model.backbone(model.prepare(torch.zeros(1, 1, size_px, size_px, device=device)))
     finally:
         for handle in handles:
@@ -118,6 +120,8 @@ def cam_layer(
     if wide:
         return wide[-1]
     mapped = [(name, module) for name, module in stages if name in sides]
+    if not mapped:
+        raise CxrlabError("Grad-CAM: no layer of the backbone gives (B, C, h, w) feature maps")
     return max(mapped, key=lambda stage: sides[stage[0]])
 
 
@@ -156,7 +160,7 @@ class GradCam:
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         model = self.model
         if self.layer is None:
-            self.layer_name, self.layer = cam_layer(model, images.shape[-1])
+            self.layer_name, self.layer = cam_layer(model, images.shape[-1], device=images.device)
         was_training = model.training
         model.eval()
         handle = self.layer.register_forward_hook(self._keep)

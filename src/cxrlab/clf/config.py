@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-
-import yaml
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from cxrlab.errors import CxrlabError
-from cxrlab.utils.fs import atomic_write_text
+from cxrlab.utils.config import YamlConfig
 
 ARCHS = ("simple-cnn", "resnet18", "densenet121-xrv")
 HEADS = ("logit", "softmax")
@@ -21,7 +19,7 @@ RESUME_FREE_FIELDS = ("seeds", "device", "out")
 
 
 @dataclass
-class ClfConfig:
+class ClfConfig(YamlConfig):
     """Everything that defines a run of ``cxrlab clf train``.
 
     Attributes:
@@ -53,6 +51,8 @@ class ClfConfig:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         bootstrap: patient-level bootstrap resamples for the 95% intervals.
     """
+
+    command: ClassVar[str] = "cxrlab clf train"
 
     arch: str
     data: str
@@ -109,27 +109,7 @@ class ClfConfig:
             return "xrv" if self.arch == "densenet121-xrv" else "none"
         return self.pretrained
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def write(self, path: str | Path) -> None:
-        atomic_write_text(path, yaml.safe_dump(self.as_dict(), sort_keys=False))
-
     def differences(self, other: ClfConfig) -> list[str]:
         """Names of the fields, other than :data:`RESUME_FREE_FIELDS`, that differ."""
         mine, theirs = self.as_dict(), other.as_dict()
         return [k for k in mine if k not in RESUME_FREE_FIELDS and mine[k] != theirs[k]]
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ClfConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    @classmethod
-    def read(cls, path: str | Path) -> ClfConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise CxrlabError(
-                f"{path} not found: is {path.parent} a run folder of `cxrlab clf train`?"
-            )
-        return cls.from_dict(yaml.safe_load(path.read_text()))

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-
-import yaml
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from cxrlab.errors import CxrlabError
+from cxrlab.utils.config import YamlConfig
 
 LABELS = {"positive": 1, "negative": 0}
 
 
 @dataclass
-class GenConfig:
+class GenConfig(YamlConfig):
     """Everything that defines a run of ``cxrlab gen train``.
 
     Attributes:
@@ -43,6 +42,8 @@ class GenConfig:
         lr_g / lr_d / n_critic: override the family's values.
         wandb: also log to Weights & Biases (needs ``wandb`` installed).
     """
+
+    command: ClassVar[str] = "cxrlab gen train"
 
     model: str
     data: str
@@ -98,25 +99,3 @@ class GenConfig:
     @property
     def splits(self) -> list[str] | None:
         return [s.strip() for s in self.split.split(",")] if self.split else None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def write(self, path: str | Path) -> None:
-        from cxrlab.utils.fs import atomic_write_text
-
-        atomic_write_text(path, yaml.safe_dump(self.as_dict(), sort_keys=False))
-
-    @classmethod
-    def from_dict(cls, values: dict) -> GenConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    @classmethod
-    def read(cls, path: str | Path) -> GenConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise CxrlabError(
-                f"{path} not found: is {path.parent} a run folder of `cxrlab gen train`?"
-            )
-        return cls.from_dict(yaml.safe_load(path.read_text()))

@@ -44,6 +44,17 @@ def pixel_std(images: np.ndarray) -> float:
     return float(images.astype(np.float64).std(axis=0).mean())
 
 
+def training_seconds(run: Path, fallback: float) -> float:
+    """Training time over all resumes: the last ``seconds`` in metrics.csv (checkpointed)."""
+    metrics = run / "metrics.csv"
+    if not metrics.is_file():
+        return fallback
+    import pandas as pd
+
+    table = pd.read_csv(metrics)
+    return float(table["seconds"].dropna().iloc[-1]) if len(table) else fallback
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -77,7 +88,7 @@ def main() -> None:
         )  # fmt: skip
         began = time.perf_counter()
         train_generator(config, resume=True, progress=False)
-        seconds = time.perf_counter() - began
+        seconds = training_seconds(run, time.perf_counter() - began)
         loaded = load_generator(run, device="cpu")
         fake = generate(loaded, 64, label="positive" if loaded.conditional else None, seed=1)
         fake_unit = torch.from_numpy(fake.astype(np.float32) / 255.0)[:, None]

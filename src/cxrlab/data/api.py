@@ -74,20 +74,36 @@ def build_dataset(
     if not spec_path.is_file():
         raise DatasetError(f"spec {spec_path} not found")
     spec = yaml.safe_load(spec_path.read_text()) or {}
+    return build_from_spec(
+        spec, out, base=spec_path.parent, where=str(spec_path), workers=workers, progress=progress
+    )
+
+
+def build_from_spec(
+    spec: dict,
+    out: str | Path,
+    *,
+    base: str | Path = ".",
+    where: str = "the spec",
+    workers: int | None = None,
+    progress: bool = True,
+) -> IngestReport:
+    """:func:`build_dataset` on a spec already read: relative paths are relative to ``base``."""
+    base = Path(base)
     sources = spec.get("sources")
     if not sources:
-        raise DatasetError(f"{spec_path}: 'sources' must list at least one source")
+        raise DatasetError(f"{where}: 'sources' must list at least one source")
     scans = []
     for number, entry in enumerate(sources, start=1):
         entry = dict(entry)
         format_name = entry.pop("format", None)
         if not format_name:
-            raise DatasetError(f"{spec_path}: source {number} has no 'format'")
+            raise DatasetError(f"{where}: source {number} has no 'format'")
         path = entry.pop("path", None)
         if path is not None:
-            path = (spec_path.parent / path).resolve()
+            path = (base / path).resolve()
         if "images" in entry:
-            entry["images"] = (spec_path.parent / entry["images"]).resolve()
+            entry["images"] = (base / entry["images"]).resolve()
         if "views" in entry:
             entry["views"] = list(entry["views"])
         scans.append(_importer(format_name)(path, **entry))

@@ -1,0 +1,600 @@
+"""``cxrlab study run``: expand a spec's grid into cells and run them, resumably.
+
+A *cell* is one unit of work with its own folder: the dataset, one preprocessing
+variant, one generator run, one synthetic set, or one classifier setting (all its
+seeds). A cell is finished when its folder holds ``cell.json`` (written atomically
+last, with the cell's settings and result rows); a rerun skips finished cells whose
+settings still match, resumes unfinished ones from their checkpoints (generators:
+the last saved step; classifiers: the last finished epoch of each seed), and refuses
+cells whose settings the spec has since changed. The study folder::
+
+    STUDY/
+      spec.yaml                 the spec as run
+      study.json                cells with their status, axes, chosen generators, times
+      results.csv               one row per generator cell, one per classifier cell and seed
+      data/dataset/             imported and split images (manifest.csv, rejects.csv)
+      data/stats/               dataset statistics and figures
+      packed/<variant>/         preprocessed PACKED per variant (e.g. 64px-clahe)
+      previews/<variant>.png    an image grid per variant
+      gen/<variant>/<name>/     generator runs (metrics.csv, samples/, checkpoints/)
+      synthetic/<variant>/n<N>/ N synthetic images of the variant's chosen generator
+      clf/<variant>/<cell>/     classifier runs: run/ (cxrlab clf train), eval-test/,
+                                eval-external/ (cxrlab clf evaluate)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from cxrlab.errors import CxrlabError
+from cxrlab.study.spec import (
+    LOWER_IS_BETTER,
+    StudySpec,
+    Variant,
+    _slug,
+    load_spec,
+)
+from cxrlab.utils.fs import atomic_write_text
+
+CELL_FILE = "cell.json"
+RESULTS = "results.csv"
+STUDY_JSON = "study.json"
+#: Generator metric columns copied into results.csv (their last logged value).
+GEN_METRIC_COLUMNS = (
+    "fid",
+    "kid",
+    "is",
+    "swd",
+    "ms_ssim_fake",
+    "ms_ssim_real",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "memorization_share",
+)
+
+
+@dataclass
+class Cell:
+    """One unit of work: ``id`` names it, ``folder`` (relative to the study) holds it."""
+
+    id: str
+    kind: str
+    folder: str
+    settings: dict
+
+
+@dataclass
+class StudyResult:
+    """What one invocation of :func:`run_study` did."""
+
+    study: Path
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    results: pd.DataFrame | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"study {self.study}: ran {len(self.ran)} cell(s), skipped {len(self.skipped)} "
+            f"finished, {self.seconds:.0f} s; results in {self.study / RESULTS}"
+        )
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _final_metric_values(metrics_csv: Path) -> dict[str, float]:
+    """The last logged value of every metric column of a generator's metrics.csv."""
+    if not metrics_csv.is_file():
+        return {}
+    table = pd.read_csv(metrics_csv)
+    values = {}
+    for column in GEN_METRIC_COLUMNS:
+        if column in table.columns:
+            logged = table[column].dropna()
+            if len(logged):
+                values[column] = float(logged.iloc[-1])
+    return values
+
+
+class StudyRunner:
+    """Runs the cells of one spec into one study folder (see the module doc)."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        out: str | Path,
+        *,
+        device: str = "auto",
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.spec = spec
+        self.out = Path(out)
+        self.device = device
+        self.progress = progress
+        self.log = log
+        self.cells: list[Cell] = []
+        self.rows: dict[str, list[dict]] = {}
+        self.selected: dict[str, str] = {}
+        self.variant_by_name = {v.name: v for v in spec.variants()}
+        self.result = StudyResult(self.out)
+
+    # ------------------------------------------------------------------ cells
+    def _marker(self, cell: Cell) -> Path:
+        return self.out / cell.folder / CELL_FILE
+
+    def _finished(self, cell: Cell) -> dict | None:
+        marker = self._marker(cell)
+        if not marker.is_file():
+            return None
+        record = json.loads(marker.read_text())
+        if record.get("settings") != _jsonable(cell.settings):
+            old, new = record.get("settings", {}), _jsonable(cell.settings)
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise CxrlabError(
+                f"cell {cell.id} in {self.out} was run with other settings ({', '.join(changed)} "
+                f"changed in the spec); run the new spec into another --out, or delete "
+                f"{self.out / cell.folder} to redo that cell"
+            )
+        return record
+
+    def _do(self, cell: Cell, work: Callable[[], list[dict]]) -> list[dict]:
+        """Run ``work`` for ``cell`` unless it is finished; return its result rows."""
+        if cell.id in self.rows:  # met again in this invocation (a shared synthetic set)
+            return self.rows[cell.id]
+        self.cells.append(cell)
+        record = self._finished(cell)
+        if record is not None:
+            self.result.skipped.append(cell.id)
+            rows = record.get("rows", [])
+        else:
+            position = len(self.cells)
+            self.log(f"[{position}] {cell.kind} {cell.id}")
+            began = time.perf_counter()
+            (self.out / cell.folder).mkdir(parents=True, exist_ok=True)
+            rows = work()
+            seconds = time.perf_counter() - began
+            record = {
+                "id": cell.id,
+                "kind": cell.kind,
+                "settings": _jsonable(cell.settings),
+                "rows": _jsonable(rows),
+                "seconds": round(seconds, 2),
+                "finished": _now(),
+            }
+            atomic_write_text(self._marker(cell), json.dumps(record, indent=2) + "\n")
+            self.result.ran.append(cell.id)
+            self.log(f"    done in {seconds:.0f} s")
+        self.rows[cell.id] = rows
+        self._write_results()
+        self._write_status()
+        return rows
+
+    # ----------------------------------------------------------------- stages
+    def _data(self) -> Path:
+        from cxrlab.data.api import build_from_spec, split_dataset
+        from cxrlab.data.stats import write_stats
+
+        dataset = self.out / "data" / "dataset"
+        split = self.spec.split
+        settings = {"data": self.spec.data, "split": split}
+
+        def work() -> list[dict]:
+            report = build_from_spec(
+                expand_source_paths(self.spec.data, self.spec.path),
+                dataset,
+                base=self.spec.base,
+                where=str(self.spec.path),
+                progress=self.progress,
+            )
+            self.log(f"    {report.summary()}")
+            split_report = split_dataset(
+                dataset,
+                tuple(split.get("ratios", (0.6, 0.2, 0.2))),
+                seed=int(split.get("seed", 0)),
+                holdout_source=split.get("holdout_source"),
+            )
+            self.log("    " + split_report.summary().replace("\n", "\n    "))
+            write_stats(dataset, self.out / "data" / "stats")
+            return []
+
+        self._do(Cell("data", "data", "data", settings), work)
+        return dataset
+
+    def _preprocess(self, dataset: Path, variant: Variant) -> Path:
+        from cxrlab.data.packed import preprocess_dataset
+        from cxrlab.data.show import show_packed
+
+        packed = self.out / "packed" / variant.name
+
+        def work() -> list[dict]:
+            report = preprocess_dataset(dataset, packed, variant.options(), progress=self.progress)
+            self.log(f"    {report.summary()}")
+            show_packed(packed, self.out / "previews" / f"{variant.name}.png", n=16)
+            return []
+
+        settings = dict(variant.values)
+        self._do(
+            Cell(f"preprocess/{variant.name}", "preprocess", f"packed/{variant.name}", settings),
+            work,
+        )
+        return packed
+
+    def _gen_configs(self, packed: Path, variant: Variant) -> list[tuple[Cell, object]]:
+        from cxrlab.gen.config import GenConfig
+
+        spec = self.spec
+        tagged = len(spec.gen_augment) > 1 or spec.gen_augment[0] is not None
+        cells = []
+        for augment in spec.gen_augment:
+            for generator in spec.generators:
+                name = generator.name + (f"-aug_{_slug(augment)}" if tagged else "")
+                folder = f"gen/{variant.name}/{name}"
+                settings = {**spec.gen_settings, **generator.settings}
+                if self.device != "auto":
+                    settings["device"] = self.device
+                config = GenConfig(
+                    data=str(packed),
+                    out=str(self.out / folder),
+                    size_px=dict(variant.values)["size"],
+                    augment=augment,
+                    **settings,
+                )
+                identity = {
+                    **config.as_dict(),
+                    "name": generator.name,
+                    "gen_augment": augment or "none",
+                }
+                for volatile in ("data", "out", "device"):
+                    identity.pop(volatile, None)
+                cells.append((Cell(folder, "generator", folder, identity), config))
+        return cells
+
+    def _generator(self, cell: Cell, config, variant: Variant) -> list[dict]:
+        from cxrlab.gen.train_api import train_with_metrics
+
+        def work() -> list[dict]:
+            result = train_with_metrics(config, resume=True, progress=self.progress)
+            values = _final_metric_values(Path(config.out) / "metrics.csv")
+            return [
+                {
+                    "generator": cell.settings["name"],
+                    "model": config.model,
+                    "gen_augment": cell.settings["gen_augment"],
+                    "steps": result.step,
+                    "seed": config.seed,
+                    "seconds": round(result.seconds, 2),
+                    **values,
+                }
+            ]
+
+        return self._do(cell, work)
+
+    def _select(self, variant: Variant, gen_cells: list[Cell]) -> str | None:
+        """The variant's generator cell to sample synthetic images from."""
+        spec = self.spec
+        if not gen_cells:
+            return None
+        if spec.synthetic_from != "best":
+            return next(c.id for c in gen_cells if c.settings["name"] == spec.synthetic_from)
+        metric = spec.select_by
+        scored = []
+        for cell in gen_cells:
+            value = self.rows[cell.id][0].get(metric) if self.rows.get(cell.id) else None
+            if value is not None and math.isfinite(value):
+                scored.append((value if metric in LOWER_IS_BETTER else -value, cell.id))
+        if not scored:
+            self.log(
+                f"    no generator of {variant.name} logged {metric!r}; using the first one "
+                f"({gen_cells[0].id}) for synthetic images"
+            )
+            return gen_cells[0].id
+        return min(scored)[1]
+
+    def _synthetic(self, variant: Variant, generator_cell: str, amount: int) -> Path:
+        from cxrlab.gen.sample import sample_run
+
+        folder = f"synthetic/{variant.name}/n{amount}"
+        target = self.out / folder / "packed"
+        settings = {
+            "generator": generator_cell,
+            "amount": amount,
+            "label": self.spec.synthetic_label,
+        }
+
+        def work() -> list[dict]:
+            sample_run(
+                self.out / generator_cell,
+                target,
+                n=amount,
+                label=self.spec.synthetic_label,
+                packed=True,
+                device=self.device,
+            )
+            return []
+
+        self._do(Cell(folder, "synthetic", folder, settings), work)
+        return target
+
+    def _classifier(
+        self, packed: Path, variant: Variant, combo: dict, synthetic: Path | None, source: str
+    ) -> None:
+        from cxrlab.clf.config import ClfConfig
+        from cxrlab.clf.evaluate import evaluate_run
+        from cxrlab.clf.trainer import train_classifier
+        from cxrlab.data.packed import open_packed
+
+        spec = self.spec
+        parts = [str(combo["arch"])]
+        parts += [
+            f"{'aug' if key == 'augment' else key}_{_slug(combo[key])}"
+            for key in spec.classifier_axes
+            if key != "arch"
+        ]
+        parts.append(f"syn_{combo['synthetic']}")
+        folder = f"clf/{variant.name}/{'-'.join(parts)}"
+        settings = {
+            **spec.classifier_settings,
+            **{k: v for k, v in combo.items() if k != "synthetic"},
+        }
+        if self.device != "auto":
+            settings["device"] = self.device
+        config = ClfConfig(
+            data=str(packed),
+            out=str(self.out / folder / "run"),
+            synthetic=str(synthetic) if synthetic else None,
+            **settings,
+        )
+        identity = {
+            **{
+                k: v
+                for k, v in config.as_dict().items()
+                if k not in ("data", "out", "device", "synthetic")
+            },
+            "synthetic": combo["synthetic"],
+            "synthetic_from": source,
+            "explain": spec.explain,
+        }
+
+        def work() -> list[dict]:
+            trained = train_classifier(config, resume=True, progress=self.progress)
+            test = evaluate_run(
+                config.out,
+                packed,
+                split="test",
+                explain=spec.explain,
+                out=self.out / folder / "eval-test",
+                device=config.device,
+                bootstrap=config.bootstrap,
+            )
+            external = None
+            if (open_packed(packed).manifest["split"] == "external").any():
+                external = evaluate_run(
+                    config.out,
+                    packed,
+                    split="external",
+                    out=self.out / folder / "eval-external",
+                    device=config.device,
+                    bootstrap=config.bootstrap,
+                )
+            rows = []
+            for seed, seed_result in trained.seeds.items():
+                row = {
+                    **{k: combo[k] for k in combo},
+                    "synthetic_from": source,
+                    "seed": seed,
+                    "seconds": round(seed_result.seconds, 2),
+                    "best_epoch": seed_result.best_epoch,
+                    "threshold": seed_result.threshold,
+                }
+                row.update(_evaluation_columns("test", test.seeds[seed]))
+                if external is not None:
+                    row.update(_evaluation_columns("external", external.seeds[seed]))
+                rows.append(row)
+            return rows
+
+        self._do(Cell(folder, "classifier", folder, identity), work)
+
+    def planned_cells(self) -> int:
+        """How many cells the whole study has (the dataset, variants, generators...)."""
+        spec = self.spec
+        variants = len(spec.variants())
+        generators = len(spec.generators) * len(spec.gen_augment)
+        synthetic = sum(1 for amount in spec.synthetic_amounts if amount > 0)
+        return 1 + variants * (1 + generators + synthetic + len(spec.classifier_grid()))
+
+    # -------------------------------------------------------------- the study
+    def run(self) -> StudyResult:
+        began = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.spec.path, self.out / "spec.yaml")
+        self._preflight()
+        dataset = self._data()
+        variants = self.spec.variants()
+        packs = {v.name: self._preprocess(dataset, v) for v in variants}
+        gen_cells: dict[str, list[Cell]] = {}
+        for variant in variants:
+            gen_variant = generator_variant(variant)
+            self.variant_by_name[gen_variant.name] = gen_variant
+            if self.spec.generators and gen_variant.name not in packs:
+                packs[gen_variant.name] = self._preprocess(dataset, gen_variant)
+            gen_cells[variant.name] = []
+            for cell, config in self._gen_configs(packs.get(gen_variant.name), gen_variant):
+                self._generator(cell, config, gen_variant)
+                gen_cells[variant.name].append(cell)
+        for variant in variants:
+            chosen = self._select(variant, gen_cells[variant.name])
+            if chosen:
+                self.selected[variant.name] = chosen
+            for combo in self.spec.classifier_grid():
+                synthetic = None
+                if combo["synthetic"] > 0:
+                    synthetic = self._synthetic(variant, chosen, combo["synthetic"])
+                self._classifier(
+                    packs[variant.name],
+                    variant,
+                    combo,
+                    synthetic,
+                    chosen if combo["synthetic"] > 0 else "",
+                )
+        self.result.seconds = time.perf_counter() - began
+        self.result.results = self._write_results()
+        self._write_status(wall_seconds=self.result.seconds)
+        return self.result
+
+    def _preflight(self) -> None:
+        """Find every pretrained weights file the study needs before any work starts."""
+        from cxrlab.metrics.extractors import EXTRACTORS
+        from cxrlab.metrics.extractors.weights import locate_weights
+        from cxrlab.metrics.registry import METRICS
+
+        spec = self.spec
+        for generator in spec.generators:
+            settings = {**spec.gen_settings, **generator.settings}
+            names = settings.get("metrics") or []
+            names = names.split(",") if isinstance(names, str) else names
+            if any(METRICS[n.strip()].needs_network for n in names if n.strip() in METRICS):
+                features = settings.get("features", "inception")
+                locate_weights(EXTRACTORS[features].weights_file(), settings.get("weights"))
+        from cxrlab.clf.config import ClfConfig
+        from cxrlab.clf.models import pretrained_weights
+
+        for combo in spec.classifier_grid():
+            values = {k: v for k, v in combo.items() if k != "synthetic"}
+            config = ClfConfig(data="", out="", **{**spec.classifier_settings, **values})
+            pretrained_weights(config.arch, config.resolved_pretrained)
+
+    # ----------------------------------------------------------------- output
+    def _variant_of(self, cell: Cell) -> dict:
+        parts = cell.folder.split("/")
+        variant = self.variant_by_name.get(parts[1]) if len(parts) > 1 else None
+        return {"variant": variant.name, **dict(variant.values)} if variant else {}
+
+    def _write_results(self) -> pd.DataFrame:
+        records = []
+        for cell in self.cells:
+            if cell.kind not in ("generator", "classifier"):
+                continue
+            for row in self.rows.get(cell.id, []):
+                record = {"kind": cell.kind, "cell": cell.id, "folder": cell.folder}
+                record.update(self._variant_of(cell))
+                record.update(row)
+                if cell.kind == "generator":
+                    record["selected"] = int(cell.id in self.selected.values())
+                records.append(record)
+        table = pd.DataFrame.from_records(records).convert_dtypes()
+        atomic_write_text(self.out / RESULTS, table.to_csv(index=False, lineterminator="\n"))
+        return table
+
+    def _write_status(self, wall_seconds: float | None = None) -> None:
+        spec = self.spec
+        path = self.out / STUDY_JSON
+        previous = json.loads(path.read_text()) if path.is_file() else {}
+        from cxrlab.utils.device import resolve_device
+
+        status = {
+            "name": spec.name,
+            "description": spec.description,
+            "spec": str(spec.path),
+            "updated": _now(),
+            "device": str(resolve_device(self.device)),
+            "wall_seconds": wall_seconds
+            if wall_seconds is not None
+            else previous.get("wall_seconds"),
+            "axes": {
+                "preprocess": list(spec.preprocess_axes),
+                "generator": ["generator", "gen_augment"],
+                "classifier": [*spec.classifier_axes, "synthetic"],
+            },
+            "select_by": spec.select_by,
+            "planned_cells": self.planned_cells(),
+            "selected_generators": self.selected,
+            "cells": [
+                {
+                    "id": cell.id,
+                    "kind": cell.kind,
+                    "folder": cell.folder,
+                    "status": "finished" if self._marker(cell).is_file() else "pending",
+                    "seconds": (
+                        json.loads(self._marker(cell).read_text()).get("seconds")
+                        if self._marker(cell).is_file()
+                        else None
+                    ),
+                }
+                for cell in self.cells
+            ],
+        }
+        atomic_write_text(path, json.dumps(status, indent=2) + "\n")
+
+
+def generator_variant(variant: Variant) -> Variant:
+    """The variant a generator for ``variant`` trains on: the same options at the
+    nearest power-of-two size (generators need one); synthetic images are resized."""
+    values = dict(variant.values)
+    size = int(values["size"])
+    power = 1 << max(5, (size - 1).bit_length())
+    if power == size:
+        return variant
+    values["size"] = min(power, 256)
+    return Variant(tuple(values.items()))
+
+
+def expand_source_paths(data: dict, spec_path: Path) -> dict:
+    """``data`` with ``$VARIABLES`` in source paths expanded; an unset one is an error."""
+    data = {**data, "sources": [dict(source) for source in data["sources"]]}
+    for source in data["sources"]:
+        for key in ("path", "images"):
+            if source.get(key) is None:
+                continue
+            expanded = os.path.expandvars(str(source[key]))
+            if "$" in expanded:
+                raise CxrlabError(
+                    f"{spec_path}: source path {source[key]!r} names an unset environment "
+                    f"variable; set it (e.g. `export CXRLAB_DATA=../shared/data`) or edit the path"
+                )
+            source[key] = expanded
+    return data
+
+
+def _evaluation_columns(prefix: str, evaluation) -> dict:
+    values = {
+        f"{prefix}_n_images": evaluation.n_images,
+        f"{prefix}_n_positive": evaluation.n_positive,
+    }
+    for name, value in evaluation.metrics.items():
+        low, high = evaluation.intervals[name]
+        values[f"{prefix}_{name}"] = value
+        values[f"{prefix}_{name}_low"] = low
+        values[f"{prefix}_{name}_high"] = high
+    return values
+
+
+def run_study(
+    spec: str | Path | StudySpec,
+    out: str | Path,
+    *,
+    device: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> StudyResult:
+    """Run (or continue) the study ``spec`` into the folder ``out``; see the module doc."""
+    spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
+    return StudyRunner(spec, out, device=device, progress=progress, log=log).run()

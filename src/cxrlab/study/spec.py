@@ -1,0 +1,287 @@
+"""A study spec: one YAML file that names a whole comparison.
+
+A spec has six sections; every field shown as a list is a *grid axis* (a scalar is
+a one-level axis) and the runner crosses the axes of a section::
+
+    name: demo
+    description: what this study asks
+    data:                       # a `cxrlab data build` spec: where the images come from
+      sources:
+        - format: sample        # or ieee8023, covidx, folders, figure1, actualmed, rsna
+          path: null            # relative paths are relative to the spec file
+      dedup: false
+      split: {ratios: [0.6, 0.2, 0.2], seed: 0, holdout_source: null}
+    preprocess:                 # cxrlab data preprocess options
+      size: [64]
+      equalize: [none, clahe]
+    generators:                 # optional: trained per preprocessing variant
+      runs:                     # named settings of `cxrlab gen train`
+        - {name: dcgan-diffaug, model: dcgan, diffaug: "translation,cutout", ema: 0.999}
+      augment: [none]           # axis: classical augmentation of real batches
+      label: positive
+      steps: 300
+      metrics: [swd, diversity]
+      select_by: swd            # which generator of a variant is "best"
+    synthetic:
+      amounts: [0, 100]         # synthetic COVID-positive images added to training
+      from: best                # or a generator run name
+    classifier:                 # `cxrlab clf train` options; lists are axes
+      arch: [simple-cnn]
+      augment: [none, mild]
+      epochs: 8
+      seeds: [0, 1, 2]
+      explain: 8                # Grad-CAM images per seed of each cell
+
+Anything a section does not name takes the command's default.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cxrlab.clf.config import ClfConfig
+from cxrlab.errors import CxrlabError
+from cxrlab.gen.config import GenConfig
+from cxrlab.preprocess.transforms import PreprocessOptions
+
+#: Preprocessing fields a spec may set, spec name -> PreprocessOptions field.
+PREPROCESS_FIELDS = {
+    "size": "size_px",
+    "resize": "resize",
+    "crop_top": "crop_top",
+    "equalize": "equalize",
+    "clahe_clip": "clahe_clip",
+    "clahe_grid": "clahe_grid",
+    "gamma": "gamma",
+    "bit_depth": "bit_depth",
+}
+#: Classifier fields that may be grid axes (the others are plain settings).
+CLASSIFIER_AXES = ("arch", "augment", "balance", "head", "pretrained")
+#: Lower is better for these generator metrics; higher for the others (``is``).
+LOWER_IS_BETTER = {"fid", "kid", "swd", "ms_ssim_fake", "kid_std"}
+#: GenConfig fields a spec may not set: the runner decides them.
+_GEN_RUNNER_FIELDS = {"data", "out", "size_px", "augment", "resume"}
+_CLF_RUNNER_FIELDS = {"data", "out", "synthetic", "synthetic_ratio"}
+
+
+class SpecError(CxrlabError):
+    """The spec file is malformed; the message names the file and the field."""
+
+
+def as_levels(value: Any) -> list:
+    """A grid axis: a list stays a list, a scalar becomes a one-level list."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _slug(value: Any) -> str:
+    text = "none" if value is None else str(value)
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in text)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One preprocessing variant: its values by spec field name, in spec order."""
+
+    values: tuple[tuple[str, Any], ...]
+
+    @property
+    def name(self) -> str:
+        """``64px-clahe``; further axes append ``-field_value``."""
+        settings = dict(self.values)
+        parts = [f"{settings['size']}px", _slug(settings.get("equalize", "none"))]
+        parts += [
+            f"{key}_{_slug(value)}" for key, value in self.values if key not in ("size", "equalize")
+        ]
+        return "-".join(parts)
+
+    def options(self) -> PreprocessOptions:
+        return PreprocessOptions(**{PREPROCESS_FIELDS[k]: v for k, v in self.values})
+
+
+@dataclass(frozen=True)
+class GeneratorSetting:
+    """A named generator run: the family and its `cxrlab gen train` settings."""
+
+    name: str
+    settings: dict
+
+
+@dataclass
+class StudySpec:
+    """A parsed and checked spec (see the module doc for the file format)."""
+
+    path: Path
+    name: str
+    description: str
+    data: dict
+    split: dict
+    preprocess_axes: dict[str, list]
+    generators: list[GeneratorSetting]
+    gen_augment: list[str | None]
+    gen_settings: dict
+    select_by: str
+    synthetic_amounts: list[int]
+    synthetic_from: str
+    synthetic_label: str
+    classifier_axes: dict[str, list]
+    classifier_settings: dict
+    explain: int
+    raw: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def base(self) -> Path:
+        """The folder relative paths in the spec are relative to."""
+        return self.path.parent
+
+    def variants(self) -> list[Variant]:
+        keys = list(self.preprocess_axes)
+        return [
+            Variant(tuple(zip(keys, combo, strict=True)))
+            for combo in itertools.product(*self.preprocess_axes.values())
+        ]
+
+    def classifier_grid(self) -> list[dict]:
+        """Every combination of the classifier axes and synthetic amounts."""
+        keys = list(self.classifier_axes)
+        grid = []
+        for combo in itertools.product(*self.classifier_axes.values()):
+            for amount in self.synthetic_amounts:
+                grid.append({**dict(zip(keys, combo, strict=True)), "synthetic": amount})
+        return grid
+
+
+def _section(raw: dict, name: str, path: Path, required: bool = False) -> dict:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            raise SpecError(f"{path}: the spec needs a '{name}' section")
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{path}: '{name}' must be a mapping, got {type(value).__name__}")
+    return dict(value)
+
+
+def _check_keys(section: dict, allowed: set[str], where: str, path: Path) -> None:
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise SpecError(
+            f"{path}: unknown field(s) {', '.join(unknown)} in '{where}'; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _parse_generators(section: dict, path: Path) -> tuple[list[GeneratorSetting], dict]:
+    runs = section.pop("runs", None) or []
+    if not isinstance(runs, list):
+        raise SpecError(f"{path}: 'generators.runs' must be a list of named settings")
+    allowed = set(GenConfig.__dataclass_fields__) - _GEN_RUNNER_FIELDS
+    settings = {k: v for k, v in section.items() if k not in ("augment", "select_by")}
+    _check_keys(settings, allowed, "generators", path)
+    generators, names = [], set()
+    for number, entry in enumerate(runs, start=1):
+        if isinstance(entry, str):
+            entry = {"name": entry, "model": entry}
+        entry = dict(entry)
+        name = str(entry.pop("name", entry.get("model", "")))
+        if not name or "model" not in entry:
+            raise SpecError(f"{path}: generators.runs[{number}] needs a 'model' (and a 'name')")
+        if name in names:
+            raise SpecError(f"{path}: two generator runs are named {name!r}; names must differ")
+        names.add(name)
+        _check_keys(entry, allowed, f"generators.runs[{number}] ({name})", path)
+        generators.append(GeneratorSetting(name, entry))
+    return generators, settings
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and check a spec file; every mistake is a :class:`SpecError` naming the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"study spec {path} not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a study spec is a mapping of sections")
+    _check_keys(
+        raw,
+        {"name", "description", "data", "preprocess", "generators", "synthetic", "classifier"},
+        "the top level",
+        path,
+    )
+    data = _section(raw, "data", path, required=True)
+    split = dict(data.pop("split", None) or {})
+    _check_keys(split, {"ratios", "seed", "holdout_source"}, "data.split", path)
+    if not data.get("sources"):
+        raise SpecError(f"{path}: 'data.sources' must list at least one source")
+
+    preprocess = _section(raw, "preprocess", path)
+    _check_keys(preprocess, set(PREPROCESS_FIELDS), "preprocess", path)
+    preprocess.setdefault("size", 64)
+    axes = {k: as_levels(preprocess[k]) for k in PREPROCESS_FIELDS if k in preprocess}
+    for variant_values in itertools.product(*axes.values()):
+        values = dict(zip(axes, variant_values, strict=True))
+        try:
+            PreprocessOptions(**{PREPROCESS_FIELDS[k]: v for k, v in values.items()})
+        except (CxrlabError, TypeError, ValueError) as error:
+            raise SpecError(f"{path}: preprocess {values}: {error}") from None
+
+    gen_section = _section(raw, "generators", path)
+    gen_augment = [
+        None if a in (None, "none") else a for a in as_levels(gen_section.get("augment"))
+    ]
+    select_by = str(gen_section.get("select_by", "swd"))
+    generators, gen_settings = _parse_generators(gen_section, path)
+
+    synthetic = _section(raw, "synthetic", path)
+    _check_keys(synthetic, {"amounts", "from", "label"}, "synthetic", path)
+    amounts = [int(a) for a in as_levels(synthetic.get("amounts", 0))]
+    if any(a < 0 for a in amounts):
+        raise SpecError(f"{path}: synthetic.amounts must be >= 0, got {amounts}")
+    synthetic_from = str(synthetic.get("from", "best"))
+    if any(amounts) and not generators:
+        raise SpecError(
+            f"{path}: synthetic.amounts asks for synthetic images but no generators run"
+        )
+    if synthetic_from != "best" and synthetic_from not in {g.name for g in generators}:
+        raise SpecError(
+            f"{path}: synthetic.from {synthetic_from!r} is neither 'best' nor a generator run name"
+        )
+
+    classifier = _section(raw, "classifier", path)
+    explain = int(classifier.pop("explain", 0))
+    allowed = set(ClfConfig.__dataclass_fields__) - _CLF_RUNNER_FIELDS
+    _check_keys(classifier, allowed, "classifier", path)
+    classifier.setdefault("arch", "simple-cnn")
+    classifier_axes = {k: as_levels(classifier.pop(k)) for k in CLASSIFIER_AXES if k in classifier}
+    for combo in itertools.product(*classifier_axes.values()):
+        values = dict(zip(classifier_axes, combo, strict=True))
+        try:
+            ClfConfig(data="", out="", **values, **classifier)
+        except (CxrlabError, TypeError) as error:
+            raise SpecError(f"{path}: classifier {values}: {error}") from None
+    return StudySpec(
+        path=path.resolve(),
+        name=str(raw.get("name") or path.stem),
+        description=str(raw.get("description") or ""),
+        data=data,
+        split=split,
+        preprocess_axes=axes,
+        generators=generators,
+        gen_augment=gen_augment,
+        gen_settings=gen_settings,
+        select_by=select_by,
+        synthetic_amounts=amounts,
+        synthetic_from=synthetic_from,
+        synthetic_label=str(synthetic.get("label", "positive")),
+        classifier_axes=classifier_axes,
+        classifier_settings=classifier,
+        explain=explain,
+        raw=raw,
+    )

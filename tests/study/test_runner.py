@@ -1,0 +1,182 @@
+"""The study runner on a tiny study of the bundled sample: every cell kind, results.csv,
+interruption and resume, refusal of changed settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from cxrlab.clf.trainer import SeedTrainer
+from cxrlab.errors import CxrlabError
+from cxrlab.study.runner import expand_source_paths, generator_variant, run_study
+from cxrlab.study.spec import Variant, load_spec
+
+TINY = {
+    "name": "tiny",
+    "description": "a test study",
+    "data": {"sources": [{"format": "sample"}], "split": {"ratios": [0.6, 0.2, 0.2], "seed": 0}},
+    "preprocess": {"size": 32, "equalize": ["none", "clahe"]},
+    "generators": {
+        "runs": [{"name": "dc", "model": "dcgan", "diffaug": "translation"}],
+        "label": "positive",
+        "steps": 4,
+        "batch_size": 8,
+        "sample_interval": 2,
+        "save_interval": 2,
+        "metrics": ["swd"],
+        "metrics_n": 16,
+        "select_by": "swd",
+    },
+    "synthetic": {"amounts": [0, 8]},
+    "classifier": {
+        "arch": "simple-cnn",
+        "epochs": 2,
+        "batch_size": 16,
+        "seeds": [0, 1],
+        "bootstrap": 20,
+        "explain": 2,
+    },
+}
+#: cells in the order they run
+ORDER = [
+    "data",
+    "preprocess/32px-none",
+    "preprocess/32px-clahe",
+    "gen/32px-none/dc",
+    "gen/32px-clahe/dc",
+    "clf/32px-none/simple-cnn-syn_0",
+    "synthetic/32px-none/n8",
+    "clf/32px-none/simple-cnn-syn_8",
+    "clf/32px-clahe/simple-cnn-syn_0",
+    "synthetic/32px-clahe/n8",
+    "clf/32px-clahe/simple-cnn-syn_8",
+]
+
+
+def write_spec(folder: Path, spec: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def interrupted_study(tmp_path_factory) -> dict:
+    """Run the tiny study, interrupt it inside a classifier cell, then run it again."""
+    root = tmp_path_factory.mktemp("study")
+    spec = write_spec(root, TINY)
+    study = root / "out"
+    calls = {"n": 0}
+    real_epoch = SeedTrainer.train_epoch
+
+    def interrupted(self):
+        calls["n"] += 1
+        # the first classifier cell trains seeds 0 and 1 for 2 epochs (4 calls);
+        # stop in the second epoch of seed 0 of the next classifier cell
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real_epoch(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CXRLAB_CACHE_DIR", str(root / "cache"))
+        patch.setattr(SeedTrainer, "train_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(spec, study, device="cpu", progress=False, log=lambda line: None)
+        status_after_interrupt = json.loads((study / "study.json").read_text())
+        patch.setattr(SeedTrainer, "train_epoch", real_epoch)
+        second = run_study(spec, study, device="cpu", progress=False, log=lambda line: None)
+        third = run_study(spec, study, device="cpu", progress=False, log=lambda line: None)
+    return {
+        "spec": spec,
+        "study": study,
+        "status_after_interrupt": status_after_interrupt,
+        "second": second,
+        "third": third,
+    }
+
+
+def test_rerun_after_an_interruption_completes_only_unfinished_cells(interrupted_study):
+    second, third = interrupted_study["second"], interrupted_study["third"]
+    cut = ORDER.index("clf/32px-none/simple-cnn-syn_8")
+    assert second.skipped == ORDER[:cut]
+    assert second.ran == ORDER[cut:]
+    assert third.ran == [] and third.skipped == ORDER
+    status = interrupted_study["status_after_interrupt"]
+    finished = [c["id"] for c in status["cells"] if c["status"] == "finished"]
+    assert finished == ORDER[:cut]
+    assert status["planned_cells"] == len(ORDER)
+
+
+def test_the_interrupted_cell_resumed_where_it_stopped(interrupted_study):
+    seed_0 = interrupted_study["study"] / "clf/32px-none/simple-cnn-syn_8/run/seed_0"
+    epochs = pd.read_csv(seed_0 / "epochs.csv")
+    assert list(epochs["epoch"]) == [1, 2]
+
+
+def test_results_have_a_row_per_generator_and_per_classifier_cell_and_seed(interrupted_study):
+    study = interrupted_study["study"]
+    results = pd.read_csv(study / "results.csv")
+    generators = results[results["kind"] == "generator"]
+    classifiers = results[results["kind"] == "classifier"]
+    assert list(generators["cell"]) == ["gen/32px-none/dc", "gen/32px-clahe/dc"]
+    assert (generators["steps"] == 4).all() and generators["swd"].notna().all()
+    assert (generators["selected"] == 1).all()  # the only generator of its variant
+    assert len(classifiers) == 4 * 2
+    assert sorted(classifiers["seed"].unique()) == [0, 1]
+    assert set(classifiers["synthetic"]) == {0, 8}
+    with_synthetic = classifiers[classifiers["synthetic"] == 8]
+    assert set(with_synthetic["synthetic_from"]) == {"gen/32px-none/dc", "gen/32px-clahe/dc"}
+    assert set(classifiers["equalize"]) == {"none", "clahe"}
+    for name in ("roc_auc", "sensitivity", "specificity"):
+        values = classifiers[f"test_{name}"].dropna()
+        assert len(values) and values.between(0, 1).all()
+        assert (classifiers[f"test_{name}_low"] <= classifiers[f"test_{name}"] + 1e-9).all()
+    assert (classifiers["test_n_images"] > 0).all()
+    # what the cells wrote
+    for cell in json.loads((study / "study.json").read_text())["cells"]:
+        assert (study / cell["folder"] / "cell.json").is_file(), cell["id"]
+    synthetic = study / "synthetic/32px-none/n8/packed/manifest.csv"
+    assert len(pd.read_csv(synthetic)) == 8
+    assert (study / "clf/32px-clahe/simple-cnn-syn_8/eval-test/seed_1/gradcam.png").is_file()
+    assert (study / "previews/32px-clahe.png").is_file()
+    assert (study / "data/stats/class_balance.png").is_file()
+
+
+def test_a_changed_setting_is_refused_not_mixed_in(interrupted_study, tmp_path):
+    changed = {**TINY, "classifier": {**TINY["classifier"], "epochs": 3}}
+    spec = write_spec(tmp_path, changed)
+    with pytest.raises(CxrlabError, match="epochs"):
+        run_study(spec, interrupted_study["study"], device="cpu", progress=False, log=print)
+
+
+def test_generators_train_at_a_power_of_two():
+    assert generator_variant(Variant((("size", 64),))).name == "64px-none"
+    assert generator_variant(Variant((("size", 224), ("equalize", "clahe")))).name == (
+        "256px-clahe"
+    )
+    assert generator_variant(Variant((("size", 128),))).name == "128px-none"
+
+
+def test_source_paths_expand_variables(tmp_path, monkeypatch):
+    data = {"sources": [{"format": "ieee8023", "path": "${CXRLAB_DATA}/ieee8023"}]}
+    monkeypatch.delenv("CXRLAB_DATA", raising=False)
+    with pytest.raises(CxrlabError, match="CXRLAB_DATA"):
+        expand_source_paths(data, tmp_path / "spec.yaml")
+    monkeypatch.setenv("CXRLAB_DATA", "/data")
+    assert expand_source_paths(data, tmp_path)["sources"][0]["path"] == "/data/ieee8023"
+    assert data["sources"][0]["path"] == "${CXRLAB_DATA}/ieee8023"  # not changed in place
+
+
+def test_missing_weights_stop_the_study_before_any_work(tmp_path):
+    spec = {
+        **TINY,
+        "classifier": {**TINY["classifier"], "arch": "resnet18", "pretrained": "imagenet"},
+    }
+    path = write_spec(tmp_path, spec)
+    with pytest.raises(CxrlabError, match="resnet18"):
+        run_study(load_spec(path), tmp_path / "out", device="cpu", progress=False, log=print)
+    assert not (tmp_path / "out" / "data").exists()

@@ -45,3 +45,11 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(CxrlabError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_atomic_writes_get_the_permissions_a_plain_write_gets(tmp_path):
+    atomic_write_text(tmp_path / "atomic.txt", "x")
+    (tmp_path / "plain.txt").write_text("x")
+    mode = (tmp_path / "atomic.txt").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert mode & 0o044  # readable by others under the usual umask, not mkstemp's 0600

@@ -149,8 +149,15 @@ def test_results_have_a_row_per_generator_and_per_classifier_cell_and_seed(inter
 def test_a_changed_setting_is_refused_not_mixed_in(interrupted_study, tmp_path):
     changed = {**TINY, "classifier": {**TINY["classifier"], "epochs": 3}}
     spec = write_spec(tmp_path, changed)
+    study = interrupted_study["study"]
+    before = {name: (study / name).read_text() for name in ("results.csv", "spec.yaml")}
     with pytest.raises(CxrlabError, match="epochs"):
-        run_study(spec, interrupted_study["study"], device="cpu", progress=False, log=print)
+        run_study(spec, study, device="cpu", progress=False, log=print)
+    # nothing of the finished study was lost or overwritten
+    for name, text in before.items():
+        assert (study / name).read_text() == text, name
+    cells = json.loads((study / "study.json").read_text())["cells"]
+    assert [c["id"] for c in cells] == ORDER and {c["status"] for c in cells} == {"finished"}
 
 
 def test_generators_train_at_a_power_of_two():
@@ -180,3 +187,54 @@ def test_missing_weights_stop_the_study_before_any_work(tmp_path):
     with pytest.raises(CxrlabError, match="resnet18"):
         run_study(load_spec(path), tmp_path / "out", device="cpu", progress=False, log=print)
     assert not (tmp_path / "out" / "data").exists()
+
+
+def test_the_report_of_a_real_study_loads_every_image_in_chromium(interrupted_study, tmp_path):
+    from browser import render_in_chromium
+
+    from cxrlab.study.report import write_report
+
+    report = write_report(interrupted_study["study"], tmp_path / "report.html")
+    text = report.read_text()
+    assert "Classifier results" in text and "Generator results" in text
+    assert text.count("simple-cnn-syn_8") >= 2  # both variants' cells are in the table
+    rendered = render_in_chromium(report, tmp_path)
+    assert rendered["images"] >= 10
+    assert rendered["loaded"] == rendered["images"]
+
+
+def test_cli_report_list_and_clear_errors(interrupted_study, tmp_path):
+    from typer.testing import CliRunner
+
+    from cxrlab.cli import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["study", "list"])
+    assert listed.exit_code == 0 and "demo" in listed.output and "thesis" in listed.output
+    missing = runner.invoke(
+        app, ["study", "run", str(tmp_path / "no.yaml"), "--out", str(tmp_path)]
+    )
+    assert missing.exit_code == 2 and "no.yaml not found" in missing.output
+    out = tmp_path / "r.html"
+    made = runner.invoke(
+        app, ["study", "report", str(interrupted_study["study"]), "--out", str(out)]
+    )
+    assert made.exit_code == 0, made.output
+    assert out.is_file() and "<html" in out.read_text()[:200].lower()
+    # a finished study: `study run` only skips, then writes the report
+    again = runner.invoke(
+        app,
+        [
+            "study",
+            "run",
+            str(interrupted_study["spec"]),
+            "--out",
+            str(interrupted_study["study"]),
+            "-q",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert again.exit_code == 0, again.output
+    assert "ran 0 cell(s), skipped 11" in again.output
+    assert (interrupted_study["study"] / "report.html").is_file()

@@ -38,7 +38,7 @@ import pandas as pd
 
 from cxrlab.errors import CxrlabError
 from cxrlab.study.spec import (
-    LOWER_IS_BETTER,
+    HIGHER_IS_BETTER,
     StudySpec,
     Variant,
     _slug,
@@ -135,6 +135,7 @@ class StudyRunner:
         self.rows: dict[str, list[dict]] = {}
         self.selected: dict[str, str] = {}
         self.variant_by_name = {v.name: v for v in spec.variants()}
+        self.previous_order: list[str] = []
         self.result = StudyResult(self.out)
 
     # ------------------------------------------------------------------ cells
@@ -170,7 +171,7 @@ class StudyRunner:
             self.log(f"[{position}] {cell.kind} {cell.id}")
             began = time.perf_counter()
             (self.out / cell.folder).mkdir(parents=True, exist_ok=True)
-            rows = work()
+            rows = [{**self._variant_of(cell), **row} for row in work()]
             seconds = time.perf_counter() - began
             record = {
                 "id": cell.id,
@@ -300,7 +301,7 @@ class StudyRunner:
         for cell in gen_cells:
             value = self.rows[cell.id][0].get(metric) if self.rows.get(cell.id) else None
             if value is not None and math.isfinite(value):
-                scored.append((value if metric in LOWER_IS_BETTER else -value, cell.id))
+                scored.append((-value if metric in HIGHER_IS_BETTER else value, cell.id))
         if not scored:
             self.log(
                 f"    no generator of {variant.name} logged {metric!r}; using the first one "
@@ -425,7 +426,12 @@ class StudyRunner:
     def run(self) -> StudyResult:
         began = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.spec.path, self.out / "spec.yaml")
+        if not (self.out / "spec.yaml").is_file():
+            shutil.copyfile(self.spec.path, self.out / "spec.yaml")
+        if (self.out / STUDY_JSON).is_file():
+            previous = json.loads((self.out / STUDY_JSON).read_text())
+            self.selected.update(previous.get("selected_generators", {}))
+            self.previous_order = [cell["id"] for cell in previous.get("cells", [])]
         self._preflight()
         dataset = self._data()
         variants = self.spec.variants()
@@ -456,6 +462,7 @@ class StudyRunner:
                     chosen if combo["synthetic"] > 0 else "",
                 )
         self.result.seconds = time.perf_counter() - began
+        shutil.copyfile(self.spec.path, self.out / "spec.yaml")  # the spec that finished it
         self.result.results = self._write_results()
         self._write_status(wall_seconds=self.result.seconds)
         return self.result
@@ -488,17 +495,34 @@ class StudyRunner:
         variant = self.variant_by_name.get(parts[1]) if len(parts) > 1 else None
         return {"variant": variant.name, **dict(variant.values)} if variant else {}
 
-    def _write_results(self) -> pd.DataFrame:
+    def _finished_elsewhere(self) -> list[dict]:
+        """Markers of finished cells that this invocation has not reached (yet)."""
+        visited = {cell.id for cell in self.cells}
         records = []
-        for cell in self.cells:
-            if cell.kind not in ("generator", "classifier"):
+        for marker in sorted(self.out.glob("*/**/" + CELL_FILE)):
+            record = json.loads(marker.read_text())
+            if record.get("id") not in visited:
+                record["folder"] = marker.parent.relative_to(self.out).as_posix()
+                records.append(record)
+        return records
+
+    def _write_results(self) -> pd.DataFrame:
+        """results.csv from every finished generator and classifier cell in the folder:
+        those of this invocation in run order, then earlier ones it has not reached."""
+        cells = [(c.id, c.kind, c.folder, self.rows.get(c.id, [])) for c in self.cells]
+        cells += [
+            (r["id"], r.get("kind"), r["folder"], r.get("rows", []))
+            for r in self._finished_elsewhere()
+        ]
+        cells.sort(key=lambda cell: self._rank(cell[0]))
+        records = []
+        for cell_id, kind, folder, rows in cells:
+            if kind not in ("generator", "classifier"):
                 continue
-            for row in self.rows.get(cell.id, []):
-                record = {"kind": cell.kind, "cell": cell.id, "folder": cell.folder}
-                record.update(self._variant_of(cell))
-                record.update(row)
-                if cell.kind == "generator":
-                    record["selected"] = int(cell.id in self.selected.values())
+            for row in rows:
+                record = {"kind": kind, "cell": cell_id, "folder": folder, **row}
+                if kind == "generator":
+                    record["selected"] = int(cell_id in self.selected.values())
                 records.append(record)
         table = pd.DataFrame.from_records(records).convert_dtypes()
         atomic_write_text(self.out / RESULTS, table.to_csv(index=False, lineterminator="\n"))
@@ -527,22 +551,40 @@ class StudyRunner:
             "select_by": spec.select_by,
             "planned_cells": self.planned_cells(),
             "selected_generators": self.selected,
-            "cells": [
-                {
-                    "id": cell.id,
-                    "kind": cell.kind,
-                    "folder": cell.folder,
-                    "status": "finished" if self._marker(cell).is_file() else "pending",
-                    "seconds": (
-                        json.loads(self._marker(cell).read_text()).get("seconds")
-                        if self._marker(cell).is_file()
-                        else None
-                    ),
-                }
-                for cell in self.cells
-            ],
+            "cells": self._cell_status(previous),
         }
         atomic_write_text(path, json.dumps(status, indent=2) + "\n")
+
+    def _cell_status(self, previous: dict) -> list[dict]:
+        """Every cell met in this invocation, then those of earlier ones not met yet."""
+        listed = [
+            {
+                "id": cell.id,
+                "kind": cell.kind,
+                "folder": cell.folder,
+                "status": "finished" if self._marker(cell).is_file() else "pending",
+                "seconds": (
+                    json.loads(self._marker(cell).read_text()).get("seconds")
+                    if self._marker(cell).is_file()
+                    else None
+                ),
+            }
+            for cell in self.cells
+        ]
+        met = {cell["id"] for cell in listed}
+        for cell in previous.get("cells", []):
+            if cell["id"] not in met:
+                marker = self.out / cell["folder"] / CELL_FILE
+                cell["status"] = "finished" if marker.is_file() else "pending"
+                listed.append(cell)
+        return sorted(listed, key=lambda cell: self._rank(cell["id"]))
+
+    def _rank(self, cell_id: str) -> tuple[int, int]:
+        """Cells keep the order of the first run that met them, new ones follow."""
+        if cell_id in self.previous_order:
+            return (0, self.previous_order.index(cell_id))
+        met = [cell.id for cell in self.cells]
+        return (1, met.index(cell_id) if cell_id in met else len(met))
 
 
 def generator_variant(variant: Variant) -> Variant:

@@ -62,8 +62,8 @@ PREPROCESS_FIELDS = {
 }
 #: Classifier fields that may be grid axes (the others are plain settings).
 CLASSIFIER_AXES = ("arch", "augment", "balance", "head", "pretrained")
-#: Lower is better for these generator metrics; higher for the others (``is``).
-LOWER_IS_BETTER = {"fid", "kid", "swd", "ms_ssim_fake", "kid_std"}
+#: Higher is better for these generator metrics; lower for the others (fid, kid, swd...).
+HIGHER_IS_BETTER = {"is", "precision", "recall", "density", "coverage"}
 #: GenConfig fields a spec may not set: the runner decides them.
 _GEN_RUNNER_FIELDS = {"data", "out", "size_px", "augment", "resume"}
 _CLF_RUNNER_FIELDS = {"data", "out", "synthetic", "synthetic_ratio"}

@@ -1,0 +1,70 @@
+"""``cxrlab study``: run a whole comparison from one spec, and report it as one HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cxrlab.cli_common import Quiet, friendly_errors
+
+app = typer.Typer(
+    help="Run a grid of preprocessing / generator / classifier settings from one YAML spec "
+    "(resumable), and write one self-contained HTML report.",
+    no_args_is_help=True,
+)
+
+
+@app.command("run")
+@friendly_errors
+def run(
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="Spec YAML file, or a bundled spec by name: demo, thesis, preprocessing."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Study folder.")],
+    device: Annotated[
+        str, typer.Option(help="auto, cpu or cuda; overrides the spec's device settings.")
+    ] = "auto",
+    report: Annotated[
+        bool, typer.Option(help="Write STUDY/report.html when the study finishes.")
+    ] = True,
+    quiet: Quiet = False,
+) -> None:
+    """Run every cell of SPEC into OUT; rerun the same command to continue after an
+    interruption (finished cells are skipped, unfinished ones resume from checkpoints)."""
+    from cxrlab.study.bundled import resolve_spec
+    from cxrlab.study.runner import run_study
+
+    result = run_study(resolve_spec(spec), out, device=device, progress=not quiet, log=typer.echo)
+    typer.echo(result.summary())
+    if report:
+        from cxrlab.study.report import write_report
+
+        typer.echo(f"report: {write_report(out)}")
+
+
+@app.command("report")
+@friendly_errors
+def report(
+    study: Annotated[Path, typer.Argument(help="Study folder of `cxrlab study run`.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="HTML file (default STUDY/report.html).")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML page (images embedded) from a study folder."""
+    from cxrlab.study.report import write_report
+
+    typer.echo(f"wrote {write_report(study, out)}")
+
+
+@app.command("list")
+def list_specs() -> None:
+    """List the specs bundled with cxrlab."""
+    from cxrlab.study.bundled import bundled_specs
+
+    for name, path in bundled_specs().items():
+        typer.echo(f"{name:15s} {path}")

@@ -1,0 +1,619 @@
+"""Pros and cons of each study factor, measured on ``results.csv`` and written as sentences.
+
+A *factor* is a column that the study varied: a preprocessing axis (``size``,
+``equalize``), a classifier setting (``arch``, ``augment``, ``synthetic``) or a
+generator setting (``generator``, ``gen_augment``). For every level of a factor other
+than its reference (the first level in the study's order; ``0`` for ``synthetic``),
+rows are *paired* with reference rows that agree on every other factor and on the seed,
+so each pair differs in that one factor only. The mean of the paired differences, with
+a 95% t-interval over the pairs, is the factor's measured effect:
+
+* a **pro** when the interval lies wholly on the good side of zero,
+* a **con** when it lies wholly on the bad side,
+* **inconclusive** otherwise (or with a single pair, which gives no interval).
+
+Training time is compared as a ratio (geometric mean of the paired ratios); a level
+that costs more than :data:`TIME_RATIO_CON` times the reference's time is a con, one
+that needs less than its inverse is a pro.
+
+Everything here is a pure function of a DataFrame: the sentences are made from the
+numbers, never from fixed text about what a setting "should" do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from cxrlab.study.spec import HIGHER_IS_BETTER
+
+PRO = "pro"
+CON = "con"
+UNCLEAR = "inconclusive"
+#: Report group titles, in display order, by verdict.
+GROUPS = {PRO: "Pros", CON: "Cons", UNCLEAR: "No clear effect"}
+
+CONFIDENCE = 0.95
+#: A level whose training takes more than this many times the reference's is a con.
+TIME_RATIO_CON = 1.2
+#: Differences smaller than this are treated as zero (floating-point noise).
+TOLERANCE = 1e-12
+
+#: Default study axes, used when ``study.json`` does not name them.
+DEFAULT_AXES = {
+    "preprocess": ["size", "equalize"],
+    "generator": ["generator", "gen_augment"],
+    "classifier": ["arch", "augment", "synthetic"],
+}
+#: Classifier metrics compared between levels (those present in the results).
+CLASSIFIER_METRICS = ("test_roc_auc", "test_sensitivity", "test_specificity", "external_roc_auc")
+#: Classifier metrics summarised per cell in the report table.
+SUMMARY_METRICS = ("test_roc_auc", "test_sensitivity", "test_specificity", "external_roc_auc")
+
+#: Generator metrics where a larger value is better; every other metric is lower-better.
+#: First word of the names of generator metric columns.
+GENERATOR_METRIC_BASES = frozenset(
+    {"fid", "kid", "is", "swd", "precision", "recall", "density", "coverage", "memorization"}
+)
+
+LABELS = {
+    "test_roc_auc": "ROC-AUC",
+    "test_sensitivity": "sensitivity",
+    "test_specificity": "specificity",
+    "external_roc_auc": "external ROC-AUC",
+    "seconds": "training time",
+    "swd": "SWD",
+    "fid": "FID",
+    "kid": "KID",
+    "is": "IS",
+    "ms_ssim_fake": "MS-SSIM of generated images",
+    "ms_ssim_real": "MS-SSIM of real images",
+}
+
+
+def metric_label(name: str) -> str:
+    """A readable name of a result column (``test_roc_auc`` -> ``ROC-AUC``)."""
+    return LABELS.get(name, name.replace("_", " "))
+
+
+def higher_is_better(metric: str) -> bool:
+    """Direction of a metric: True for classifier metrics, IS, precision, recall...;
+    False for FID, KID, SWD, MS-SSIM of generated images and other distances."""
+    if metric.startswith(("test_", "external_")):
+        return True
+    return metric in HIGHER_IS_BETTER
+
+
+def is_generator_metric(column: str) -> bool:
+    """Whether a ``metrics.csv`` or ``results.csv`` column holds a generator metric
+    (``fid``, ``kid``, ``kid_std``, ``swd_64px``, ``ms_ssim_fake``...)."""
+    return column.startswith("ms_ssim") or column.split("_")[0] in GENERATOR_METRIC_BASES
+
+
+@dataclass(frozen=True)
+class Change:
+    """How one metric changed between paired rows.
+
+    Attributes:
+        metric: the result column (``test_roc_auc``, ``swd``, ``seconds``...).
+        kind: ``difference`` (level minus reference) or ``ratio`` (level / reference).
+        mean: mean difference, or geometric mean ratio.
+        low: lower end of the 95% interval; None with fewer than two pairs.
+        high: upper end of the 95% interval; None with fewer than two pairs.
+        n_pairs: pairs where both rows have a value.
+        higher_is_better: the metric's direction (time: False).
+        verdict: :data:`PRO`, :data:`CON` or :data:`UNCLEAR`.
+    """
+
+    metric: str
+    kind: str
+    mean: float
+    low: float | None
+    high: float | None
+    n_pairs: int
+    higher_is_better: bool
+    verdict: str
+
+    @property
+    def label(self) -> str:
+        return metric_label(self.metric)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The measured effect of one level of a factor against the factor's reference level.
+
+    Attributes:
+        table: ``classifier`` or ``generator``: which rows were compared.
+        factor: the varied column.
+        level: the level compared.
+        reference: the reference level.
+        n_pairs: pairs of rows that differ in ``factor`` only.
+        changes: one :class:`Change` per compared metric (training time last).
+    """
+
+    table: str
+    factor: str
+    level: str
+    reference: str
+    n_pairs: int
+    changes: tuple[Change, ...] = field(default_factory=tuple)
+
+    def verdicts(self) -> set[str]:
+        return {change.verdict for change in self.changes}
+
+
+@dataclass(frozen=True)
+class BestClassifier:
+    """The classifier cell with the highest mean test ROC-AUC over its seeds."""
+
+    cell: str
+    folder: str
+    factors: dict[str, str]
+    n_seeds: int
+    seeds: tuple[int, ...]
+    roc_auc: float
+    sensitivity: float
+
+
+@dataclass(frozen=True)
+class BestGenerator:
+    """The best generator cell of a preprocessing variant by the study's ``select_by``."""
+
+    variant: str
+    cell: str
+    folder: str
+    metric: str
+    value: float
+
+
+def level_text(value: object) -> str:
+    """A factor value as text: NaN -> ``""``, ``100.0`` -> ``"100"``."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if value.is_integer():
+            return str(int(value))
+    if isinstance(value, np.floating):
+        return level_text(float(value))
+    return str(value)
+
+
+def study_factors(results: pd.DataFrame, axes: dict | None = None) -> dict[str, list[str]]:
+    """The factor columns of each table that exist in ``results``.
+
+    Args:
+        results: the study's ``results.csv``.
+        axes: ``study.json``'s ``axes`` (None or missing keys: :data:`DEFAULT_AXES`).
+
+    Returns:
+        ``{"classifier": [...], "generator": [...]}``: preprocessing axes first.
+    """
+    axes = {**DEFAULT_AXES, **(axes or {})}
+    preprocess = [c for c in axes["preprocess"] if c in results.columns]
+    return {
+        "classifier": preprocess + [c for c in axes["classifier"] if c in results.columns],
+        "generator": preprocess + [c for c in axes["generator"] if c in results.columns],
+    }
+
+
+def rows_of(results: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The rows of one kind (``classifier`` or ``generator``); empty if there are none."""
+    if results.empty or "kind" not in results.columns:
+        return results.iloc[0:0]
+    return results[results["kind"] == kind]
+
+
+def levels_in_order(rows: pd.DataFrame, factor: str) -> list[str]:
+    """A factor's levels in the study's order (first appearance); ``synthetic`` 0 first."""
+    levels = list(dict.fromkeys(level_text(v) for v in rows[factor]))
+    levels = [level for level in levels if level != ""]
+    if factor == "synthetic" and "0" in levels:
+        levels.remove("0")
+        levels.insert(0, "0")
+    return levels
+
+
+def _keyed(rows: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
+    keyed = rows.copy()
+    for column in [*factors, "seed"]:
+        if column in keyed.columns:
+            keyed[column] = keyed[column].map(level_text)
+        else:
+            keyed[column] = ""
+    return keyed
+
+
+def paired_rows(
+    rows: pd.DataFrame,
+    factor: str,
+    level: str,
+    reference: str,
+    factors: Sequence[str],
+    values: Sequence[str],
+) -> pd.DataFrame:
+    """Pairs of rows that differ in ``factor`` only (same other factors, same seed).
+
+    Rows sharing a key (the other factors and the seed) are averaged first.
+
+    Returns:
+        One row per pair, with columns ``VALUE_level`` and ``VALUE_reference`` for each
+        of ``values`` present in ``rows``, indexed by the pairing key.
+    """
+    keys = [f for f in factors if f != factor] + ["seed"]
+    keyed = _keyed(rows, factors)
+    values = [v for v in values if v in keyed.columns]
+    numeric = keyed[values].apply(pd.to_numeric, errors="coerce")
+    keyed = pd.concat([keyed[[factor, *keys]], numeric], axis=1)
+
+    def side(name: str) -> pd.DataFrame:
+        chosen = keyed[keyed[factor] == name]
+        return chosen.groupby(keys, dropna=False)[values].mean()
+
+    level_rows = side(level).add_suffix("_level")
+    return level_rows.join(side(reference).add_suffix("_reference"), how="inner")
+
+
+def _interval(samples: np.ndarray) -> tuple[float, float | None, float | None]:
+    mean = float(samples.mean())
+    if len(samples) < 2:
+        return mean, None, None
+    spread = float(samples.std(ddof=1)) / math.sqrt(len(samples))
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(samples) - 1)) * spread
+    return mean, mean - half, mean + half
+
+
+def _difference(metric: str, level: pd.Series, reference: pd.Series) -> Change | None:
+    both = pd.concat([level, reference], axis=1).dropna()
+    if both.empty:
+        return None
+    mean, low, high = _interval((both.iloc[:, 0] - both.iloc[:, 1]).to_numpy(float))
+    better = higher_is_better(metric)
+    verdict = UNCLEAR
+    if low is not None and high is not None:
+        if low > TOLERANCE or high < -TOLERANCE:
+            verdict = PRO if (low > TOLERANCE) == better else CON
+    return Change(metric, "difference", mean, low, high, len(both), better, verdict)
+
+
+def _ratio(metric: str, level: pd.Series, reference: pd.Series) -> Change | None:
+    both = pd.concat([level, reference], axis=1).dropna()
+    both = both[(both.iloc[:, 0] > 0) & (both.iloc[:, 1] > 0)]
+    if both.empty:
+        return None
+    logs = np.log(both.iloc[:, 0].to_numpy(float) / both.iloc[:, 1].to_numpy(float))
+    mean, low, high = _interval(logs)
+    ratio = math.exp(mean)
+    verdict = UNCLEAR
+    if ratio > TIME_RATIO_CON:
+        verdict = CON
+    elif ratio < 1 / TIME_RATIO_CON:
+        verdict = PRO
+    return Change(
+        metric,
+        "ratio",
+        ratio,
+        None if low is None else math.exp(low),
+        None if high is None else math.exp(high),
+        len(both),
+        False,
+        verdict,
+    )
+
+
+def factor_findings(
+    rows: pd.DataFrame,
+    factor: str,
+    factors: Sequence[str],
+    metrics: Sequence[str],
+    table: str,
+) -> list[Finding]:
+    """Findings of every non-reference level of ``factor`` (none with under two levels).
+
+    Args:
+        rows: the rows of one table (classifier or generator rows of ``results.csv``).
+        factor: the varied column.
+        factors: every factor column of the table (pairs agree on all but ``factor``).
+        metrics: the metric columns to compare (differences); ``seconds`` is added as
+            a ratio when present.
+        table: ``classifier`` or ``generator`` (recorded in the findings).
+    """
+    if factor not in rows.columns or rows.empty:
+        return []
+    levels = levels_in_order(rows, factor)
+    if len(levels) < 2:
+        return []
+    metrics = [m for m in metrics if m in rows.columns and rows[m].notna().any()]
+    values = [*metrics, "seconds"]
+    reference = levels[0]
+    findings = []
+    for level in levels[1:]:
+        pairs = paired_rows(rows, factor, level, reference, factors, values)
+        if pairs.empty:
+            continue
+        changes = [_difference(m, pairs[f"{m}_level"], pairs[f"{m}_reference"]) for m in metrics]
+        if "seconds_level" in pairs.columns:
+            changes.append(_ratio("seconds", pairs["seconds_level"], pairs["seconds_reference"]))
+        findings.append(
+            Finding(
+                table,
+                factor,
+                level,
+                reference,
+                len(pairs),
+                tuple(c for c in changes if c is not None),
+            )
+        )
+    return findings
+
+
+def classifier_findings(results: pd.DataFrame, axes: dict | None = None) -> list[Finding]:
+    """Findings of each classifier factor: test ROC-AUC, sensitivity, specificity
+    (external ROC-AUC when present) and training time."""
+    rows = rows_of(results, "classifier")
+    factors = study_factors(results, axes)["classifier"]
+    findings = []
+    for factor in factors:
+        findings += factor_findings(rows, factor, factors, CLASSIFIER_METRICS, "classifier")
+    return findings
+
+
+def generator_findings(
+    results: pd.DataFrame, axes: dict | None = None, select_by: str = "swd"
+) -> list[Finding]:
+    """Findings of each generator factor: the ``select_by`` metric and training time."""
+    rows = rows_of(results, "generator")
+    factors = study_factors(results, axes)["generator"]
+    findings = []
+    for factor in factors:
+        findings += factor_findings(rows, factor, factors, [select_by], "generator")
+    return findings
+
+
+def all_findings(
+    results: pd.DataFrame, axes: dict | None = None, select_by: str = "swd"
+) -> list[Finding]:
+    """Classifier findings, then generator findings."""
+    return classifier_findings(results, axes) + generator_findings(results, axes, select_by)
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.3f}".replace("+0.000", "0.000").replace("-0.000", "0.000")
+
+
+def describe_change(change: Change) -> str:
+    """``ROC-AUC +0.031 (95% CI -0.012 to +0.074, 6 pairs)`` or
+    ``training time ×1.08 (one pair: no interval)``."""
+    if change.kind == "ratio":
+        value = f"×{change.mean:.2f}"
+        interval = (
+            None
+            if change.low is None or change.high is None
+            else f"×{change.low:.2f} to ×{change.high:.2f}"
+        )
+    else:
+        value = _signed(change.mean)
+        interval = (
+            None
+            if change.low is None or change.high is None
+            else f"{_signed(change.low)} to {_signed(change.high)}"
+        )
+    if interval is None:
+        detail = "one pair: no interval"
+    else:
+        detail = f"95% CI {interval}, {change.n_pairs} pairs"
+    direction = ""
+    if change.kind == "difference" and change.metric not in CLASSIFIER_METRICS:
+        direction = ", higher is better" if change.higher_is_better else ", lower is better"
+    return f"{change.label} {value} ({detail}{direction})"
+
+
+def verdict_words(change: Change) -> str:
+    """What a change means in words: better / worse / no clear effect; for time:
+    slower / faster / similar time."""
+    if change.kind == "ratio":
+        return {CON: "costs more time", PRO: "saves time", UNCLEAR: "similar time"}[change.verdict]
+    return {PRO: "better", CON: "worse", UNCLEAR: "no clear effect"}[change.verdict]
+
+
+def subject(finding: Finding) -> str:
+    """``equalize clahe vs none``."""
+    return f"{finding.factor} {finding.level} vs {finding.reference}"
+
+
+def render_finding(finding: Finding) -> str:
+    """One sentence of everything measured for a level, with each change's verdict.
+
+    Example: ``equalize clahe vs none: ROC-AUC +0.031 (95% CI -0.012 to +0.074,
+    6 pairs): no clear effect; training time ×1.08 (...): similar time.``
+    """
+    clauses = [f"{describe_change(c)}: {verdict_words(c)}" for c in finding.changes]
+    if not clauses:
+        return f"{subject(finding)}: {finding.n_pairs} pairs but no values to compare."
+    return f"{subject(finding)}: " + "; ".join(clauses) + "."
+
+
+def grouped_statements(findings: Iterable[Finding]) -> dict[tuple[str, str], dict[str, list[str]]]:
+    """Statements per factor, sorted into Pros, Cons and No clear effect.
+
+    Each level contributes at most one statement to each group, holding the changes
+    with that verdict (a level can be a pro for ROC-AUC and a con for time).
+
+    Returns:
+        ``{(table, factor): {"Pros": [...], "Cons": [...], "No clear effect": [...]}}``
+        in the order the findings came.
+    """
+    grouped: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for finding in findings:
+        groups = grouped.setdefault(
+            (finding.table, finding.factor), {title: [] for title in GROUPS.values()}
+        )
+        for verdict, title in GROUPS.items():
+            chosen = [c for c in finding.changes if c.verdict == verdict]
+            if chosen:
+                text = "; ".join(
+                    describe_change(c) + ("" if c.kind == "difference" else f": {verdict_words(c)}")
+                    for c in chosen
+                )
+                groups[title].append(f"{subject(finding)}: {text}.")
+    return grouped
+
+
+def summarise_classifiers(results: pd.DataFrame, axes: dict | None = None) -> pd.DataFrame:
+    """One row per classifier cell: factors, seeds, metric means with 95% intervals.
+
+    With two or more seeds the interval is a t-interval of the mean over seeds, clipped
+    to 0-1 (``interval`` = ``seeds``); with one seed it is that seed's patient-bootstrap
+    interval from the ``*_low``/``*_high`` columns (``interval`` = ``bootstrap``).
+
+    Returns:
+        Columns ``cell``, ``folder``, ``variant``, the factor columns, ``n_seeds``,
+        ``seeds``, ``interval``, ``M``/``M_low``/``M_high`` for each metric of
+        :data:`SUMMARY_METRICS` present, ``seconds``; cells in the study's order.
+    """
+    rows = rows_of(results, "classifier")
+    factors = study_factors(results, axes)["classifier"]
+    if rows.empty or "cell" not in rows.columns:
+        return pd.DataFrame()
+    metrics = [m for m in SUMMARY_METRICS if m in rows.columns and rows[m].notna().any()]
+    records = []
+    for cell, group in rows.groupby("cell", sort=False):
+        record: dict[str, object] = {
+            "cell": cell,
+            "folder": level_text(group["folder"].iloc[0]) if "folder" in group else "",
+            "variant": level_text(group["variant"].iloc[0]) if "variant" in group else "",
+        }
+        for factor in factors:
+            record[factor] = level_text(group[factor].iloc[0])
+        seeds = _seeds(group)
+        record["n_seeds"] = len(group)
+        record["seeds"] = tuple(seeds)
+        record["interval"] = "seeds" if len(group) >= 2 else "bootstrap"
+        for metric in metrics:
+            values = pd.to_numeric(group[metric], errors="coerce").dropna().to_numpy(float)
+            if len(values) == 0:
+                record[metric] = record[f"{metric}_low"] = record[f"{metric}_high"] = math.nan
+                continue
+            if len(group) >= 2:
+                mean, low, high = _interval(values)
+                # every classifier metric is a proportion: keep the interval within 0-1
+                low = None if low is None else max(low, 0.0)
+                high = None if high is None else min(high, 1.0)
+            else:
+                mean = float(values[0])
+                low = _number(group, f"{metric}_low")
+                high = _number(group, f"{metric}_high")
+            record[metric] = mean
+            record[f"{metric}_low"] = math.nan if low is None else low
+            record[f"{metric}_high"] = math.nan if high is None else high
+        record["seconds"] = (
+            float(pd.to_numeric(group["seconds"], errors="coerce").mean())
+            if "seconds" in group
+            else math.nan
+        )
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def _seeds(group: pd.DataFrame) -> list[int]:
+    if "seed" not in group.columns:
+        return []
+    return sorted(int(s) for s in pd.to_numeric(group["seed"], errors="coerce").dropna())
+
+
+def _number(group: pd.DataFrame, column: str) -> float | None:
+    if column not in group.columns:
+        return None
+    value = pd.to_numeric(group[column], errors="coerce").iloc[0]
+    return None if pd.isna(value) else float(value)
+
+
+def best_classifier(results: pd.DataFrame, axes: dict | None = None) -> BestClassifier | None:
+    """The classifier cell with the highest mean test ROC-AUC over seeds; ties go to the
+    higher mean sensitivity, then to the earlier cell. None without any test ROC-AUC."""
+    summary = summarise_classifiers(results, axes)
+    if summary.empty or "test_roc_auc" not in summary.columns:
+        return None
+    summary = summary[summary["test_roc_auc"].notna()]
+    if summary.empty:
+        return None
+    sensitivity = (
+        summary["test_sensitivity"].fillna(-math.inf)
+        if "test_sensitivity" in summary.columns
+        else pd.Series(0.0, index=summary.index)
+    )
+    order = pd.DataFrame({"auc": summary["test_roc_auc"], "sens": sensitivity}).sort_values(
+        ["auc", "sens"], ascending=False, kind="stable"
+    )
+    row = summary.loc[order.index[0]]
+    factors = study_factors(results, axes)["classifier"]
+    return BestClassifier(
+        cell=str(row["cell"]),
+        folder=str(row["folder"]),
+        factors={f: str(row[f]) for f in factors},
+        n_seeds=int(row["n_seeds"]),
+        seeds=tuple(row["seeds"]),
+        roc_auc=float(row["test_roc_auc"]),
+        sensitivity=float(sensitivity.loc[order.index[0]]),
+    )
+
+
+def matching_baseline(
+    results: pd.DataFrame, best: BestClassifier, axes: dict | None = None
+) -> str | None:
+    """The real-only classifier cell matching ``best``: the same factors but
+    ``synthetic`` 0 and ``augment`` ``none`` (when the study has those levels).
+
+    Returns:
+        The cell id (``best.cell`` itself when it is real-only already), or None when
+        the study has no such cell.
+    """
+    rows = _keyed(rows_of(results, "classifier"), study_factors(results, axes)["classifier"])
+    wanted = dict(best.factors)
+    if "synthetic" in wanted and "0" in set(rows["synthetic"]):
+        wanted["synthetic"] = "0"
+    if "augment" in wanted and "none" in set(rows["augment"]):
+        wanted["augment"] = "none"
+    chosen = rows
+    for factor, value in wanted.items():
+        chosen = chosen[chosen[factor] == value]
+    if chosen.empty:
+        return None
+    return str(chosen["cell"].iloc[0])
+
+
+def best_generators(results: pd.DataFrame, select_by: str = "swd") -> dict[str, BestGenerator]:
+    """The best generator cell of each variant by ``select_by`` (lower is better, except
+    for IS and other higher-better metrics). Variants without any value of the metric
+    fall back to the row marked ``selected``; variants with neither are left out."""
+    rows = rows_of(results, "generator")
+    best: dict[str, BestGenerator] = {}
+    if rows.empty or "variant" not in rows.columns:
+        return best
+    for variant, group in rows.groupby("variant", sort=False):
+        values = (
+            pd.to_numeric(group[select_by], errors="coerce")
+            if select_by in group.columns
+            else pd.Series(math.nan, index=group.index)
+        )
+        if values.notna().any():
+            index = values.idxmax() if higher_is_better(select_by) else values.idxmin()
+        elif "selected" in group.columns and (pd.to_numeric(group["selected"]) == 1).any():
+            index = group.index[pd.to_numeric(group["selected"]) == 1][0]
+        else:
+            continue
+        best[str(variant)] = BestGenerator(
+            variant=str(variant),
+            cell=str(group.at[index, "cell"]),
+            folder=level_text(group.at[index, "folder"]) if "folder" in group else "",
+            metric=select_by,
+            value=float(values.loc[index]),
+        )
+    return best

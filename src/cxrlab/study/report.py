@@ -1,0 +1,883 @@
+"""The study report: one self-contained HTML file from a study folder.
+
+``write_report(STUDY)`` reads what the study runner wrote (``study.json``,
+``results.csv``, the dataset statistics, previews, generator and classifier runs) and
+writes ``STUDY/report.html``: every image is embedded as a base64 ``data:`` URI, the
+CSS is inline and nothing is fetched from anywhere, so the file can be mailed, archived
+or opened offline. Each section is skipped with a short note when its inputs are
+missing (a study without generators, without an external test, still running...).
+
+Sections: title, dataset, classifier results, generator results, generator metric
+curves, last generator samples, confusion matrices and Grad-CAM of the best classifier
+and its real-only baseline, pros and cons (:mod:`cxrlab.study.findings`), and how to
+reproduce the study.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+
+import pandas as pd
+
+import cxrlab
+from cxrlab.errors import CxrlabError
+from cxrlab.study.findings import (
+    GROUPS,
+    TIME_RATIO_CON,
+    all_findings,
+    best_classifier,
+    best_generators,
+    grouped_statements,
+    is_generator_metric,
+    level_text,
+    matching_baseline,
+    metric_label,
+    rows_of,
+    study_factors,
+    summarise_classifiers,
+)
+from cxrlab.utils.fs import atomic_write_text
+
+REPORT_NAME = "report.html"
+SAMPLE_PATTERN = re.compile(r"step_(\d+)\.png$")
+#: Metric columns of one resolution of a multi-resolution metric (``swd_32px``).
+PER_RESOLUTION = re.compile(r"_\d+px$")
+#: metrics.csv columns that are neither a loss nor a metric.
+NOT_LOSSES = frozenset({"step", "seconds", "metrics_seconds", "epoch"})
+#: Generator metrics shown first in tables, in this order.
+GENERATOR_METRICS = ("swd", "fid", "kid", "is", "ms_ssim_fake", "ms_ssim_real")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+MISSING = "–"
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px;
+       padding: 0 1em; color: #1d1d1d; line-height: 1.45; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #ccc; margin-top: 2em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
+th, td { border: 1px solid #999; padding: 0.25em 0.5em; text-align: left; vertical-align: top;
+         white-space: nowrap; }
+th { background: #eee; } caption { caption-side: bottom; text-align: left; font-size: 0.85em;
+  color: #444; padding-top: 0.3em; }
+tr.best td { background: #fff3c4; font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.ci { font-size: 0.85em; color: #555; } td span[title] { white-space: nowrap; }
+img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+figure { display: inline-block; margin: 0.5em 1em 0.5em 0; vertical-align: top; max-width: 100%; }
+figcaption { font-size: 0.85em; color: #444; }
+.note { color: #555; font-style: italic; }
+.warning { background: #ffe0e0; border: 2px solid #c00; padding: 0.5em 1em; }
+.meta td { border: none; padding: 0.1em 0.8em 0.1em 0; }
+.pros { color: #135e13; } .cons { color: #8a1010; } .unclear { color: #555; }
+footer { margin-top: 3em; border-top: 1px solid #ccc; font-size: 0.85em; color: #444; }
+code { background: #f3f3f3; padding: 0.1em 0.3em; }
+.scroll { overflow-x: auto; max-width: 100%; }
+"""
+
+#: Counts the images and those that decoded; tests read these attributes.
+SCRIPT = """
+window.addEventListener("load", function () {
+  var images = document.images, loaded = 0;
+  for (var i = 0; i < images.length; i++) {
+    if (images[i].complete && images[i].naturalWidth > 0) { loaded++; }
+  }
+  document.body.setAttribute("data-images", String(images.length));
+  document.body.setAttribute("data-images-loaded", String(loaded));
+  var line = document.getElementById("image-count");
+  if (line) {
+    line.textContent = images.length + " images" +
+      (loaded < images.length ? " (" + (images.length - loaded) + " failed to load)" : "");
+  }
+});
+"""
+
+#: Only inline styles, inline scripts and data: images: the page can fetch nothing.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+
+@dataclass
+class Study:
+    """What the report reads of a study folder.
+
+    Attributes:
+        root: the study folder.
+        info: ``study.json`` (empty when missing).
+        spec: ``spec.yaml`` (empty when missing).
+        results: ``results.csv`` (empty when missing).
+        notes: problems met while reading (shown in the report).
+    """
+
+    root: Path
+    info: dict = field(default_factory=dict)
+    spec: dict = field(default_factory=dict)
+    results: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def axes(self) -> dict:
+        axes = self.info.get("axes")
+        return axes if isinstance(axes, dict) else {}
+
+    @property
+    def select_by(self) -> str:
+        return str(self.info.get("select_by") or "swd")
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name") or self.spec.get("name") or self.root.name)
+
+    def path(self, relative: str | Path) -> Path | None:
+        """``root / relative`` when it stays inside the study folder, else None."""
+        path = (self.root / relative).resolve()
+        return path if path.is_relative_to(self.root.resolve()) else None
+
+
+def load_study(study: str | Path) -> Study:
+    """Read ``study.json``, ``spec.yaml`` and ``results.csv`` of a study folder.
+
+    Raises:
+        CxrlabError: ``study`` is not a folder.
+    """
+    root = Path(study)
+    if not root.is_dir():
+        raise CxrlabError(
+            f"study folder {root} not found; run `cxrlab study run SPEC --out {root}`"
+        )
+    loaded = Study(root)
+    if (root / "study.json").is_file():
+        try:
+            info = json.loads((root / "study.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            loaded.notes.append(f"study.json could not be read: {error}")
+        else:
+            if isinstance(info, dict):
+                loaded.info = info
+            else:
+                loaded.notes.append("study.json does not hold an object; ignored")
+    if (root / "spec.yaml").is_file():
+        import yaml
+
+        try:
+            spec = yaml.safe_load((root / "spec.yaml").read_text(encoding="utf-8"))
+            loaded.spec = spec if isinstance(spec, dict) else {}
+        except (OSError, yaml.YAMLError) as error:
+            loaded.notes.append(f"spec.yaml could not be read: {error}")
+    if (root / "results.csv").is_file():
+        try:
+            loaded.results = pd.read_csv(root / "results.csv", keep_default_na=True)
+        except (OSError, ValueError) as error:  # EmptyDataError is a ValueError
+            loaded.notes.append(f"results.csv could not be read: {error}")
+    return loaded
+
+
+def write_report(study: str | Path, out: str | Path | None = None) -> Path:
+    """Write the study's report as one self-contained HTML file.
+
+    Args:
+        study: the study folder (as written by ``cxrlab study run``).
+        out: the HTML file to write (default ``STUDY/report.html``).
+
+    Returns:
+        The path written.
+
+    Raises:
+        CxrlabError: ``study`` is not a folder.
+    """
+    html = render_report(study)
+    path = Path(out) if out is not None else Path(study) / REPORT_NAME
+    atomic_write_text(path, html)
+    return path
+
+
+def render_report(study: str | Path) -> str:
+    """The report's HTML text (see :func:`write_report`)."""
+    loaded = load_study(study)
+    sections = [
+        _title_section(loaded),
+        _dataset_section(loaded),
+        _classifier_section(loaded),
+        _generator_section(loaded),
+        _curves_section(loaded),
+        _samples_section(loaded),
+        _examples_section(loaded),
+        _findings_section(loaded),
+        _footer(loaded),
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(loaded.name)}: cxrlab study report</title>\n"
+        f"<style>{CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(sections)
+        + f"\n<script>{SCRIPT}</script>\n</body>\n</html>\n"
+    )
+
+
+# ---------------------------------------------------------------- small HTML helpers
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{escape(text)}</p>'
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{anchor}">\n<h2>{escape(title)}</h2>\n{body}\n</section>'
+
+
+def _number(value: object, digits: int = 3) -> str:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return escape(str(value)) if value not in (None, "") else MISSING
+    if math.isnan(number):
+        return MISSING
+    if number.is_integer() and abs(number) >= 1:
+        return f"{int(number)}"
+    return f"{number:.{digits}g}" if abs(number) >= 100 else f"{number:.{digits}f}"
+
+
+def _with_interval(mean: float, low: float, high: float) -> str:
+    if pd.isna(mean):
+        return MISSING
+    text = f"{mean:.3f}"
+    if not (pd.isna(low) or pd.isna(high)):
+        text += f'<br><span class="ci">[{low:.3f}, {high:.3f}]</span>'
+    return text
+
+
+def _duration(seconds: object) -> str:
+    try:
+        total = float(seconds)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return MISSING
+    if math.isnan(total):
+        return MISSING
+    if total < 60:
+        return f"{total:.1f} s"
+    minutes, secs = divmod(round(total), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def _table(
+    headers: list[str],
+    rows: list[list[str]],
+    *,
+    numeric: set[int] | None = None,
+    row_classes: list[str] | None = None,
+    caption: str = "",
+) -> str:
+    """A table; ``headers`` are escaped here, cells must be escaped by the caller."""
+    numeric = numeric or set()
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = []
+    for index, cells in enumerate(rows):
+        css = row_classes[index] if row_classes else ""
+        tds = "".join(
+            f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
+            for i, c in enumerate(cells)
+        )
+        body.append(f'<tr class="{css}">{tds}</tr>' if css else f"<tr>{tds}</tr>")
+    caption_html = f"<caption>{escape(caption)}</caption>" if caption else ""
+    return (
+        f'<div class="scroll"><table>{caption_html}<thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def _cell_name(cell: object) -> str:
+    """A cell's short name (its last path part), the full id as a tooltip."""
+    full = str(cell)
+    return f'<span title="{escape(full)}">{escape(full.rsplit("/", 1)[-1])}</span>'
+
+
+def _data_uri(data: bytes) -> str | None:
+    if data.startswith(PNG_MAGIC):
+        mime = "image/png"
+    elif data.startswith(JPEG_MAGIC):
+        mime = "image/jpeg"
+    else:
+        return None
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def image_html(data: bytes, alt: str) -> str:
+    """An ``<img>`` holding ``data`` (PNG or JPEG bytes) as a base64 data URI."""
+    uri = _data_uri(data)
+    if uri is None:
+        return _note(f"{alt}: not a PNG or JPEG image")
+    return f'<img src="{uri}" alt="{escape(alt)}">'
+
+
+def _figure(study: Study, relative: str | Path, caption: str) -> str:
+    """A captioned image from a file of the study, or a note when it is missing."""
+    path = study.path(relative)
+    if path is None or not path.is_file():
+        return _note(f"{caption}: {relative} not found")
+    return (
+        f"<figure>{image_html(path.read_bytes(), caption)}"
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
+    )
+
+
+def figure_png(figure) -> bytes:
+    """A matplotlib Figure rendered to PNG bytes in memory (Agg, no pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _plot_html(figure, caption: str) -> str:
+    return (
+        f"<figure>{image_html(figure_png(figure), caption)}"
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
+    )
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _title_section(study: Study) -> str:
+    info = study.info
+    description = info.get("description") or study.spec.get("description") or ""
+    cells = [c for c in info.get("cells", []) if isinstance(c, dict)]
+    finished = sum(c.get("status") == "finished" for c in cells)
+    pending = [str(c.get("id", "?")) for c in cells if c.get("status") != "finished"]
+    planned = info.get("planned_cells")
+    total = max(len(cells), planned if isinstance(planned, int) else 0)
+    not_started = total - len(cells)
+    meta = [
+        ("updated", escape(str(info.get("updated", MISSING)))),
+        ("wall time", escape(_duration(info.get("wall_seconds")))),
+        ("device", escape(str(info.get("device", MISSING)))),
+        ("cells finished", f"{finished} / {total}" if total else MISSING),
+    ]
+    parts = [f"<header>\n<h1>{escape(study.name)}</h1>"]
+    if description:
+        parts.append(f"<p>{escape(str(description))}</p>")
+    parts.append(
+        '<table class="meta">'
+        + "".join(f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in meta)
+        + "</table>"
+    )
+    if pending or not_started > 0:
+        shown = ", ".join(escape(p) for p in pending[:10])
+        if len(pending) > 10:
+            shown += f" and {len(pending) - 10} more"
+        if not_started > 0:
+            shown += f"{'; ' if shown else ''}{not_started} not started yet"
+        parts.append(
+            f'<div class="warning" role="alert"><strong>Unfinished study:</strong> '
+            f"{total - finished} of {total} cells are not finished ({shown}); "
+            "the numbers below cover the finished cells only.</div>"
+        )
+    if not info:
+        parts.append(_note("study.json not found: no run information."))
+    parts.extend(_note(n) for n in study.notes)
+    parts.append("</header>")
+    return "\n".join(parts)
+
+
+def _dataset_section(study: Study) -> str:
+    stats_dir = study.root / "data" / "stats"
+    parts = []
+    stats = _read_json(stats_dir / "stats.json")
+    if stats is None:
+        parts.append(_note("no dataset statistics (data/stats/stats.json not found)."))
+    else:
+        parts.append(_stats_tables(stats))
+    dataset = _read_json(study.root / "data" / "dataset" / "dataset.json")
+    if dataset and isinstance(dataset.get("counts"), dict):
+        counts = dataset["counts"]
+        parts.append(
+            "<p>Import: "
+            + ", ".join(
+                f"{escape(str(counts[k]))} {k}"
+                for k in ("inputs", "accepted", "rejected")
+                if k in counts
+            )
+            + ".</p>"
+        )
+    figures = [
+        _figure(study, f"data/stats/{name}.png", title)
+        for name, title in (
+            ("class_balance", "Class balance per split"),
+            ("sizes", "Image sizes"),
+            ("modes", "Image modes"),
+        )
+        if (stats_dir / f"{name}.png").is_file()
+    ]
+    parts.extend(figures)
+    previews = _preview_files(study)
+    if previews:
+        parts.append("<h3>Preprocessing variants</h3>")
+        parts.extend(
+            _figure(study, path.relative_to(study.root), f"preview of {path.stem}")
+            for path in previews
+        )
+    else:
+        parts.append(_note("no preview grids (previews/*.png not found)."))
+    return _section("dataset", "Dataset", "\n".join(parts))
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _stats_tables(stats: dict) -> str:
+    summary = [
+        (label, stats[key])
+        for key, label in (
+            ("images", "images"),
+            ("patients", "patients"),
+            ("covid_positive", "COVID-19 positive images"),
+        )
+        if key in stats
+    ]
+    for key, label in (("width_px", "width (px)"), ("height_px", "height (px)")):
+        values = stats.get(key)
+        if isinstance(values, dict):
+            summary.append(
+                (
+                    label,
+                    f"{_number(values.get('min'))}–{_number(values.get('max'))}, "
+                    f"median {_number(values.get('50%'))}",
+                )
+            )
+    if isinstance(stats.get("modes"), dict):
+        summary.append(("modes", ", ".join(f"{k} {v}" for k, v in stats["modes"].items())))
+    duplicates = stats.get("duplicates")
+    if isinstance(duplicates, dict):
+        summary.append(
+            (
+                "duplicate groups",
+                f"{duplicates.get('groups', MISSING)} groups, "
+                f"{duplicates.get('images_in_groups', MISSING)} images, "
+                f"{duplicates.get('groups_spanning_splits', MISSING)} spanning splits",
+            )
+        )
+    rejected = stats.get("rejected_by_reason")
+    if isinstance(rejected, dict) and rejected:
+        summary.append(("rejected", ", ".join(f"{k} {v}" for k, v in rejected.items())))
+    parts = [
+        _table(["", "value"], [[escape(str(k)), escape(str(v))] for k, v in summary])
+        if summary
+        else _note("stats.json holds no summary numbers.")
+    ]
+    for key, title, first in (
+        ("class_balance_per_split", "Images per split and label", "split"),
+        ("source_by_label", "Images per source and label", "source"),
+    ):
+        table = stats.get(key)
+        if isinstance(table, dict) and table:
+            parts.append(f"<h3>{escape(title)}</h3>" + _crosstab(table, first))
+    return "\n".join(parts)
+
+
+def _crosstab(table: dict, first: str) -> str:
+    labels = list(dict.fromkeys(k for row in table.values() for k in (row or {})))
+    rows = [
+        [escape(str(name))] + [_number((row or {}).get(label, 0)) for label in labels]
+        for name, row in table.items()
+    ]
+    return _table([first, *map(str, labels)], rows, numeric=set(range(1, len(labels) + 1)))
+
+
+def _variants(study: Study) -> list[str]:
+    results = study.results
+    if "variant" not in results.columns:
+        return []
+    return [v for v in dict.fromkeys(level_text(v) for v in results["variant"]) if v]
+
+
+def _preview_files(study: Study) -> list[Path]:
+    folder = study.root / "previews"
+    if not folder.is_dir():
+        return []
+    files = {p.stem: p for p in folder.glob("*.png")}
+    order = [v for v in _variants(study) if v in files]
+    return [files[v] for v in order] + [files[k] for k in sorted(files) if k not in order]
+
+
+def _classifier_section(study: Study) -> str:
+    summary = summarise_classifiers(study.results, study.axes)
+    if summary.empty:
+        return _section("classifiers", "Classifier results", _note("no classifier results."))
+    factors = study_factors(study.results, study.axes)["classifier"]
+    best = best_classifier(study.results, study.axes)
+    metrics = [
+        m
+        for m in ("test_roc_auc", "test_sensitivity", "test_specificity", "external_roc_auc")
+        if m in summary.columns
+    ]
+    headers = ["", "cell", *factors, "seeds", *map(metric_label, metrics), "seconds"]
+    rows, classes = [], []
+    for _, row in summary.iterrows():
+        is_best = best is not None and row["cell"] == best.cell
+        cells = ["★ best" if is_best else "", _cell_name(row["cell"])]
+        cells += [escape(str(row[f])) for f in factors]
+        cells.append(str(row["n_seeds"]))
+        cells += [_with_interval(row[m], row[f"{m}_low"], row[f"{m}_high"]) for m in metrics]
+        cells.append(_number(row["seconds"], 1))
+        rows.append(cells)
+        classes.append("best" if is_best else "")
+    start = 2 + len(factors)
+    caption = _interval_caption(set(summary["interval"]))
+    parts = [
+        _table(
+            headers,
+            rows,
+            numeric=set(range(start, len(headers))),
+            row_classes=classes,
+            caption=caption,
+        )
+    ]
+    if best is not None:
+        parts.insert(
+            0,
+            f"<p>Best classifier (highest mean test ROC-AUC, ties: sensitivity): "
+            f"<strong>{escape(best.cell)}</strong>, ROC-AUC {best.roc_auc:.3f} over "
+            f"{best.n_seeds} seed{'s' if best.n_seeds != 1 else ''}.</p>",
+        )
+    return _section("classifiers", "Classifier results", "\n".join(parts))
+
+
+def _interval_caption(kinds: set[str]) -> str:
+    text = "Means over seeds, with the 95% interval in brackets: "
+    parts = []
+    if "seeds" in kinds:
+        parts.append(
+            "t-interval of the mean over seeds, clipped to 0-1 (cells with two or more seeds)"
+        )
+    if "bootstrap" in kinds:
+        parts.append("the single seed's patient-bootstrap interval (cells with one seed)")
+    return text + "; ".join(parts) + ". ★ marks the best cell; times are training seconds."
+
+
+def _generator_rows(study: Study) -> pd.DataFrame:
+    return rows_of(study.results, "generator")
+
+
+def _generator_section(study: Study) -> str:
+    rows = _generator_rows(study)
+    if rows.empty:
+        return _section("generators", "Generator results", _note("no generator results."))
+    metrics = _ordered_metrics(rows, study.select_by)
+    factors = study_factors(study.results, study.axes)["generator"]
+    extra = [c for c in ("model", "steps") if c in rows.columns and c not in factors]
+    best = {b.cell for b in best_generators(study.results, study.select_by).values()}
+    has_selected = "selected" in rows.columns
+    named = ["cell"] if "generator" not in factors else []
+    headers = ["", *named, *factors, *extra, *[metric_label(m) for m in metrics], "seconds"]
+    if has_selected:
+        headers.append("selected")
+    table_rows, classes = [], []
+    for _, row in rows.iterrows():
+        is_best = row["cell"] in best
+        cells = ["★ best" if is_best else ""] + [_cell_name(row["cell"]) for _ in named]
+        cells += [escape(level_text(row[c])) for c in [*factors, *extra]]
+        cells += [_number(row[m], 4) for m in metrics]
+        cells.append(_number(row.get("seconds"), 1))
+        if has_selected:
+            cells.append("yes" if level_text(row["selected"]) == "1" else "no")
+        table_rows.append(cells)
+        classes.append("best" if is_best else "")
+    start = 1 + len(named) + len(factors) + len(extra)
+    direction = "higher" if study.select_by == "is" else "lower"
+    caption = (
+        f"Final metric values. ★ marks each variant's best generator by "
+        f"{metric_label(study.select_by)} ({direction} is better); "
+        "'selected' is the runner's choice for the synthetic images."
+    )
+    table = _table(
+        headers,
+        table_rows,
+        numeric=set(range(start, start + len(metrics) + 1)),
+        row_classes=classes,
+        caption=caption,
+    )
+    return _section("generators", "Generator results", table)
+
+
+def _ordered_metrics(frame: pd.DataFrame, first: str) -> list[str]:
+    present = [
+        c
+        for c in frame.columns
+        if is_generator_metric(c)
+        and not c.endswith("_std")
+        and pd.to_numeric(frame[c], errors="coerce").notna().any()
+    ]
+    known = [m for m in (first, *GENERATOR_METRICS) if m in present]
+    return list(dict.fromkeys(known + sorted(present)))
+
+
+def _generator_runs(study: Study) -> dict[str, list[tuple[str, Path]]]:
+    """Generator run folders by variant: ``{variant: [(name, folder), ...]}``."""
+    runs: dict[str, list[tuple[str, Path]]] = {}
+    seen: set[Path] = set()
+    rows = _generator_rows(study)
+    for _, row in rows.iterrows():
+        folder = study.path(level_text(row.get("folder")) or str(row["cell"]))
+        if folder is None or folder in seen or not folder.is_dir():
+            continue
+        seen.add(folder)
+        variant = level_text(row.get("variant")) or folder.parent.name
+        name = level_text(row.get("generator")) or folder.name
+        runs.setdefault(variant, []).append((name, folder))
+    for path in sorted((study.root / "gen").glob("*/*/metrics.csv")):
+        folder = path.parent.resolve()
+        if folder not in seen:
+            seen.add(folder)
+            runs.setdefault(folder.parent.name, []).append((folder.name, folder))
+    return runs
+
+
+def _read_metrics(folder: Path) -> pd.DataFrame | None:
+    path = folder / "metrics.csv"
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError):
+        return None
+    if "step" not in frame.columns:
+        return None
+    return frame.apply(pd.to_numeric, errors="coerce").sort_values("step")
+
+
+def _curves_section(study: Study) -> str:
+    from matplotlib.figure import Figure
+
+    runs = _generator_runs(study)
+    parts = []
+    for variant, named in runs.items():
+        logs = [
+            (name, frame) for name, folder in named if (frame := _read_metrics(folder)) is not None
+        ]
+        if not logs:
+            continue
+        parts.append(f"<h3>{escape(variant)}</h3>")
+        metrics = list(
+            dict.fromkeys(m for _, frame in logs for m in _ordered_metrics(frame, study.select_by))
+        )
+        # per-resolution values (swd_16px, swd_32px...) go into one grid, not a figure each
+        details = [m for m in metrics if PER_RESOLUTION.search(m)]
+        for metric in [m for m in metrics if m not in details]:
+            figure = Figure(figsize=(5.2, 3.4))
+            axes = figure.add_subplot()
+            for name, frame in logs:
+                if metric in frame.columns:
+                    points = frame[["step", metric]].dropna()
+                    if len(points):
+                        axes.plot(points["step"], points[metric], marker="o", ms=3, label=name)
+            axes.set_xlabel("step")
+            axes.set_ylabel(metric_label(metric))
+            axes.set_title(f"{metric_label(metric)}, {variant}")
+            axes.legend(fontsize=7)
+            axes.grid(alpha=0.3)
+            parts.append(_plot_html(figure, f"{metric_label(metric)} over training, {variant}"))
+        if details:
+            parts.append(
+                _run_grid(
+                    logs,
+                    lambda frame, details=details: [c for c in details if c in frame.columns],
+                    f"per-resolution metrics, {variant}",
+                    marker="o",
+                )
+            )
+        parts.append(_run_grid(logs, _loss_columns, f"training losses, {variant}"))
+    if not parts:
+        body = _note("no generator metrics (gen/*/*/metrics.csv not found).")
+    else:
+        body = "\n".join(parts)
+    return _section("curves", "Generator training curves", body)
+
+
+def _loss_columns(frame: pd.DataFrame) -> list[str]:
+    return [
+        c
+        for c in frame.columns
+        if c not in NOT_LOSSES and not is_generator_metric(c) and frame[c].notna().any()
+    ]
+
+
+def _run_grid(
+    logs: list[tuple[str, pd.DataFrame]],
+    columns_of: Callable[[pd.DataFrame], list[str]],
+    caption: str,
+    marker: str | None = None,
+) -> str:
+    """One subplot per generator run, one line per column that ``columns_of`` picks."""
+    from matplotlib.figure import Figure
+
+    columns = min(3, len(logs))
+    lines = math.ceil(len(logs) / columns)
+    figure = Figure(figsize=(4.2 * columns, 3.0 * lines))
+    for index, (name, frame) in enumerate(logs):
+        axes = figure.add_subplot(lines, columns, index + 1)
+        chosen = columns_of(frame)
+        for column in chosen:
+            points = frame[["step", column]].dropna()
+            axes.plot(points["step"], points[column], label=column, lw=1, marker=marker, ms=3)
+        axes.set_title(name, fontsize=9)
+        axes.set_xlabel("step")
+        if chosen:
+            axes.legend(fontsize=7)
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return _plot_html(figure, caption)
+
+
+def last_sample(folder: Path) -> Path | None:
+    """The ``samples/step_NNNNNN.png`` of the highest step in a generator run, or None."""
+    samples = [
+        (int(match.group(1)), path)
+        for path in (folder / "samples").glob("step_*.png")
+        if (match := SAMPLE_PATTERN.search(path.name))
+    ]
+    return max(samples)[1] if samples else None
+
+
+def _samples_section(study: Study) -> str:
+    parts = []
+    for variant, named in _generator_runs(study).items():
+        for name, folder in named:
+            sample = last_sample(folder)
+            if sample is not None:
+                step = int(SAMPLE_PATTERN.search(sample.name).group(1))
+                parts.append(
+                    _figure(
+                        study,
+                        sample.relative_to(study.root.resolve()),
+                        f"{variant} / {name}, step {step}",
+                    )
+                )
+    body = "\n".join(parts) if parts else _note("no generator samples found.")
+    return _section("samples", "Generated samples (last step of each generator)", body)
+
+
+def _first_seed_folder(
+    study: Study, cell_folder: str, evaluation: str, seeds: tuple
+) -> Path | None:
+    base = study.path(Path(cell_folder) / evaluation)
+    if base is None or not base.is_dir():
+        return None
+    for seed in seeds:
+        if (base / f"seed_{seed}").is_dir():
+            return base / f"seed_{seed}"
+    found = sorted(
+        (int(p.name.split("_", 1)[1]), p)
+        for p in base.glob("seed_*")
+        if p.is_dir() and p.name.split("_", 1)[1].isdigit()
+    )
+    return found[0][1] if found else None
+
+
+def _examples_section(study: Study) -> str:
+    best = best_classifier(study.results, study.axes)
+    if best is None:
+        return _section(
+            "examples", "Confusion matrices and Grad-CAM", _note("no classifier results.")
+        )
+    baseline = matching_baseline(study.results, best, study.axes)
+    chosen: list[tuple[str, str]] = [("best classifier", best.cell)]
+    if baseline is not None and baseline != best.cell:
+        chosen.append(("real-only baseline", baseline))
+    summary = summarise_classifiers(study.results, study.axes).set_index("cell")
+    parts = []
+    if baseline is None:
+        parts.append(_note("no real-only baseline matching the best classifier."))
+    elif baseline == best.cell:
+        parts.append(_note("the best classifier is itself the real-only baseline."))
+    for role, cell in chosen:
+        folder = str(summary.at[cell, "folder"]) or cell
+        seeds = tuple(summary.at[cell, "seeds"])
+        parts.append(f"<h3>{escape(role)}: {escape(cell)}</h3>")
+        figures = []
+        for evaluation, files in (
+            ("eval-test", ("confusion_matrix_test", "roc_test", "gradcam")),
+            ("eval-external", ("confusion_matrix_external",)),
+        ):
+            seed_folder = _first_seed_folder(study, folder, evaluation, seeds)
+            if seed_folder is None:
+                continue
+            for name in files:
+                if (seed_folder / f"{name}.png").is_file():
+                    caption = f"{name.replace('_', ' ')}, {seed_folder.name}"
+                    figures.append(
+                        _figure(
+                            study,
+                            seed_folder.relative_to(study.root.resolve()) / f"{name}.png",
+                            caption,
+                        )
+                    )
+        parts.extend(figures or [_note(f"no evaluation figures found under {folder}.")])
+    return _section("examples", "Confusion matrices and Grad-CAM", "\n".join(parts))
+
+
+def _findings_section(study: Study) -> str:
+    findings = all_findings(study.results, study.axes, study.select_by)
+    if not findings:
+        body = _note(
+            "no factor has two or more levels with matching pairs of cells, so no effect "
+            "can be measured."
+        )
+        return _section("findings", "Pros and cons", body)
+    parts = [
+        "<p>Each level is compared with the factor's reference level on pairs of cells "
+        "that differ in that factor only (same other settings, same seed). Differences "
+        "are level minus reference with a 95% t-interval over the pairs; a pro or con "
+        "needs the interval to exclude zero. Time is the geometric mean ratio of "
+        f"training seconds: above ×{TIME_RATIO_CON:.2f} it counts as a con, below "
+        f"×{1 / TIME_RATIO_CON:.2f} as a pro. Generator effects use "
+        f"{escape(metric_label(study.select_by))}.</p>"
+    ]
+    classes = {"Pros": "pros", "Cons": "cons", "No clear effect": "unclear"}
+    for (table, factor), groups in grouped_statements(findings).items():
+        parts.append(f"<h3>{escape(factor)} ({escape(table)}s)</h3>")
+        for title in GROUPS.values():
+            items = groups[title]
+            if items:
+                parts.append(
+                    f'<h4 class="{classes[title]}">{escape(title)}</h4><ul>'
+                    + "".join(f"<li>{escape(item)}</li>" for item in items)
+                    + "</ul>"
+                )
+    best = best_generators(study.results, study.select_by)
+    if best:
+        parts.append(
+            "<p>Best generator per variant by "
+            f"{escape(metric_label(study.select_by))}: "
+            + "; ".join(f"{escape(v)}: {escape(b.cell)} ({b.value:.4g})" for v, b in best.items())
+            + ".</p>"
+        )
+    return _section("findings", "Pros and cons", "\n".join(parts))
+
+
+def _footer(study: Study) -> str:
+    version = getattr(cxrlab, "__version__", "unknown")
+    return (
+        "<footer>\n<p>Reproduce: <code>cxrlab study run spec.yaml --out "
+        f"{escape(str(study.root))}</code> (the study's <code>spec.yaml</code> is in its "
+        f"folder), then <code>cxrlab study report {escape(str(study.root))}</code>.</p>\n"
+        f"<p>Written by cxrlab {escape(str(version))}.</p>\n"
+        '<p id="image-count"></p>\n</footer>'
+    )

@@ -1,0 +1,367 @@
+import math
+
+import pandas as pd
+import pytest
+
+from cxrlab.study.findings import (
+    CON,
+    PRO,
+    UNCLEAR,
+    BestClassifier,
+    all_findings,
+    best_classifier,
+    best_generators,
+    classifier_findings,
+    describe_change,
+    generator_findings,
+    grouped_statements,
+    level_text,
+    levels_in_order,
+    matching_baseline,
+    paired_rows,
+    render_finding,
+    study_factors,
+    summarise_classifiers,
+)
+
+AXES = {
+    "preprocess": ["equalize"],
+    "generator": ["generator", "gen_augment"],
+    "classifier": ["arch", "augment", "synthetic"],
+}
+
+
+def clf_rows(
+    auc, *, seeds=(0, 1, 2), augments=("none",), equalizes=("none", "clahe"), seconds=None
+):
+    """Classifier rows of a grid: ``auc(equalize, augment, seed)`` and
+    ``seconds(equalize, augment, seed)`` give each row's values."""
+    rows = []
+    for equalize in equalizes:
+        for augment in augments:
+            cell = f"clf/64px-{equalize}/simple-cnn-aug_{augment}-syn_0"
+            for seed in seeds:
+                value = auc(equalize, augment, seed)
+                rows.append(
+                    {
+                        "kind": "classifier",
+                        "cell": cell,
+                        "folder": cell,
+                        "variant": f"64px-{equalize}",
+                        "equalize": equalize,
+                        "seed": seed,
+                        "arch": "simple-cnn",
+                        "augment": augment,
+                        "synthetic": 0,
+                        "test_roc_auc": value,
+                        "test_sensitivity": 0.8,
+                        "test_specificity": 0.7,
+                        "seconds": 10.0 if seconds is None else seconds(equalize, augment, seed),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def only(findings, factor):
+    chosen = [f for f in findings if f.factor == factor]
+    assert len(chosen) == 1, chosen
+    return chosen[0]
+
+
+def change(finding, metric):
+    return next(c for c in finding.changes if c.metric == metric)
+
+
+def test_a_constant_gain_is_a_pro_with_a_zero_width_interval():
+    # very different baselines per seed and augment: pairing must follow them exactly
+    base = {0: 0.55, 1: 0.91, 2: 0.62}
+    results = clf_rows(
+        lambda eq, aug, seed: base[seed] + (0.03 if aug == "mild" else 0) + 0.1 * (eq == "clahe"),
+        augments=("none", "mild"),
+    )
+    finding = only(classifier_findings(results, AXES), "equalize")
+    auc = change(finding, "test_roc_auc")
+    assert (finding.level, finding.reference, finding.n_pairs) == ("clahe", "none", 6)
+    assert auc.mean == pytest.approx(0.1)
+    assert auc.low == pytest.approx(0.1) and auc.high == pytest.approx(0.1)
+    assert auc.verdict == PRO
+    sensitivity = change(finding, "test_sensitivity")
+    assert sensitivity.mean == 0 and sensitivity.verdict == UNCLEAR
+    sentence = render_finding(finding)
+    assert sentence.startswith(
+        "equalize clahe vs none: ROC-AUC +0.100 (95% CI +0.100 to +0.100, 6 pairs): better"
+    )
+    assert "training time ×1.00" in sentence
+
+
+def test_a_constant_loss_is_a_con():
+    results = clf_rows(lambda eq, aug, seed: 0.8 - 0.05 * (eq == "clahe") + 0.01 * seed)
+    auc = change(only(classifier_findings(results, AXES), "equalize"), "test_roc_auc")
+    assert auc.mean == pytest.approx(-0.05) and auc.verdict == CON
+    assert "worse" in render_finding(only(classifier_findings(results, AXES), "equalize"))
+
+
+def test_symmetric_noise_is_no_clear_effect():
+    noise = {0: 0.04, 1: -0.04, 2: 0.03, 3: -0.03}
+    results = clf_rows(
+        lambda eq, aug, seed: 0.75 + (noise[seed] if eq == "clahe" else 0), seeds=(0, 1, 2, 3)
+    )
+    finding = only(classifier_findings(results, AXES), "equalize")
+    auc = change(finding, "test_roc_auc")
+    assert auc.mean == pytest.approx(0.0, abs=1e-12)
+    assert auc.low < 0 < auc.high
+    assert auc.verdict == UNCLEAR
+    assert "ROC-AUC 0.000 (95% CI -0.0" in render_finding(finding)
+    assert "no clear effect" in render_finding(finding)
+
+
+def test_interval_is_a_t_interval_over_pairs():
+    differences = {0: 0.01, 1: 0.03, 2: 0.08}
+    results = clf_rows(lambda eq, aug, seed: 0.7 + (differences[seed] if eq == "clahe" else 0))
+    auc = change(only(classifier_findings(results, AXES), "equalize"), "test_roc_auc")
+    values = pd.Series(differences.values())
+    half = 4.302652729911275 * values.std() / math.sqrt(3)  # t(0.975, 2)
+    assert auc.mean == pytest.approx(values.mean())
+    assert auc.low == pytest.approx(values.mean() - half)
+    assert auc.high == pytest.approx(values.mean() + half)
+
+
+def test_one_pair_has_no_interval():
+    results = clf_rows(lambda eq, aug, seed: 0.7 + 0.2 * (eq == "clahe"), seeds=(0,))
+    finding = only(classifier_findings(results, AXES), "equalize")
+    auc = change(finding, "test_roc_auc")
+    assert auc.n_pairs == 1 and auc.low is None and auc.high is None
+    assert auc.verdict == UNCLEAR
+    assert "ROC-AUC +0.200 (one pair: no interval)" in render_finding(finding)
+
+
+def test_time_is_a_ratio_and_a_con_above_1_2():
+    slow = clf_rows(
+        lambda eq, aug, seed: 0.7,
+        seconds=lambda eq, aug, seed: (15.0 if eq == "clahe" else 10.0) * (1 + seed),
+    )
+    time = change(only(classifier_findings(slow, AXES), "equalize"), "seconds")
+    assert time.kind == "ratio" and time.mean == pytest.approx(1.5) and time.verdict == CON
+    assert "training time ×1.50 (95% CI ×1.50 to ×1.50, 3 pairs)" in describe_change(time)
+    similar = clf_rows(
+        lambda eq, aug, seed: 0.7, seconds=lambda eq, aug, seed: 11.0 if eq == "clahe" else 10.0
+    )
+    time = change(only(classifier_findings(similar, AXES), "equalize"), "seconds")
+    assert time.mean == pytest.approx(1.1) and time.verdict == UNCLEAR
+    fast = clf_rows(
+        lambda eq, aug, seed: 0.7, seconds=lambda eq, aug, seed: 5.0 if eq == "clahe" else 10.0
+    )
+    assert change(only(classifier_findings(fast, AXES), "equalize"), "seconds").verdict == PRO
+
+
+def test_missing_or_single_level_factors_give_no_finding():
+    results = clf_rows(lambda eq, aug, seed: 0.7 + 0.1 * (eq == "clahe"))
+    factors = {f.factor for f in classifier_findings(results, AXES)}
+    assert factors == {"equalize"}  # arch, augment, synthetic have one level each
+    without = results.drop(columns=["equalize"])
+    assert classifier_findings(without, AXES) == []
+    assert classifier_findings(pd.DataFrame(), AXES) == []
+    assert generator_findings(results, AXES) == []  # no generator rows
+
+
+def test_pairs_never_cross_seeds():
+    results = clf_rows(lambda eq, aug, seed: 0.7, seeds=(0, 1))
+    # the clahe rows were run with other seeds than the reference rows
+    results.loc[results["equalize"] == "clahe", "seed"] += 10
+    assert classifier_findings(results, AXES) == []
+
+
+def test_pairs_never_cross_other_factors():
+    results = clf_rows(lambda eq, aug, seed: 0.7, augments=("none", "mild"))
+    # keep only equalize none + augment none, and clahe + mild: no pair differs in one factor
+    keep = ((results["equalize"] == "none") & (results["augment"] == "none")) | (
+        (results["equalize"] == "clahe") & (results["augment"] == "mild")
+    )
+    assert all_findings(results[keep], AXES) == []
+    # adding the matching clahe + none rows gives exactly their pairs
+    partial = results[keep | ((results["equalize"] == "clahe") & (results["seed"] == 1))]
+    equalize = only(classifier_findings(partial, AXES), "equalize")
+    assert equalize.n_pairs == 1  # clahe/none/seed 1 with none/none/seed 1
+    pairs = paired_rows(
+        partial,
+        "equalize",
+        "clahe",
+        "none",
+        study_factors(partial, AXES)["classifier"],
+        ["seconds"],
+    )
+    assert list(pairs.index) == [("simple-cnn", "none", "0", "1")]
+
+
+def test_synthetic_reference_is_zero_and_levels_keep_study_order():
+    rows = pd.DataFrame(
+        {"synthetic": [100, 0, 500, 100.0], "augment": ["mild", "none", "none", "mild"]}
+    )
+    assert levels_in_order(rows, "synthetic") == ["0", "100", "500"]
+    assert levels_in_order(rows, "augment") == ["mild", "none"]
+    assert level_text(100.0) == "100" and level_text(float("nan")) == "" and level_text("a") == "a"
+
+
+def test_synthetic_findings_compare_with_real_only():
+    results = clf_rows(lambda eq, aug, seed: 0.7 + 0.01 * seed, equalizes=("none",))
+    synthetic = results.assign(
+        synthetic=100, test_roc_auc=results["test_roc_auc"] + 0.02, cell="clf/x-syn_100"
+    )
+    both = pd.concat([synthetic, results])  # the synthetic rows come first
+    finding = only(classifier_findings(both, AXES), "synthetic")
+    assert (finding.level, finding.reference) == ("100", "0")
+    assert change(finding, "test_roc_auc").mean == pytest.approx(0.02)
+
+
+def gen_rows(values, metric="swd", seconds=None):
+    """Generator rows: ``values[(variant, generator)]`` is the final metric."""
+    rows = []
+    for (equalize, generator), value in values.items():
+        rows.append(
+            {
+                "kind": "generator",
+                "cell": f"gen/64px-{equalize}/{generator}",
+                "folder": f"gen/64px-{equalize}/{generator}",
+                "variant": f"64px-{equalize}",
+                "equalize": equalize,
+                "seed": 0,
+                "generator": generator,
+                "model": generator,
+                "gen_augment": "none",
+                "steps": 1000,
+                metric: value,
+                "seconds": (seconds or {}).get((equalize, generator), 20.0),
+                "selected": 0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_generator_findings_follow_the_metric_direction():
+    values = {("none", "dcgan"): 0.10, ("clahe", "dcgan"): 0.20, ("x", "dcgan"): 0.30}
+    values |= {("none", "vae"): 0.05, ("clahe", "vae"): 0.15, ("x", "vae"): 0.25}
+    results = gen_rows(values)
+    vae = only(generator_findings(results, AXES, "swd"), "generator")
+    swd = change(vae, "swd")
+    assert (vae.level, vae.reference, vae.n_pairs) == ("vae", "dcgan", 3)
+    assert swd.mean == pytest.approx(-0.05) and swd.verdict == PRO  # lower SWD is better
+    assert "lower is better" in describe_change(swd)
+    # IS: higher is better, so the same numbers are a con
+    is_results = gen_rows(values, metric="is")
+    is_change = change(only(generator_findings(is_results, AXES, "is"), "generator"), "is")
+    assert is_change.verdict == CON and "higher is better" in describe_change(is_change)
+    equalize = [f for f in generator_findings(results, AXES, "swd") if f.factor == "equalize"]
+    assert [(f.level, f.n_pairs) for f in equalize] == [("clahe", 2), ("x", 2)]
+
+
+def test_grouped_statements_split_pros_cons_and_unclear():
+    results = clf_rows(
+        lambda eq, aug, seed: 0.7 + 0.1 * (eq == "clahe") + 0.01 * seed,
+        seconds=lambda eq, aug, seed: 30.0 if eq == "clahe" else 10.0,
+    )
+    groups = grouped_statements(classifier_findings(results, AXES))[("classifier", "equalize")]
+    assert groups["Pros"] == [
+        "equalize clahe vs none: ROC-AUC +0.100 (95% CI +0.100 to +0.100, 3 pairs)."
+    ]
+    assert groups["Cons"] == [
+        "equalize clahe vs none: training time ×3.00 (95% CI ×3.00 to ×3.00, 3 pairs): "
+        "costs more time."
+    ]
+    assert len(groups["No clear effect"]) == 1
+    assert "sensitivity 0.000" in groups["No clear effect"][0]
+
+
+def test_best_classifier_highest_mean_auc_then_sensitivity():
+    results = clf_rows(
+        lambda eq, aug, seed: {"none": 0.7, "mild": 0.8}[aug] + (0.1 if eq == "clahe" else 0),
+        augments=("none", "mild"),
+    )
+    best = best_classifier(results, AXES)
+    assert isinstance(best, BestClassifier)
+    assert best.cell == "clf/64px-clahe/simple-cnn-aug_mild-syn_0"
+    assert best.roc_auc == pytest.approx(0.9) and best.n_seeds == 3 and best.seeds == (0, 1, 2)
+    assert best.factors == {
+        "equalize": "clahe",
+        "arch": "simple-cnn",
+        "augment": "mild",
+        "synthetic": "0",
+    }
+    # a tie on AUC goes to the higher sensitivity
+    tie = clf_rows(lambda eq, aug, seed: 0.8)
+    tie.loc[tie["equalize"] == "clahe", "test_sensitivity"] = 0.9
+    assert best_classifier(tie, AXES).cell == "clf/64px-clahe/simple-cnn-aug_none-syn_0"
+    assert best_classifier(pd.DataFrame(), AXES) is None
+    assert best_classifier(tie.assign(test_roc_auc=float("nan")), AXES) is None
+
+
+def test_matching_baseline_is_real_only_without_augmentation():
+    real = clf_rows(lambda eq, aug, seed: 0.7, augments=("none", "mild"))
+    synthetic = real.assign(
+        synthetic=100,
+        test_roc_auc=0.9,
+        cell=real["cell"].str.replace("syn_0", "syn_100"),
+    )
+    results = pd.concat([real, synthetic])
+    best = best_classifier(results, AXES)
+    assert best.factors["synthetic"] == "100"
+    baseline = matching_baseline(results, best, AXES)
+    assert baseline == best.cell.replace(f"aug_{best.factors['augment']}", "aug_none").replace(
+        "syn_100", "syn_0"
+    )
+    real_best = best_classifier(real, AXES)
+    assert matching_baseline(real, real_best, AXES) == real_best.cell.replace("mild", "none")
+
+
+def test_summary_intervals_over_seeds_or_from_the_bootstrap():
+    results = clf_rows(lambda eq, aug, seed: 0.7 + 0.02 * seed)
+    summary = summarise_classifiers(results, AXES).set_index("cell")
+    row = summary.loc["clf/64px-none/simple-cnn-aug_none-syn_0"]
+    assert row["n_seeds"] == 3 and row["interval"] == "seeds"
+    assert row["test_roc_auc"] == pytest.approx(0.72)
+    half = 4.302652729911275 * 0.02 / math.sqrt(3)
+    assert row["test_roc_auc_low"] == pytest.approx(0.72 - half)
+    one = clf_rows(lambda eq, aug, seed: 0.7, seeds=(5,)).assign(
+        test_roc_auc_low=0.6, test_roc_auc_high=0.8
+    )
+    row = summarise_classifiers(one, AXES).iloc[0]
+    assert row["interval"] == "bootstrap" and row["seeds"] == (5,)
+    assert (row["test_roc_auc_low"], row["test_roc_auc_high"]) == (0.6, 0.8)
+    assert math.isnan(row["test_sensitivity_low"])  # no bootstrap columns for it
+    assert summarise_classifiers(pd.DataFrame(), AXES).empty
+    # two far-apart seeds: the t-interval (12.7 x the standard error) is clipped to 0-1
+    wide = clf_rows(lambda eq, aug, seed: 0.5 + 0.49 * seed, seeds=(0, 1))
+    row = summarise_classifiers(wide, AXES).iloc[0]
+    assert (row["test_roc_auc_low"], row["test_roc_auc_high"]) == (0.0, 1.0)
+
+
+def test_best_generators_per_variant():
+    values = {("none", "dcgan"): 0.10, ("none", "vae"): 0.05, ("clahe", "dcgan"): 0.2}
+    values |= {("clahe", "vae"): 0.3}
+    best = best_generators(gen_rows(values), "swd")
+    assert {v: b.cell for v, b in best.items()} == {
+        "64px-none": "gen/64px-none/vae",
+        "64px-clahe": "gen/64px-clahe/dcgan",
+    }
+    higher = best_generators(gen_rows(values, metric="is"), "is")
+    assert higher["64px-none"].cell == "gen/64px-none/dcgan"
+    # without the metric, the runner's selection is used
+    fallback = gen_rows(values).drop(columns=["swd"])
+    fallback.loc[fallback["cell"] == "gen/64px-clahe/vae", "selected"] = 1
+    assert {v: b.cell for v, b in best_generators(fallback, "swd").items()} == {
+        "64px-clahe": "gen/64px-clahe/vae"
+    }
+
+
+def test_nan_values_and_missing_columns_are_tolerated():
+    results = clf_rows(lambda eq, aug, seed: 0.7 + 0.1 * (eq == "clahe")).assign(
+        external_roc_auc=float("nan")
+    )
+    results.loc[results.index[0], "test_sensitivity"] = float("nan")
+    finding = only(classifier_findings(results, AXES), "equalize")
+    metrics = [c.metric for c in finding.changes]
+    assert "external_roc_auc" not in metrics
+    assert change(finding, "test_sensitivity").n_pairs == 2
+    lean = results[["kind", "cell", "equalize", "seed", "test_roc_auc"]]
+    finding = only(classifier_findings(lean, AXES), "equalize")
+    assert [c.metric for c in finding.changes] == ["test_roc_auc"]
+    assert study_factors(lean, None) == {"classifier": ["equalize"], "generator": ["equalize"]}

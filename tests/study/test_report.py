@@ -1,0 +1,198 @@
+import base64
+import re
+
+import pandas as pd
+import pytest
+from browser import render_in_chromium
+from study_factory import BASELINE_CELL, BEST_CELL, make_study, png
+
+from cxrlab.errors import CxrlabError
+from cxrlab.study.report import PNG_MAGIC, last_sample, render_report, write_report
+
+IMG = re.compile(r"<img\b", re.IGNORECASE)
+#: A src/href (or CSS url()/@import) that would fetch something from the network.
+REMOTE = re.compile(
+    r"""(?:\b(?:src|href|action|poster|srcset)\s*=\s*["']?\s*(?:https?:)?//)"""
+    r"""|(?:url\(\s*["']?\s*(?:https?:)?//)|@import""",
+    re.IGNORECASE,
+)
+
+
+@pytest.fixture(scope="module")
+def full_study(tmp_path_factory):
+    """A complete fake study and its report (written once for the module)."""
+    root = make_study(tmp_path_factory.mktemp("studies") / "full")
+    report = write_report(root)
+    return root, report, report.read_text(encoding="utf-8")
+
+
+def test_report_is_written_beside_the_study_by_default(full_study):
+    root, report, html = full_study
+    assert report == root / "report.html"
+    assert html.startswith("<!DOCTYPE html>")
+    assert html.rstrip().endswith("</html>")
+
+
+def test_out_argument_and_missing_study(tmp_path):
+    root = make_study(tmp_path / "s", generators=False, stats=False)
+    out = write_report(root, tmp_path / "elsewhere" / "r.html")
+    assert out == tmp_path / "elsewhere" / "r.html" and out.is_file()
+    with pytest.raises(CxrlabError, match="not found"):
+        write_report(tmp_path / "no-such-study")
+
+
+def test_sections_in_order_and_images_embedded(full_study):
+    _, _, html = full_study
+    ids = re.findall(r'<section id="([^"]+)"', html)
+    assert ids == [
+        "dataset",
+        "classifiers",
+        "generators",
+        "curves",
+        "samples",
+        "examples",
+        "findings",
+    ]
+    sources = re.findall(r'<img src="([^"]*)"', html)
+    assert len(sources) == len(IMG.findall(html)) > 20
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    for source in sources:
+        assert base64.b64decode(source.split(",", 1)[1]).startswith(PNG_MAGIC)
+
+
+def test_no_remote_resources_and_text_is_escaped(full_study):
+    _, _, html = full_study
+    assert not REMOTE.search(html)
+    assert "Content-Security-Policy" in html
+    # the description's markup is shown as text, its URL stays as text
+    assert "Fake study &lt;b&gt;for tests&lt;/b&gt; &amp; checks" in html
+    assert "<b>for tests</b>" not in html
+    assert "https://example.org/study" in html
+
+
+def test_title_numbers(full_study):
+    _, _, html = full_study
+    assert "<h1>fake-study</h1>" in html
+    assert "1 h 02 min" in html  # wall time 3723 s
+    assert "2024-05-01T12:00:00+00:00" in html
+    assert "Unfinished study" not in html
+    assert "cxrlab study run spec.yaml --out" in html
+
+
+def test_classifier_table_marks_the_best_cell(full_study):
+    _, _, html = full_study
+    best_rows = re.findall(r'<tr class="best">(.*?)</tr>', html)
+    classifier_best = [r for r in best_rows if "clf/" in r]
+    assert len(classifier_best) == 1
+    assert "★ best" in classifier_best[0] and BEST_CELL in classifier_best[0]
+    # best: 0.70 + 0.05 + 0.02 + 0.03 + mean seed bonus 0.005
+    assert '0.805<br><span class="ci">[' in classifier_best[0]
+    assert "t-interval of the mean over seeds" in html
+    assert "external ROC-AUC" in html
+
+
+def test_generator_table_and_curves(full_study):
+    _, _, html = full_study
+    section = html.split('<section id="generators">')[1].split("</section>")[0]
+    generator_best = re.findall(r'<tr class="best">(.*?)</tr>', section)
+    # lowest final SWD in each variant: dcgan (index 0 gets the smallest offset)
+    assert len(generator_best) == 2
+    assert all("★ best" in r and "<td>dcgan</td>" in r for r in generator_best)
+    assert "<th>SWD</th>" in section and "<th>FID</th>" in section
+    assert "SWD over training, 64px-clahe" in html
+    assert "training losses, 64px-none" in html
+
+
+def test_last_sample_grid_is_the_highest_step(full_study):
+    root, _, html = full_study
+    assert last_sample(root / "gen" / "64px-none" / "dcgan").name == "step_001000.png"
+    assert "64px-none / dcgan, step 1000" in html
+    assert "step 200<" not in html
+
+
+def test_examples_show_best_and_baseline(full_study):
+    _, _, html = full_study
+    section = html.split('<section id="examples">')[1].split("</section>")[0]
+    assert f"best classifier: {BEST_CELL}" in section
+    assert f"real-only baseline: {BASELINE_CELL}" in section
+    assert "confusion matrix external, seed_0" in section
+    assert "gradcam, seed_0" in section  # the baseline (augment none) has Grad-CAM
+    assert "seed_1" not in section
+
+
+def test_pros_and_cons_come_from_the_numbers(full_study):
+    _, _, html = full_study
+    section = html.split('<section id="findings">')[1].split("</section>")[0]
+    assert "equalize (classifiers)" in section
+    # clahe adds exactly 0.05 to every pair: a pro with a zero-width interval
+    assert "equalize clahe vs none: ROC-AUC +0.050 (95% CI +0.050 to +0.050, 8 pairs)" in section
+    # synthetic costs x1.5 training time: a con
+    assert re.search(r"synthetic 100 vs 0: .*training time ×1\.50[^<]*costs more time", section)
+
+
+def test_pending_cells_give_a_warning(tmp_path):
+    root = make_study(tmp_path / "s", pending=True)
+    html = render_report(root)
+    assert "Unfinished study" in html and "1 of" in html
+
+
+def test_missing_inputs_still_give_a_report(tmp_path):
+    root = make_study(
+        tmp_path / "s", generators=False, stats=False, previews=False, external=False, seeds=(3,)
+    )
+    html = render_report(root)
+    assert "no generator results." in html
+    assert "no dataset statistics" in html
+    assert "no generator metrics" in html
+    assert "external ROC-AUC" not in html
+    # one seed: the bootstrap interval of that seed
+    assert "single seed&#x27;s patient-bootstrap interval" in html
+    assert (
+        '0.800<br><span class="ci">[0.760, 0.840]</span>' in html
+    )  # 0.70 + 0.05 + 0.02, seed 3 adds 0.03
+
+
+def test_empty_study_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    html = render_report(tmp_path / "empty")
+    assert "study.json not found" in html
+    assert "no classifier results." in html
+    assert "no factor has two or more levels" in html
+    assert not IMG.search(html)
+
+
+def test_classifier_rows_only(tmp_path):
+    root = make_study(tmp_path / "s", generators=False)
+    frame = pd.read_csv(root / "results.csv")
+    assert set(frame["kind"]) == {"classifier"}
+    html = render_report(root)
+    assert "no generator results." in html and BASELINE_CELL in html
+
+
+def test_chromium_loads_every_image(full_study, tmp_path):
+    _, report, html = full_study
+    rendered = render_in_chromium(report, tmp_path)
+    expected = len(IMG.findall(html))
+    assert rendered["images"] == expected > 0
+    assert rendered["loaded"] == expected
+    assert f"{expected} images" in rendered["dom"]
+
+
+def test_chromium_detects_a_broken_image(full_study, tmp_path):
+    _, _, html = full_study
+    corrupt = base64.b64encode(PNG_MAGIC + b"not really a png").decode()
+    broken = html.replace("<footer>", f'<img src="data:image/png;base64,{corrupt}" alt="x">', 1)
+    path = tmp_path / "broken.html"
+    path.write_text(broken, encoding="utf-8")
+    rendered = render_in_chromium(path, tmp_path)
+    assert rendered["images"] == len(IMG.findall(broken))
+    assert rendered["loaded"] == rendered["images"] - 1
+
+
+def test_chromium_on_a_study_without_generators(tmp_path):
+    root = make_study(tmp_path / "s", generators=False, stats=False, external=False)
+    png(root / "previews" / "extra.png")  # a preview of a variant not in results
+    report = write_report(root)
+    rendered = render_in_chromium(report, tmp_path)
+    html = report.read_text(encoding="utf-8")
+    assert rendered["images"] == rendered["loaded"] == len(IMG.findall(html)) > 0

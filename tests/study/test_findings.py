@@ -365,3 +365,68 @@ def test_nan_values_and_missing_columns_are_tolerated():
     finding = only(classifier_findings(lean, AXES), "equalize")
     assert [c.metric for c in finding.changes] == ["test_roc_auc"]
     assert study_factors(lean, None) == {"classifier": ["equalize"], "generator": ["equalize"]}
+
+
+# --- the joint patient bootstrap over the shared test images ---------------------------
+
+
+def predictions_table(probability, covid, patients=None, threshold=0.5):
+    n = len(covid)
+    return pd.DataFrame(
+        {
+            "id": [f"img{i}" for i in range(n)],
+            "patient_id": patients or [f"p{i}" for i in range(n)],
+            "covid": covid,
+            "probability": probability,
+            "threshold": threshold,
+        }
+    )
+
+
+def test_identical_models_differ_by_exactly_zero_in_every_resample():
+    from cxrlab.study.findings import paired_test_bootstrap
+
+    covid = [0, 1] * 10
+    model = predictions_table([0.1 * (i % 10) for i in range(20)], covid)
+    low, high = paired_test_bootstrap([(model, model.copy()), (model, model)], "test_roc_auc")
+    assert low == 0.0 and high == 0.0
+
+
+def test_a_perfect_model_against_a_chance_one_gets_an_interval_above_zero():
+    import numpy as np
+
+    from cxrlab.clf.metrics import binary_metrics
+    from cxrlab.study.findings import paired_test_bootstrap
+
+    rng = np.random.default_rng(0)
+    covid = np.array([0, 1] * 30)
+    perfect = predictions_table(covid * 0.8 + 0.1, covid)
+    chance = predictions_table(rng.random(60), covid)
+    low, high = paired_test_bootstrap([(perfect, chance)], "test_roc_auc")
+    point = 1.0 - binary_metrics(covid, chance["probability"].to_numpy(), 0.5)["roc_auc"]
+    assert 0 < low < point < high <= 1.0
+    # rows are matched by id, not by position
+    shuffled = chance.sample(frac=1.0, random_state=1)
+    assert paired_test_bootstrap([(perfect, shuffled)], "test_roc_auc") == (low, high)
+
+
+def test_a_difference_that_holds_over_seeds_but_not_over_test_patients_is_not_a_pro():
+    # every seed's ROC-AUC is 0.05 higher with clahe: the interval over pairs is (0.05, 0.05)
+    results = clf_rows(lambda equalize, augment, seed: 0.70 + (0.05 if equalize == "clahe" else 0))
+    covid = [0, 1, 0, 1, 0, 1]
+    weak = predictions_table([0.4, 0.6, 0.5, 0.45, 0.3, 0.7], covid)
+    slightly_better = predictions_table([0.4, 0.6, 0.45, 0.5, 0.3, 0.7], covid)
+
+    def loader(folder, seed, split):
+        return slightly_better if "clahe" in folder else weak
+
+    without = classifier_findings(results, AXES)[0]
+    with_test = classifier_findings(results, AXES, predictions=loader)[0]
+    auc = {c.metric: c for c in without.changes}["test_roc_auc"]
+    auc_test = {c.metric: c for c in with_test.changes}["test_roc_auc"]
+    assert auc.verdict == PRO and auc.test_low is None
+    assert auc_test.test_low <= 0 < auc_test.test_high  # six test images decide little
+    assert auc_test.verdict == UNCLEAR
+    assert "over test patients" in describe_change(auc_test)
+    # a missing predictions file leaves the change as it was
+    assert classifier_findings(results, AXES, predictions=lambda *a: None)[0] == without

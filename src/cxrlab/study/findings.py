@@ -12,6 +12,12 @@ a 95% t-interval over the pairs, is the factor's measured effect:
 * a **con** when it lies wholly on the bad side,
 * **inconclusive** otherwise (or with a single pair, which gives no interval).
 
+For classifier metrics a second interval comes from the predictions themselves: one
+patient bootstrap of the test images that all pairs share, applied to both models of
+every pair, gives the spread of the mean paired difference over test sets of the same
+size (:func:`paired_test_bootstrap`). Seeds share one small test set, so the interval
+over pairs alone would overstate certainty; a pro or con must hold in both.
+
 Training time is compared as a ratio (geometric mean of the paired ratios); a level
 that costs more than :data:`TIME_RATIO_CON` times the reference's time is a con, one
 that needs less than its inverse is a pro.
@@ -23,8 +29,8 @@ numbers, never from fixed text about what a setting "should" do.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -108,6 +114,10 @@ class Change:
         n_pairs: pairs where both rows have a value.
         higher_is_better: the metric's direction (time: False).
         verdict: :data:`PRO`, :data:`CON` or :data:`UNCLEAR`.
+        test_low / test_high: 95% interval of the mean paired difference over a joint
+            patient bootstrap of the shared test images (None where the predictions
+            were not available): the uncertainty from the test set's small size,
+            which the interval over pairs (seeds, other settings) does not contain.
     """
 
     metric: str
@@ -118,6 +128,8 @@ class Change:
     n_pairs: int
     higher_is_better: bool
     verdict: str
+    test_low: float | None = None
+    test_high: float | None = None
 
     @property
     def label(self) -> str:
@@ -308,12 +320,113 @@ def _ratio(metric: str, level: pd.Series, reference: pd.Series) -> Change | None
     )
 
 
+#: (cell folder, seed, split) -> that seed's predictions (id, patient_id, covid,
+#: probability, threshold), or None where they are not available.
+PredictionLoader = Callable[[str, int, str], "pd.DataFrame | None"]
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def _pair_folders(
+    rows: pd.DataFrame, factor: str, level: str, reference: str, factors: Sequence[str]
+) -> pd.DataFrame:
+    """For each pair of :func:`paired_rows`: the two rows' cell folders and the seed."""
+    keys = [f for f in factors if f != factor] + ["seed"]
+    keyed = _keyed(rows, factors)
+    keyed["_seed"] = pd.to_numeric(rows["seed"], errors="coerce")
+
+    def side(name: str) -> pd.DataFrame:
+        chosen = keyed[keyed[factor] == name]
+        return chosen.groupby(keys, dropna=False)[["folder", "_seed"]].first()
+
+    return (
+        side(level).add_suffix("_level").join(side(reference).add_suffix("_reference"), how="inner")
+    )
+
+
+def paired_test_bootstrap(
+    pairs: list[tuple[pd.DataFrame, pd.DataFrame]],
+    metric: str,
+    *,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """95% interval of the mean (over pairs) difference of ``metric`` (level minus
+    reference) under one joint patient bootstrap of the test images all pairs share.
+
+    Each pair is (level predictions, reference predictions) of the same seed; the same
+    resampled patients are used for every model, so the interval reflects how much the
+    comparison depends on which test patients happened to be drawn.
+    """
+    from cxrlab.clf.metrics import patient_resample_weights, weighted_auc, weighted_metrics
+
+    name = metric.split("_", 1)[1]  # test_roc_auc -> roc_auc
+    common = None
+    for level, reference in pairs:
+        ids = set(level["id"]) & set(reference["id"])
+        common = ids if common is None else common & ids
+    if not common:
+        return None
+    order = sorted(common)
+    first = pairs[0][0].set_index("id").loc[order]
+    covid = first["covid"].to_numpy(int)
+    if covid.min() == covid.max():
+        return None
+    weights = patient_resample_weights(
+        first["patient_id"].to_numpy(), n_resamples, np.random.default_rng(seed)
+    )
+
+    def values(predictions: pd.DataFrame) -> np.ndarray:
+        table = predictions.set_index("id").loc[order]
+        probability = table["probability"].to_numpy(float)
+        if name == "roc_auc":
+            return weighted_auc(covid, probability, weights)
+        threshold = float(table["threshold"].iloc[0])
+        return weighted_metrics(covid, probability, threshold, weights)[name]
+
+    differences = np.mean([values(level) - values(ref) for level, ref in pairs], axis=0)
+    differences = differences[np.isfinite(differences)]
+    if len(differences) < n_resamples // 2:
+        return None
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _with_test_interval(
+    change: Change, folders: pd.DataFrame, predictions: PredictionLoader | None
+) -> Change:
+    """``change`` with its patient-bootstrap interval and a verdict that needs both."""
+    if predictions is None or change.kind != "difference" or "_" not in change.metric:
+        return change
+    split = change.metric.split("_", 1)[0]
+    if split not in ("test", "external"):
+        return change
+    pairs = []
+    for _, row in folders.iterrows():
+        seed = int(row["_seed_level"])
+        level = predictions(str(row["folder_level"]), seed, split)
+        reference = predictions(str(row["folder_reference"]), seed, split)
+        if level is None or reference is None:
+            return change
+        pairs.append((level, reference))
+    interval = paired_test_bootstrap(pairs, change.metric) if pairs else None
+    if interval is None:
+        return change
+    low, high = interval
+    verdict = change.verdict
+    if verdict != UNCLEAR and not (low > TOLERANCE or high < -TOLERANCE):
+        verdict = UNCLEAR  # holds over seeds, but not over the test patients drawn
+    elif verdict != UNCLEAR and ((low > TOLERANCE) != (change.mean > 0)):
+        verdict = UNCLEAR
+    return replace(change, test_low=low, test_high=high, verdict=verdict)
+
+
 def factor_findings(
     rows: pd.DataFrame,
     factor: str,
     factors: Sequence[str],
     metrics: Sequence[str],
     table: str,
+    predictions: PredictionLoader | None = None,
 ) -> list[Finding]:
     """Findings of every non-reference level of ``factor`` (none with under two levels).
 
@@ -324,6 +437,9 @@ def factor_findings(
         metrics: the metric columns to compare (differences); ``seconds`` is added as
             a ratio when present.
         table: ``classifier`` or ``generator`` (recorded in the findings).
+        predictions: loads a classifier cell's predictions; with it, each classifier
+            metric also gets a joint patient-bootstrap interval over the test images
+            (see :func:`paired_test_bootstrap`), and a pro or con must hold in both.
     """
     if factor not in rows.columns or rows.empty:
         return []
@@ -339,6 +455,11 @@ def factor_findings(
         if pairs.empty:
             continue
         changes = [_difference(m, pairs[f"{m}_level"], pairs[f"{m}_reference"]) for m in metrics]
+        if predictions is not None and "folder" in rows.columns:
+            folders = _pair_folders(rows, factor, level, reference, factors)
+            changes = [
+                None if c is None else _with_test_interval(c, folders, predictions) for c in changes
+            ]
         if "seconds_level" in pairs.columns:
             changes.append(_ratio("seconds", pairs["seconds_level"], pairs["seconds_reference"]))
         findings.append(
@@ -354,14 +475,18 @@ def factor_findings(
     return findings
 
 
-def classifier_findings(results: pd.DataFrame, axes: dict | None = None) -> list[Finding]:
+def classifier_findings(
+    results: pd.DataFrame, axes: dict | None = None, predictions: PredictionLoader | None = None
+) -> list[Finding]:
     """Findings of each classifier factor: test ROC-AUC, sensitivity, specificity
     (external ROC-AUC when present) and training time."""
     rows = rows_of(results, "classifier")
     factors = study_factors(results, axes)["classifier"]
     findings = []
     for factor in factors:
-        findings += factor_findings(rows, factor, factors, CLASSIFIER_METRICS, "classifier")
+        findings += factor_findings(
+            rows, factor, factors, CLASSIFIER_METRICS, "classifier", predictions
+        )
     return findings
 
 
@@ -378,10 +503,15 @@ def generator_findings(
 
 
 def all_findings(
-    results: pd.DataFrame, axes: dict | None = None, select_by: str = "swd"
+    results: pd.DataFrame,
+    axes: dict | None = None,
+    select_by: str = "swd",
+    predictions: PredictionLoader | None = None,
 ) -> list[Finding]:
     """Classifier findings, then generator findings."""
-    return classifier_findings(results, axes) + generator_findings(results, axes, select_by)
+    return classifier_findings(results, axes, predictions) + generator_findings(
+        results, axes, select_by
+    )
 
 
 def _signed(value: float) -> str:
@@ -409,6 +539,12 @@ def describe_change(change: Change) -> str:
         detail = "one pair: no interval"
     else:
         detail = f"95% CI {interval}, {change.n_pairs} pairs"
+    if change.test_low is not None and change.test_high is not None:
+        over_test = f"{_signed(change.test_low)} to {_signed(change.test_high)}"
+        detail = (
+            f"95% CI over seeds and settings {interval or 'n/a'}, {change.n_pairs} pairs; "
+            f"over test patients {over_test}"
+        )
     direction = ""
     if change.kind == "difference" and change.metric not in CLASSIFIER_METRICS:
         direction = ", higher is better" if change.higher_is_better else ", lower is better"

@@ -833,8 +833,24 @@ def _examples_section(study: Study) -> str:
     return _section("examples", "Confusion matrices and Grad-CAM", "\n".join(parts))
 
 
+def prediction_loader(root: Path):
+    """Reads a classifier cell's per-seed predictions (``eval-test``/``eval-external``)."""
+    cache: dict[tuple[str, int, str], pd.DataFrame | None] = {}
+
+    def load(folder: str, seed: int, split: str) -> pd.DataFrame | None:
+        key = (folder, seed, split)
+        if key not in cache:
+            path = root / folder / f"eval-{split}" / f"seed_{seed}" / f"predictions_{split}.csv"
+            cache[key] = pd.read_csv(path) if path.is_file() else None
+        return cache[key]
+
+    return load
+
+
 def _findings_section(study: Study) -> str:
-    findings = all_findings(study.results, study.axes, study.select_by)
+    findings = all_findings(
+        study.results, study.axes, study.select_by, predictions=prediction_loader(study.root)
+    )
     if not findings:
         body = _note(
             "no factor has two or more levels with matching pairs of cells, so no effect "
@@ -844,8 +860,11 @@ def _findings_section(study: Study) -> str:
     parts = [
         "<p>Each level is compared with the factor's reference level on pairs of cells "
         "that differ in that factor only (same other settings, same seed). Differences "
-        "are level minus reference with a 95% t-interval over the pairs; a pro or con "
-        "needs the interval to exclude zero. Time is the geometric mean ratio of "
+        "are level minus reference with a 95% t-interval over the pairs (training "
+        "variation: seeds and the other settings) and, for classifier metrics, a 95% "
+        "interval from one patient bootstrap of the shared test images applied to every "
+        "pair (the test set's sampling variation); a pro or con needs both intervals to "
+        "exclude zero. Time is the geometric mean ratio of "
         f"training seconds: above ×{TIME_RATIO_CON:.2f} it counts as a con, below "
         f"×{1 / TIME_RATIO_CON:.2f} as a pro. Generator effects use "
         f"{escape(metric_label(study.select_by))}.</p>"

@@ -238,3 +238,37 @@ def test_cli_report_list_and_clear_errors(interrupted_study, tmp_path):
     assert again.exit_code == 0, again.output
     assert "ran 0 cell(s), skipped 11" in again.output
     assert (interrupted_study["study"] / "report.html").is_file()
+
+
+def test_a_held_out_source_is_tested_as_an_external_set(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("COVID", "Normal"):
+        folder = tmp_path / "site_b" / label
+        folder.mkdir(parents=True)
+        for index in range(8):
+            pixels = rng.integers(0, 256, size=(48, 48), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{label}_{index}.png")
+    spec = {
+        "name": "external",
+        "data": {
+            "sources": [
+                {"format": "sample"},
+                {"format": "folders", "path": "site_b", "source": "site-b"},
+            ],
+            "near_distance": None,
+            "split": {"seed": 0, "holdout_source": "site-b"},
+        },
+        "preprocess": {"size": 32},
+        "classifier": {"epochs": 1, "batch_size": 16, "seeds": [0], "bootstrap": 20},
+    }
+    result = run_study(
+        write_spec(tmp_path, spec), tmp_path / "out", device="cpu", progress=False, log=print
+    )
+    row = result.results.iloc[0]
+    assert row["external_n_images"] == 16 and row["external_n_positive"] == 8
+    assert 0 <= row["external_roc_auc"] <= 1
+    assert row["test_n_images"] < 150  # the held-out site is not in the test split
+    assert (tmp_path / "out/clf/32px-none/simple-cnn-syn_0/eval-external/seed_0").is_dir()

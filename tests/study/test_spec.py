@@ -62,6 +62,8 @@ def test_grid_expands_every_axis(tmp_path):
         ({"generators": {"runs": [{"name": "a"}]}}, "model"),
         ({"generators": {"runs": ["dcgan", "dcgan"]}}, "named 'dcgan'"),
         ({"generators": {"runs": ["dcgan"], "lr": 1}}, "lr"),
+        ({"generators": {"runs": ["stylegan"]}}, "unknown model 'stylegan'"),
+        ({"generators": {"runs": ["dcgan"], "ema": 1.5}}, "--ema"),
         ({"synthetic": {"amounts": [0, 5], "from": "stylegan"}}, "stylegan"),
         ({"synthetic": {"amounts": [-1]}}, ">= 0"),
         ({"classifier": {"arch": "vit"}}, "vit"),

@@ -269,7 +269,7 @@ class StudyRunner:
                 cells.append((Cell(folder, "generator", folder, identity), config))
         return cells
 
-    def _generator(self, cell: Cell, config, variant: Variant) -> list[dict]:
+    def _generator(self, cell: Cell, config) -> list[dict]:
         from cxrlab.gen.train_api import train_with_metrics
 
         def work() -> list[dict]:
@@ -444,7 +444,7 @@ class StudyRunner:
                 packs[gen_variant.name] = self._preprocess(dataset, gen_variant)
             gen_cells[variant.name] = []
             for cell, config in self._gen_configs(packs.get(gen_variant.name), gen_variant):
-                self._generator(cell, config, gen_variant)
+                self._generator(cell, config)
                 gen_cells[variant.name].append(cell)
         for variant in variants:
             chosen = self._select(variant, gen_cells[variant.name])

@@ -47,6 +47,7 @@ import yaml
 from cxrlab.clf.config import ClfConfig
 from cxrlab.errors import CxrlabError
 from cxrlab.gen.config import GenConfig
+from cxrlab.gen.models import model_names
 from cxrlab.preprocess.transforms import PreprocessOptions
 
 #: Preprocessing fields a spec may set, spec name -> PreprocessOptions field.
@@ -194,6 +195,15 @@ def _parse_generators(section: dict, path: Path) -> tuple[list[GeneratorSetting]
             raise SpecError(f"{path}: two generator runs are named {name!r}; names must differ")
         names.add(name)
         _check_keys(entry, allowed, f"generators.runs[{number}] ({name})", path)
+        if entry["model"] not in model_names():
+            raise SpecError(
+                f"{path}: generators.runs[{number}] ({name}): unknown model {entry['model']!r}; "
+                f"choose one of {', '.join(model_names())}"
+            )
+        try:
+            GenConfig(data="", out="", **{**settings, **entry})
+        except (CxrlabError, TypeError) as error:
+            raise SpecError(f"{path}: generators.runs[{number}] ({name}): {error}") from None
         generators.append(GeneratorSetting(name, entry))
     return generators, settings
 

@@ -640,8 +640,8 @@ def _generator_runs(study: Study) -> dict[str, list[tuple[str, Path]]]:
             continue
         seen.add(folder)
         variant = level_text(row.get("variant")) or folder.parent.name
-        name = level_text(row.get("generator")) or folder.name
-        runs.setdefault(variant, []).append((name, folder))
+        # the run folder's name is unique within a variant (``gan-aug_mild``)
+        runs.setdefault(variant, []).append((folder.name, folder))
     for path in sorted((study.root / "gen").glob("*/*/metrics.csv")):
         folder = path.parent.resolve()
         if folder not in seen:
@@ -664,6 +664,7 @@ def _read_metrics(folder: Path) -> pd.DataFrame | None:
 
 
 def _curves_section(study: Study) -> str:
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     runs = _generator_runs(study)
@@ -683,6 +684,8 @@ def _curves_section(study: Study) -> str:
         for metric in [m for m in metrics if m not in details]:
             figure = Figure(figsize=(5.2, 3.4))
             axes = figure.add_subplot()
+            if len(logs) > 10:  # the default cycle has 10 colours
+                axes.set_prop_cycle(color=[colormaps["tab20"](i % 20) for i in range(len(logs))])
             for name, frame in logs:
                 if metric in frame.columns:
                     points = frame[["step", metric]].dropna()
@@ -691,7 +694,11 @@ def _curves_section(study: Study) -> str:
             axes.set_xlabel("step")
             axes.set_ylabel(metric_label(metric))
             axes.set_title(f"{metric_label(metric)}, {variant}")
-            axes.legend(fontsize=7)
+            if len(logs) > 4:  # beside the plot, where it hides no curve
+                figure.set_size_inches(7.2, 3.4)
+                axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+            else:
+                axes.legend(fontsize=7)
             axes.grid(alpha=0.3)
             parts.append(_plot_html(figure, f"{metric_label(metric)} over training, {variant}"))
         if details:

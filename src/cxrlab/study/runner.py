@@ -135,18 +135,26 @@ class StudyRunner:
         self.rows: dict[str, list[dict]] = {}
         self.selected: dict[str, str] = {}
         self.variant_by_name = {v.name: v for v in spec.variants()}
+        self.previous: dict = {}  # study.json of earlier invocations
         self.previous_order: list[str] = []
+        self.records: dict[str, dict] = {}  # cell id -> its cell.json, finished cells only
         self.result = StudyResult(self.out)
 
     # ------------------------------------------------------------------ cells
     def _marker(self, cell: Cell) -> Path:
         return self.out / cell.folder / CELL_FILE
 
+    def _load_records(self) -> None:
+        """Read every finished cell's ``cell.json`` once, when the run starts."""
+        for marker in sorted(self.out.glob("*/**/" + CELL_FILE)):
+            record = json.loads(marker.read_text())
+            record["folder"] = marker.parent.relative_to(self.out).as_posix()
+            self.records[record["id"]] = record
+
     def _finished(self, cell: Cell) -> dict | None:
-        marker = self._marker(cell)
-        if not marker.is_file():
+        record = self.records.get(cell.id)
+        if record is None:
             return None
-        record = json.loads(marker.read_text())
         if record.get("settings") != _jsonable(cell.settings):
             old, new = record.get("settings", {}), _jsonable(cell.settings)
             changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -182,6 +190,7 @@ class StudyRunner:
                 "finished": _now(),
             }
             atomic_write_text(self._marker(cell), json.dumps(record, indent=2) + "\n")
+            self.records[cell.id] = {**record, "folder": cell.folder}
             self.result.ran.append(cell.id)
             self.log(f"    done in {seconds:.0f} s")
         self.rows[cell.id] = rows
@@ -399,7 +408,7 @@ class StudyRunner:
             rows = []
             for seed, seed_result in trained.seeds.items():
                 row = {
-                    **{k: combo[k] for k in combo},
+                    **combo,
                     "synthetic_from": source,
                     "seed": seed,
                     "seconds": round(seed_result.seconds, 2),
@@ -429,9 +438,10 @@ class StudyRunner:
         if not (self.out / "spec.yaml").is_file():
             shutil.copyfile(self.spec.path, self.out / "spec.yaml")
         if (self.out / STUDY_JSON).is_file():
-            previous = json.loads((self.out / STUDY_JSON).read_text())
-            self.selected.update(previous.get("selected_generators", {}))
-            self.previous_order = [cell["id"] for cell in previous.get("cells", [])]
+            self.previous = json.loads((self.out / STUDY_JSON).read_text())
+            self.selected.update(self.previous.get("selected_generators", {}))
+            self.previous_order = [cell["id"] for cell in self.previous.get("cells", [])]
+        self._load_records()
         self._preflight()
         dataset = self._data()
         variants = self.spec.variants()
@@ -495,24 +505,15 @@ class StudyRunner:
         variant = self.variant_by_name.get(parts[1]) if len(parts) > 1 else None
         return {"variant": variant.name, **dict(variant.values)} if variant else {}
 
-    def _finished_elsewhere(self) -> list[dict]:
-        """Markers of finished cells that this invocation has not reached (yet)."""
-        visited = {cell.id for cell in self.cells}
-        records = []
-        for marker in sorted(self.out.glob("*/**/" + CELL_FILE)):
-            record = json.loads(marker.read_text())
-            if record.get("id") not in visited:
-                record["folder"] = marker.parent.relative_to(self.out).as_posix()
-                records.append(record)
-        return records
-
     def _write_results(self) -> pd.DataFrame:
         """results.csv from every finished generator and classifier cell in the folder:
         those of this invocation in run order, then earlier ones it has not reached."""
+        visited = {cell.id for cell in self.cells}
         cells = [(c.id, c.kind, c.folder, self.rows.get(c.id, [])) for c in self.cells]
         cells += [
             (r["id"], r.get("kind"), r["folder"], r.get("rows", []))
-            for r in self._finished_elsewhere()
+            for r in self.records.values()
+            if r["id"] not in visited
         ]
         cells.sort(key=lambda cell: self._rank(cell[0]))
         records = []
@@ -529,10 +530,9 @@ class StudyRunner:
         return table
 
     def _write_status(self, wall_seconds: float | None = None) -> None:
-        spec = self.spec
-        path = self.out / STUDY_JSON
-        previous = json.loads(path.read_text()) if path.is_file() else {}
         from cxrlab.utils.device import resolve_device
+
+        spec = self.spec
 
         status = {
             "name": spec.name,
@@ -542,7 +542,7 @@ class StudyRunner:
             "device": str(resolve_device(self.device)),
             "wall_seconds": wall_seconds
             if wall_seconds is not None
-            else previous.get("wall_seconds"),
+            else self.previous.get("wall_seconds"),
             "axes": {
                 "preprocess": list(spec.preprocess_axes),
                 "generator": ["generator", "gen_augment"],
@@ -551,32 +551,19 @@ class StudyRunner:
             "select_by": spec.select_by,
             "planned_cells": self.planned_cells(),
             "selected_generators": self.selected,
-            "cells": self._cell_status(previous),
+            "cells": self._cell_status(),
         }
-        atomic_write_text(path, json.dumps(status, indent=2) + "\n")
+        atomic_write_text(self.out / STUDY_JSON, json.dumps(status, indent=2) + "\n")
 
-    def _cell_status(self, previous: dict) -> list[dict]:
+    def _cell_status(self) -> list[dict]:
         """Every cell met in this invocation, then those of earlier ones not met yet."""
-        listed = [
-            {
-                "id": cell.id,
-                "kind": cell.kind,
-                "folder": cell.folder,
-                "status": "finished" if self._marker(cell).is_file() else "pending",
-                "seconds": (
-                    json.loads(self._marker(cell).read_text()).get("seconds")
-                    if self._marker(cell).is_file()
-                    else None
-                ),
-            }
-            for cell in self.cells
-        ]
+        listed = [{"id": cell.id, "kind": cell.kind, "folder": cell.folder} for cell in self.cells]
         met = {cell["id"] for cell in listed}
-        for cell in previous.get("cells", []):
-            if cell["id"] not in met:
-                marker = self.out / cell["folder"] / CELL_FILE
-                cell["status"] = "finished" if marker.is_file() else "pending"
-                listed.append(cell)
+        listed += [cell for cell in self.previous.get("cells", []) if cell["id"] not in met]
+        for cell in listed:
+            record = self.records.get(cell["id"])
+            cell["status"] = "pending" if record is None else "finished"
+            cell["seconds"] = None if record is None else record.get("seconds")
         return sorted(listed, key=lambda cell: self._rank(cell["id"]))
 
     def _rank(self, cell_id: str) -> tuple[int, int]:

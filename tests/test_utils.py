@@ -53,3 +53,63 @@ def test_atomic_writes_get_the_permissions_a_plain_write_gets(tmp_path):
     mode = (tmp_path / "atomic.txt").stat().st_mode & 0o777
     assert mode == (tmp_path / "plain.txt").stat().st_mode & 0o777
     assert mode & 0o044  # readable by others under the usual umask, not mkstemp's 0600
+
+
+# ------------------------------------------------------------------ the overwrite rule
+def _packed_folder(path):
+    path.mkdir(parents=True)
+    (path / "meta.json").write_text('{"format": "cxrlab-packed"}')
+    (path / "images.npy").write_bytes(b"x")
+    return path
+
+
+def test_folder_kinds_are_recognised(tmp_path):
+    from cxrlab.utils import outputs
+
+    assert outputs.folder_kind(tmp_path / "none") is None
+    (tmp_path / "empty").mkdir()
+    assert outputs.folder_kind(tmp_path / "empty") == outputs.EMPTY
+    assert outputs.folder_kind(_packed_folder(tmp_path / "p")) == outputs.PACKED
+    dataset = tmp_path / "d"
+    dataset.mkdir()
+    (dataset / "manifest.csv").write_text("id\n")
+    (dataset / "dataset.json").write_text("{}")
+    assert outputs.folder_kind(dataset) == outputs.DATASET
+    run = tmp_path / "g"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: dcgan\ndata: x\n")
+    assert outputs.folder_kind(run) == outputs.GENERATOR_RUN
+    (run / "config.yaml").write_text("arch: resnet18\n")
+    assert outputs.folder_kind(run) == outputs.CLASSIFIER_RUN
+    (tmp_path / "f.txt").write_text("x")
+    assert outputs.folder_kind(tmp_path / "f.txt") == outputs.FILE
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.docx").write_text("x")
+    assert outputs.folder_kind(tmp_path / "mine") == outputs.OTHER
+
+
+def test_out_may_never_be_hold_or_lie_inside_an_input_even_with_force(tmp_path):
+    from cxrlab.utils.outputs import PACKED, OutputError, check_output
+
+    source = tmp_path / "data" / "X"
+    source.mkdir(parents=True)
+    for out, words in (
+        (source, "is the input"),
+        (source / "sub", "is inside the input"),
+        (tmp_path / "data", "holds the input"),
+    ):
+        with pytest.raises(OutputError, match=words):
+            check_output(out, kind=PACKED, inputs=[source], force=True)
+
+
+def test_another_kind_or_other_settings_need_force(tmp_path):
+    from cxrlab.utils.outputs import DATASET, PACKED, OutputError, check_output
+
+    packed = _packed_folder(tmp_path / "P")
+    with pytest.raises(OutputError, match="already holds a packed dataset, not a dataset"):
+        check_output(packed, kind=DATASET)
+    with pytest.raises(OutputError, match="other settings"):
+        check_output(packed, kind=PACKED, same_settings=False)
+    assert check_output(packed, kind=PACKED, same_settings=True) == PACKED
+    assert check_output(packed, kind=DATASET, force=True) == PACKED
+    assert check_output(tmp_path / "new", kind=PACKED) is None

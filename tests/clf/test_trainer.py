@@ -133,12 +133,24 @@ def test_seeds_are_reported_one_by_one_and_as_mean_and_sd(tmp_path):
 
 def test_a_second_run_into_the_same_folder_needs_resume_with_the_same_options(tmp_path):
     split_packed(tmp_path / "P", size_px=SIZE)
-    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "seed_0" / "checkpoints").mkdir(parents=True)
     config_for(tmp_path).write(tmp_path / "run" / "config.yaml")
+    (tmp_path / "run" / "seed_0" / "checkpoints" / "last.pt").write_bytes(b"")  # a started run
     with pytest.raises(CxrlabError, match="--resume"):
         train_classifier(config_for(tmp_path), progress=False)
     with pytest.raises(CxrlabError, match="differs in lr"):
         train_classifier(config_for(tmp_path, lr=0.1), resume=True, progress=False)
+
+
+def test_a_run_that_failed_before_its_first_epoch_can_be_started_again(tmp_path):
+    """An unsplit PACKED or missing weights fail at start: the fixed command must run."""
+    split_packed(tmp_path / "P", size_px=SIZE)
+    with pytest.raises(CxrlabError, match="weights"):
+        train_classifier(
+            config_for(tmp_path, pretrained=str(tmp_path / "absent.pt")), progress=False
+        )
+    result = train_classifier(config_for(tmp_path, pretrained="none"), progress=False)
+    assert result.seeds[0].best_epoch >= 1
 
 
 def test_one_class_training_data_is_refused(tmp_path):

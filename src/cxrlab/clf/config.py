@@ -14,9 +14,6 @@ AUGMENTS = ("none", "mild", "anatomical", "severe")
 BALANCES = ("none", "weighted-loss", "oversample")
 SCHEDULES = ("cosine", "plateau", "constant")
 
-#: Fields that may differ between a run and its ``--resume`` without changing its results.
-RESUME_FREE_FIELDS = ("seeds", "device", "out")
-
 
 @dataclass
 class ClfConfig(YamlConfig):
@@ -53,6 +50,7 @@ class ClfConfig(YamlConfig):
     """
 
     command: ClassVar[str] = "cxrlab clf train"
+    resume_free_fields: ClassVar[tuple[str, ...]] = ("seeds", "device", "out")
 
     arch: str
     data: str
@@ -108,8 +106,3 @@ class ClfConfig(YamlConfig):
         if self.pretrained == "auto":
             return "xrv" if self.arch == "densenet121-xrv" else "none"
         return self.pretrained
-
-    def differences(self, other: ClfConfig) -> list[str]:
-        """Names of the fields, other than :data:`RESUME_FREE_FIELDS`, that differ."""
-        mine, theirs = self.as_dict(), other.as_dict()
-        return [k for k in mine if k not in RESUME_FREE_FIELDS and mine[k] != theirs[k]]

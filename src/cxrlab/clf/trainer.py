@@ -49,9 +49,11 @@ from cxrlab.clf.models import ModelSpec, build_classifier
 from cxrlab.clf.predict import BEST, predict, predictions_frame
 from cxrlab.data.packed import open_packed
 from cxrlab.errors import CxrlabError
+from cxrlab.utils import outputs
 from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
 from cxrlab.utils.device import autocast, resolve_device
 from cxrlab.utils.fs import atomic_write_text
+from cxrlab.utils.outputs import check_output
 
 LAST = "last.pt"
 EPOCH_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "best", "seconds"]
@@ -454,20 +456,23 @@ class SeedTrainer:
 
 # ------------------------------------------------------------------ several seeds
 def _check_run_folder(config: ClfConfig, resume: bool) -> None:
+    """Refuse to overwrite a started run, or to resume one under changed settings.
+
+    A folder whose run never finished an epoch (it failed at start: an unsplit PACKED,
+    missing weights) is not a run yet: the fixed command may start it afresh.
+    """
     run = Path(config.out)
     existing = run / "config.yaml"
     if not existing.is_file():
+        return
+    started = any(run.glob(f"seed_*/checkpoints/{LAST}")) or any(run.glob("seed_*/metrics.json"))
+    if not started:
         return
     if not resume:
         raise CxrlabError(
             f"{run} already holds a run; pass --resume to continue it or choose another --out"
         )
-    differs = config.differences(ClfConfig.read(existing))
-    if differs:
-        raise CxrlabError(
-            f"--resume: {run}/config.yaml differs in {', '.join(differs)}; resume with the "
-            "same options or choose another --out"
-        )
+    config.check_resume(ClfConfig.read(existing), run)
 
 
 def train_classifier(
@@ -480,6 +485,7 @@ def train_classifier(
         resume: continue unfinished seeds from their last epoch; finished ones are reused.
         progress: progress bars and one line per epoch.
     """
+    check_output(config.out, kind=outputs.CLASSIFIER_RUN, inputs=[config.data, config.synthetic])
     _check_run_folder(config, resume)
     run = Path(config.out)
     device = resolve_device(config.device)

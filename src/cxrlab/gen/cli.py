@@ -122,20 +122,44 @@ def sample(
     ],
     n: Annotated[int, typer.Option(help="Number of images (the thesis added 312).")] = 312,
     label: Annotated[
-        str | None, typer.Option(help="Class for conditional models: positive or negative.")
+        str | None,
+        typer.Option(
+            help="positive or negative: required for conditional models; an unconditional "
+            "run draws only its training class."
+        ),
     ] = None,
     step: Annotated[int | None, typer.Option(help="Checkpoint step (default: the newest).")] = None,
     ema: Annotated[bool, typer.Option(help="Use the EMA weights when the run kept them.")] = True,
     packed: Annotated[
         bool, typer.Option(help="Write a PACKED marked synthetic instead of PNG files.")
     ] = False,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (the same seed, the same images).")] = 0,
+    sampler: Annotated[
+        str, typer.Option(help="Iterative families (diffusion): ddim or ddpm (default: ddim).")
+    ] = "default",
+    sample_steps: Annotated[
+        int | None, typer.Option(help="Iterative families: denoising steps (default: 50).")
+    ] = None,
+    guidance: Annotated[
+        float, typer.Option(help="Conditional diffusion: classifier-free guidance weight.")
+    ] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    force: Annotated[
+        bool, typer.Option(help="Replace an existing --out of another kind or other images.")
+    ] = False,
 ) -> None:
-    """Write synthetic images from a trained run."""
-    from cxrlab.gen.sample import sample_run
+    """Write synthetic images from a trained run.
 
+    An unconditional run draws the class it was trained on (asking for another is an
+    error); a conditional run needs --label. PNGs of a negative run go into a negative/
+    sub-folder (flat PNGs count as COVID-positive for `clf train --synthetic`).
+    """
+    from cxrlab.gen.sample import sample_run
+    from cxrlab.gen.sampling import SamplingOptions
+
+    options = SamplingOptions(sampler=sampler, steps=sample_steps, guidance=guidance)
     path = sample_run(
-        run, out, n=n, label=label, step=step, ema=ema, packed=packed, seed=seed, device=device
-    )
+        run, out, n=n, label=label, step=step, ema=ema, packed=packed, seed=seed, device=device,
+        options=options, force=force,
+    )  # fmt: skip
     typer.echo(f"wrote {n} synthetic images to {path}")

@@ -44,6 +44,14 @@ class GenConfig(YamlConfig):
     """
 
     command: ClassVar[str] = "cxrlab gen train"
+    resume_free_fields: ClassVar[tuple[str, ...]] = (
+        "out",
+        "device",
+        "steps",
+        "sample_interval",
+        "log_interval",
+        "wandb",
+    )
 
     model: str
     data: str

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +14,23 @@ from PIL import Image
 from cxrlab import __version__
 from cxrlab.data.manifest import dataframe_to_csv_text
 from cxrlab.data.packed import IMAGES, META, PACKED_FORMAT, PACKED_FORMAT_VERSION
+from cxrlab.data.sources.labels import COVID, NEGATIVE
 from cxrlab.errors import CxrlabError
 from cxrlab.gen.config import LABELS, GenConfig
-from cxrlab.gen.trainer import build_recipe, latest_checkpoint
+from cxrlab.gen.models import Recipe
+from cxrlab.gen.sampling import (
+    SamplingOptions,
+    check_finite,
+    generate,
+    sampling_label,
+    to_uint8,
+)
+from cxrlab.gen.trainer import build_recipe, latest_checkpoint, newest_good_checkpoint
+from cxrlab.utils import outputs
 from cxrlab.utils.checkpoint import load_checkpoint
 from cxrlab.utils.device import resolve_device
 from cxrlab.utils.fs import atomic_dir
+from cxrlab.utils.outputs import check_output
 
 
 @dataclass
@@ -29,55 +40,86 @@ class LoadedGenerator:
     generator: torch.nn.Module
     config: GenConfig
     step: int
-    conditional: bool
+    recipe: Recipe
     uses_ema: bool
+
+    @property
+    def conditional(self) -> bool:
+        return self.recipe.conditional
+
+
+def _checkpoint_state(run: Path, step: int | None) -> dict:
+    if step is not None:
+        return load_checkpoint(latest_checkpoint(run, step))
+    state = newest_good_checkpoint(run)
+    if state is None:
+        raise CxrlabError(
+            f"{run}/checkpoints holds no checkpoint: train with `cxrlab gen train --out {run}` first"
+        )
+    return state
 
 
 def load_generator(
     run: str | Path, *, step: int | None = None, ema: bool = True, device: str = "auto"
 ) -> LoadedGenerator:
-    """Rebuild the generator of ``run`` from its checkpoint (newest, or of ``step``).
+    """Rebuild the generator of ``run`` from its checkpoint (newest loadable, or of ``step``).
 
     Uses the EMA weights when the run kept them and ``ema`` is True.
+
+    Raises:
+        CxrlabError: no checkpoint, or one holding non-finite weights (a diverged run).
     """
     run = Path(run)
-    checkpoint = latest_checkpoint(run, step)
-    if checkpoint is None:
-        raise CxrlabError(
-            f"{run}/checkpoints holds no checkpoint: train with `cxrlab gen train --out {run}` first"
-        )
-    state = load_checkpoint(checkpoint)
+    if not run.is_dir():
+        raise CxrlabError(f"{run} is not a folder: give the --out of `cxrlab gen train`")
+    state = _checkpoint_state(run, step)
     config = GenConfig.from_dict(state["config"])
     recipe = build_recipe(config)
     generator = recipe.generator
     use_ema = ema and "ema" in state
     generator.load_state_dict(state["ema"] if use_ema else state["generator"])
+    check_finite(generator, f"{run} at step {state['step']}")
     generator.to(resolve_device(device)).eval()
-    return LoadedGenerator(generator, config, int(state["step"]), recipe.conditional, use_ema)
+    return LoadedGenerator(generator, config, int(state["step"]), recipe, use_ema)
 
 
-@torch.no_grad()
-def generate(
+def generate_uint8(
     loaded: LoadedGenerator,
     n: int,
     *,
     label: str | None = None,
     seed: int = 0,
+    options: SamplingOptions | None = None,
     batch_size: int = 256,
 ) -> np.ndarray:
-    """``n`` images as (n, S, S) uint8. ``label`` picks the class of a conditional model."""
-    if loaded.conditional and label is None:
-        raise CxrlabError("this model is conditional: pass --label positive or --label negative")
-    device = next(loaded.generator.parameters()).device
-    rng = torch.Generator().manual_seed(seed)
-    chunks = []
-    for start in range(0, n, batch_size):
-        count = min(batch_size, n - start)
-        z = torch.randn(count, loaded.config.latent_dim, generator=rng).to(device)
-        labels = torch.full((count,), LABELS[label], device=device) if loaded.conditional else None
-        images = loaded.generator(z, labels).float().clamp(-1, 1)
-        chunks.append(((images[:, 0] + 1) * 127.5).round().to(torch.uint8).cpu().numpy())
-    return np.concatenate(chunks)
+    """``n`` images as (n, S, S) uint8 of class ``label`` (see :func:`sampling_label`)."""
+    label = sampling_label(loaded.conditional, loaded.config.label, label)
+    images = generate(
+        loaded.generator,
+        loaded.recipe,
+        n,
+        latent_dim=loaded.config.latent_dim,
+        covid=None if label is None else LABELS[label],
+        generator=torch.Generator().manual_seed(seed),
+        options=options,
+        batch_size=batch_size,
+    )
+    return to_uint8(images)
+
+
+def _drawn_from(out: Path, run: str | Path) -> bool:
+    """Whether ``out`` holds images drawn from ``run`` earlier (which a new draw may replace):
+    a synthetic PACKED whose meta names the run, or PNGs named as this module names them."""
+    meta = out / META
+    if meta.is_file():
+        try:
+            synthetic = json.loads(meta.read_text()).get("synthetic") or {}
+        except ValueError:
+            return False
+        return synthetic.get("run") == str(Path(run).resolve())
+    return (
+        all(p.name.startswith("synthetic_") for p in out.rglob("*.png")) if out.is_dir() else True
+    )
 
 
 def sample_run(
@@ -91,24 +133,43 @@ def sample_run(
     packed: bool = False,
     seed: int = 0,
     device: str = "auto",
+    options: SamplingOptions | None = None,
+    force: bool = False,
 ) -> Path:
     """Write ``n`` synthetic images of ``run`` to ``out``: PNGs, or a PACKED (``packed=True``)
-    whose manifest marks each image ``synthetic=1``, split ``train``, with the run as its source."""
+    whose manifest marks each image ``synthetic=1``, split ``train``, with the run as its source.
+
+    ``label``: the class to draw; an unconditional run draws only the class it was trained
+    on (:func:`~cxrlab.gen.sampling.sampling_label`). ``out`` may not replace an input or a
+    folder of another kind (a real PACKED!) unless ``force``.
+    """
+    if n < 1:
+        raise CxrlabError(f"--n must be at least 1, got {n}")
+    out = Path(out)
+    check_output(
+        out,
+        kind=outputs.PACKED if packed else outputs.IMAGES,
+        inputs=[run],
+        force=force,
+        same_settings=_drawn_from(out, run),
+    )
     loaded = load_generator(run, step=step, ema=ema, device=device)
-    images = generate(loaded, n, label=label, seed=seed)
-    trained_label = label or loaded.config.label
+    trained_label = sampling_label(loaded.conditional, loaded.config.label, label)
     if packed and trained_label is None:
         raise CxrlabError(
             f"{run} was trained on both classes without conditioning, so its images have no label; "
             "train with --label positive (or a conditional model with --label) to make labelled synthetic data"
         )
-    covid = LABELS.get(trained_label, 0) if trained_label else 0
-    out = Path(out)
+    images = generate_uint8(loaded, n, label=trained_label, seed=seed, options=options)
+    covid = LABELS[trained_label] if trained_label else 0
     source = f"synthetic:{Path(run).name}"
     with atomic_dir(out) as staging:
         if not packed:
+            # flat PNGs are COVID-positive to `clf train --synthetic`; others say their class
+            folder = staging if covid == 1 else staging / (trained_label or "unlabelled")
+            folder.mkdir(exist_ok=True)
             for index, image in enumerate(images):
-                Image.fromarray(image).save(staging / f"synthetic_{index:06d}.png")
+                Image.fromarray(image).save(folder / f"synthetic_{index:06d}.png")
         else:
             np.save(staging / IMAGES, images)
             size = images.shape[1]
@@ -116,7 +177,7 @@ def sample_run(
                 {
                     "id": [f"{source}:{i:06d}" for i in range(n)],
                     "path": "",
-                    "label": "covid" if covid == 1 else "negative",
+                    "label": COVID if covid == 1 else NEGATIVE,
                     "covid": covid,
                     "patient_id": [f"{source}:{i:06d}" for i in range(n)],
                     "source": source,
@@ -147,6 +208,7 @@ def sample_run(
                     "label": trained_label,
                 },
                 "n_images": n,
+                "sampling": asdict(options or SamplingOptions()),
                 "shape": list(images.shape),
                 "dtype": "uint8",
             }

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import copy
 import csv
+import math
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +40,11 @@ from cxrlab.gen.config import GenConfig
 from cxrlab.gen.diffaug import diff_augment, parse_policy
 from cxrlab.gen.losses import discriminator_loss, elbo_loss, generator_loss, gradient_penalty
 from cxrlab.gen.models import ModelOptions, OptimizerSpec, Recipe, build_model
+from cxrlab.gen.sampling import generate, to_uint8
+from cxrlab.utils import outputs
 from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
 from cxrlab.utils.device import resolve_device
+from cxrlab.utils.outputs import check_output
 
 SAMPLE_GRID = 64
 CHECKPOINT_PATTERN = re.compile(r"step_(\d+)\.pt$")
@@ -105,6 +110,40 @@ def latest_checkpoint(run: Path, step: int | None = None) -> Path | None:
             f"{folder} has no checkpoint of step {step}; it has steps {sorted(found)}"
         )
     return found[step]
+
+
+def newest_good_checkpoint(run: Path, map_location="cpu") -> dict | None:
+    """The state of the newest checkpoint of ``run`` that loads; a corrupt newer one is
+    skipped with a warning (a crash can truncate only the file being written, and writes
+    are atomic, but disks fail). None when the run has no checkpoint.
+
+    Raises:
+        CxrlabError: when checkpoints exist but none loads.
+    """
+    folder = Path(run) / "checkpoints"
+    found = sorted(
+        (
+            (int(m.group(1)), p)
+            for p in folder.glob("step_*.pt")
+            if (m := CHECKPOINT_PATTERN.search(p.name))
+        ),
+        reverse=True,
+    )
+    errors = []
+    for _, path in found:
+        try:
+            state = load_checkpoint(path, map_location=map_location)
+        except CxrlabError as error:
+            errors.append(str(error))
+            warnings.warn(
+                f"{path} cannot be loaded ({error}); falling back to the previous checkpoint",
+                stacklevel=2,
+            )
+            continue
+        return state
+    if errors:
+        raise CxrlabError(f"no checkpoint of {run} can be loaded: {errors[0]}")
+    return None
 
 
 def load_real_images(config: GenConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,11 +233,12 @@ class GenTrainer:
         torch.manual_seed(config.seed * 1000 + rank)  # dropout, DiffAugment, penalty mixing
         self.data_rng = torch.Generator().manual_seed(config.seed * 1000 + 1 + rank)
         self.noise_rng = torch.Generator().manual_seed(config.seed * 1000 + 2 + rank)
-        fixed = torch.Generator().manual_seed(config.seed + 12345)
-        self.fixed_noise = torch.randn(SAMPLE_GRID, config.latent_dim, generator=fixed).to(
-            self.device
+        # a conditional run's grid alternates the classes it was trained on
+        self.grid_labels = (
+            torch.full((SAMPLE_GRID,), config.covid)
+            if config.covid is not None
+            else torch.arange(SAMPLE_GRID) % 2
         )
-        self.fixed_labels = (torch.arange(SAMPLE_GRID) % 2).to(self.device)
         self.augment = None
         if config.augment:
             from cxrlab.preprocess.augment import BatchAugment
@@ -322,38 +362,34 @@ class GenTrainer:
         return out
 
     # ----------------------------------------------------------------- outputs
-    @torch.no_grad()
-    def sample_images(
-        self, noise: torch.Tensor, labels: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Images (B, 1, S, S) in [-1, 1] from the EMA generator if any, else the generator, in eval mode."""
-        model = self.ema.module if self.ema is not None else self.generator
-        was_training = model.training
-        model.eval()
-        images = model(noise, labels if self.recipe.conditional else None).float()
-        model.train(was_training)
-        return images
+    def sampler(self) -> nn.Module:
+        """The module to sample from: the EMA generator if any, else the generator."""
+        return self.ema.module if self.ema is not None else self.generator
 
     def write_grid(self) -> Path:
-        images = self.sample_images(self.fixed_noise, self.fixed_labels)
-        pixels = ((images[:, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
-        return save_grid(
-            image_grid(pixels, columns=8), self.run / "samples" / f"step_{self.step:06d}.png"
+        """The sample grid of this step: the same noise (and classes) every time."""
+        images = generate(
+            self.sampler(),
+            self.recipe,
+            SAMPLE_GRID,
+            latent_dim=self.config.latent_dim,
+            covid=self.grid_labels,
+            generator=torch.Generator().manual_seed(self.config.seed + 12345),
         )
-
-    def sampler(self) -> nn.Module:
-        """The module to sample from (EMA generator if any), in eval mode."""
-        model = self.ema.module if self.ema is not None else self.generator
-        return model
+        return save_grid(
+            image_grid(to_uint8(images), columns=8),
+            self.run / "samples" / f"step_{self.step:06d}.png",
+        )
 
     # ----------------------------------------------------------------- loop
     def train(self, resume: bool = False) -> TrainResult:
         config, fabric = self.config, self.fabric
         rank_zero = fabric.is_global_zero
         if resume:
-            checkpoint = latest_checkpoint(self.run)
-            if checkpoint is not None:
-                self.load_state(load_checkpoint(checkpoint, map_location=self.device))
+            state = newest_good_checkpoint(self.run, map_location=self.device)
+            if state is not None:
+                config.check_resume(GenConfig.from_dict(state["config"]), self.run)
+                self.load_state(state)
         elif rank_zero and latest_checkpoint(self.run) is not None:
             raise CxrlabError(
                 f"{self.run} already holds a run; pass --resume to continue it or choose another --out"
@@ -368,6 +404,18 @@ class GenTrainer:
             log = _MetricsLog(self.run / "metrics.csv", columns, keep_through=self.step)
             tensorboard = _tensorboard(self.run / "tensorboard")
             writer = _wandb(config)
+
+        if (
+            rank_zero
+            and metric_names
+            and self.metrics_fn is not None
+            and self.step > 0
+            and self._is_save_step(self.step)
+            and not log.has_metrics(self.step)
+        ):  # killed after its checkpoint, before its metrics: a run ends with its metrics
+            row = self._run_metrics()
+            log.write(row)
+            _log_scalars(tensorboard, writer, row)
 
         sums: dict[str, torch.Tensor] = {}
         counted = 0
@@ -394,6 +442,7 @@ class GenTrainer:
                 last_row.update(
                     {k: float(v) / counted for k, v in sums.items()}
                 )  # one host sync per log
+                self._check_losses(last_row, counted)
                 sums, counted = {}, 0
                 if rank_zero:
                     log.write(last_row)
@@ -403,7 +452,8 @@ class GenTrainer:
                     )
             if rank_zero and (self.step % config.sample_interval == 0 or self.step == config.steps):
                 self.write_grid()
-            if self.step % config.save_interval == 0 or self.step == config.steps:
+            if self._is_save_step(self.step):
+                self._check_weights()
                 if rank_zero:
                     save_checkpoint(
                         self.run / "checkpoints" / f"step_{self.step:06d}.pt", self.state()
@@ -423,6 +473,38 @@ class GenTrainer:
             if writer is not None:
                 writer.finish()
         return TrainResult(self.run, self.step, self.elapsed, last_row)
+
+    def _is_save_step(self, step: int) -> bool:
+        return step % self.config.save_interval == 0 or step == self.config.steps
+
+    def _divergence(self, what: str) -> CxrlabError:
+        checkpoint = latest_checkpoint(self.run)
+        kept = (
+            f"the last good checkpoint, {checkpoint.name}, is kept"
+            if checkpoint is not None
+            else "no checkpoint was written"
+        )
+        return CxrlabError(
+            f"{self.run}: training diverged at step {self.step}: {what}; {kept}. Lower the "
+            "learning rates (--lr-g/--lr-d), or try --spectral-norm or --ema, in a new --out"
+        )
+
+    def _check_losses(self, row: dict, counted: int) -> None:
+        """Stop on a non-finite loss (the logged means cover every step since the last log)."""
+        bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            first = self.step - counted + 1
+            raise self._divergence(f"non-finite {', '.join(bad)} in steps {first}-{self.step}")
+
+    def _check_weights(self) -> None:
+        """Never checkpoint NaN weights: the previous checkpoint stays the newest."""
+        modules = {"generator": self.generator, "discriminator": self.discriminator}
+        for name, module in modules.items():
+            if module is None:
+                continue
+            for key, tensor in module.state_dict().items():
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    raise self._divergence(f"non-finite weights in the {name} ({key})")
 
     def _run_metrics(self) -> dict[str, float]:
         began = time.perf_counter()
@@ -479,6 +561,13 @@ class _MetricsLog:
         else:
             self.writer.writerow(row)
             self.handle.flush()
+
+    def has_metrics(self, step: int) -> bool:
+        """Whether the metrics of ``step`` were logged (their row has metrics_seconds)."""
+        return any(
+            int(float(row["step"])) == step and str(row.get("metrics_seconds") or "") != ""
+            for row in self.rows
+        )
 
     def close(self) -> None:
         self.handle.close()
@@ -545,5 +634,6 @@ def train_generator(
     metrics_fn: MetricsFn | None = None,
 ) -> TrainResult:
     """Train (or, with ``resume``, continue) a generative model as ``config`` says."""
+    check_output(config.out, kind=outputs.GENERATOR_RUN, inputs=[config.data])
     fabric = _fabric(config)
     return fabric.launch(_run, config, resume, progress, metrics_fn)

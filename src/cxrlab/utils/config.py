@@ -19,12 +19,41 @@ class YamlConfig:
     """
 
     command: ClassVar[str] = "cxrlab"
+    #: Fields that may differ between a run and its ``--resume`` (they do not change
+    #: what is trained: where it runs, how long, how often it logs).
+    resume_free_fields: ClassVar[tuple[str, ...]] = ("out", "device")
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def write(self, path: str | Path) -> None:
         atomic_write_text(path, yaml.safe_dump(self.as_dict(), sort_keys=False))
+
+    def differences(self, other: YamlConfig) -> list[str]:
+        """Names of the fields, other than :attr:`resume_free_fields`, that differ."""
+        mine, theirs = self.as_dict(), other.as_dict()
+        return [
+            k
+            for k in mine
+            if k not in self.resume_free_fields and mine[k] != theirs.get(k, mine[k])
+        ]
+
+    def check_resume(self, recorded: YamlConfig, run: str | Path) -> None:
+        """Refuse to continue the run recorded with ``recorded`` under changed settings.
+
+        Raises:
+            CxrlabError: naming every changed field.
+        """
+        changed = self.differences(recorded)
+        if changed:
+            detail = ", ".join(
+                f"{k} ({getattr(recorded, k)!r} -> {getattr(self, k)!r})" for k in changed
+            )
+            raise CxrlabError(
+                f"--resume: {run}/config.yaml differs in {detail}; resume with the same "
+                f"options (only {', '.join(self.resume_free_fields)} may change) or choose "
+                "another --out"
+            )
 
     @classmethod
     def from_dict(cls, values: dict):

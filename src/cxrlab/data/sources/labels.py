@@ -6,6 +6,7 @@ COVID = "covid"
 NORMAL = "normal"
 PNEUMONIA = "pneumonia"
 OTHER = "other"
+NEGATIVE = "negative"  # binary sources (COVIDx 8B/9A): not COVID-19, finding unknown
 
 #: Findings that mean "no label" in the ieee8023 collection.
 UNKNOWN_FINDINGS = {"", "todo", "unknown", "nan"}

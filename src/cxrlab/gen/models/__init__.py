@@ -61,6 +61,10 @@ class Recipe:
     gp_weight: float = 0.0
     conditional: bool = False
     notes: list[str] = field(default_factory=list)
+    #: Iterative families (diffusion) draw images with
+    #: ``sample(model, n, labels, generator, options) -> (n, 1, S, S)`` in [-1, 1];
+    #: None: one pass of ``generator(z, labels)`` (see :mod:`cxrlab.gen.sampling`).
+    sample: Callable | None = None
 
 
 ModelBuilder = Callable[[int, ModelOptions], Recipe]

@@ -152,10 +152,18 @@ def test_missing_inputs_still_give_a_report(tmp_path):
     )  # 0.70 + 0.05 + 0.02, seed 3 adds 0.03
 
 
-def test_empty_study_folder(tmp_path):
+def test_a_folder_that_is_not_a_study_is_refused_and_nothing_is_written(tmp_path):
     (tmp_path / "empty").mkdir()
-    html = render_report(tmp_path / "empty")
-    assert "study.json not found" in html
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset" / "manifest.csv").write_text("id\n")
+    for folder in ("empty", "dataset"):
+        with pytest.raises(CxrlabError, match="not a study folder"):
+            write_report(tmp_path / folder)
+        assert not (tmp_path / folder / "report.html").exists()
+    # a study whose first cell has not finished yet is one: study.json alone suffices
+    (tmp_path / "started").mkdir()
+    (tmp_path / "started" / "study.json").write_text("{}")
+    html = render_report(tmp_path / "started")
     assert "no classifier results." in html
     assert "no factor has two or more levels" in html
     assert not IMG.search(html)

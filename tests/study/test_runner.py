@@ -30,6 +30,9 @@ TINY = {
         "metrics": ["swd"],
         "metrics_n": 16,
         "select_by": "swd",
+        # 4 steps make a collapsed generator by any measure: the mechanics are tested here,
+        # the collapse rule in test_a_study_never_draws_from_a_collapsed_generator
+        "collapse_ratio": None,
     },
     "synthetic": {"amounts": [0, 8]},
     "classifier": {
@@ -272,3 +275,26 @@ def test_a_held_out_source_is_tested_as_an_external_set(tmp_path):
     assert 0 <= row["external_roc_auc"] <= 1
     assert row["test_n_images"] < 150  # the held-out site is not in the test split
     assert (tmp_path / "out/clf/32px-none/simple-cnn-syn_0/eval-external/seed_0").is_dir()
+
+
+def test_a_study_never_draws_from_a_collapsed_generator(tmp_path):
+    spec = {
+        **TINY,
+        "preprocess": {"size": 32},
+        "generators": {**TINY["generators"], "steps": 2, "collapse_ratio": 1.5},
+        "classifier": {**TINY["classifier"], "epochs": 1, "seeds": [0], "explain": 0},
+    }
+    lines = []
+    result = run_study(
+        write_spec(tmp_path, spec), tmp_path / "out", device="cpu", progress=False, log=lines.append
+    )
+    status = json.loads((tmp_path / "out" / "study.json").read_text())
+    generator = result.results[result.results["kind"] == "generator"].iloc[0]
+    assert generator["ms_ssim_fake"] > 1.5 * generator["ms_ssim_real"]  # diversity was measured
+    assert status["selected_generators"] == {}
+    assert status["skipped_cells"] == {
+        "clf/32px-none/simple-cnn-syn_8": "every generator of the variant collapsed"
+    }
+    assert not (tmp_path / "out" / "synthetic").exists()
+    assert any("collapsed" in line for line in lines)
+    assert set(result.results["synthetic"].dropna().astype(int)) == {0}

@@ -15,7 +15,11 @@ BASE = {
     "name": "t",
     "data": {"sources": [{"format": "sample"}], "split": {"seed": 1}},
     "preprocess": {"size": [32, 64], "equalize": ["none", "hist", "clahe"]},
-    "generators": {"runs": [{"name": "a", "model": "dcgan"}, "vae"], "steps": 10},
+    "generators": {
+        "runs": [{"name": "a", "model": "dcgan"}, "vae"],
+        "steps": 10,
+        "label": "positive",
+    },
     "synthetic": {"amounts": [0, 5, 10]},
     "classifier": {"arch": "simple-cnn", "augment": ["none", "mild"], "epochs": 1},
 }
@@ -46,7 +50,7 @@ def test_grid_expands_every_axis(tmp_path):
         (a, n) for a in ("none", "mild") for n in (0, 5, 10)
     }
     assert [g.name for g in spec.generators] == ["a", "vae"]
-    assert spec.gen_settings == {"steps": 10}
+    assert spec.gen_settings == {"steps": 10, "label": "positive"}
     # data + 6 variants x (1 preprocess + 2 generators + 2 synthetic sets + 6 classifiers)
     assert StudyRunner(spec, tmp_path / "s").planned_cells() == 1 + 6 * (1 + 2 + 2 + 6)
 
@@ -108,4 +112,6 @@ def test_bundled_specs_load_and_resolve_by_name():
     assert thesis.synthetic_amounts == [0, 312]
     preprocessing = load_spec(specs["preprocessing"])
     assert len(preprocessing.variants()) == 4 * 3
-    assert len(preprocessing.classifier_grid()) == 4 * 2
+    # 4 augmentations x (real only, + 312 synthetic, + 312 real positives oversampled)
+    assert len(preprocessing.classifier_grid()) == 4 * 3
+    assert all(load_spec(p).synthetic_control for p in specs.values())

@@ -57,6 +57,13 @@ def train(
         float | None,
         typer.Option(help="Synthetic images per real training image (default: all of them)."),
     ] = None,
+    oversample_positive: Annotated[
+        int,
+        typer.Option(
+            help="Add this many copies of real COVID-positive training images (the control "
+            "arm of a synthetic experiment: same prevalence, no new images)."
+        ),
+    ] = 0,
     augment: Annotated[
         str,
         typer.Option(
@@ -113,6 +120,7 @@ def train(
         out=str(out),
         synthetic=str(synthetic) if synthetic else None,
         synthetic_ratio=synthetic_ratio,
+        oversample_positive=oversample_positive,
         augment=augment,
         balance=balance,
         freeze_backbone=freeze_backbone,

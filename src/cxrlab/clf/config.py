@@ -26,6 +26,8 @@ class ClfConfig(YamlConfig):
         synthetic: PACKED or folder of PNGs added to the *training* images only.
         synthetic_ratio: synthetic images per real training image (a seeded draw);
             None uses every synthetic image.
+        oversample_positive: copies of real COVID-positive training images added (drawn
+            with replacement): the control arm of a synthetic experiment.
         augment: online augmentation preset of training batches (``none``, ``mild``,
             ``anatomical``, ``severe``; see :mod:`cxrlab.preprocess.augment`).
         balance: ``none``, ``weighted-loss`` (class weights n / (2 n_c)) or
@@ -57,6 +59,7 @@ class ClfConfig(YamlConfig):
     out: str
     synthetic: str | None = None
     synthetic_ratio: float | None = None
+    oversample_positive: int = 0
     augment: str = "none"
     balance: str = "none"
     freeze_backbone: bool = False
@@ -85,6 +88,8 @@ class ClfConfig(YamlConfig):
                 raise CxrlabError(
                     f"--{name} {getattr(self, name)!r} is not known; choose one of {', '.join(allowed)}"
                 )
+        if self.oversample_positive < 0:
+            raise CxrlabError(f"--oversample-positive must be >= 0, got {self.oversample_positive}")
         for name in ("epochs", "batch_size", "bootstrap"):
             if getattr(self, name) < 1:
                 raise CxrlabError(f"--{name.replace('_', '-')} must be at least 1")

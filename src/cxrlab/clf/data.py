@@ -27,7 +27,7 @@ from cxrlab.errors import DatasetError
 
 #: Manifest columns that mark generated rows (missing columns count as 0).
 GENERATED_COLUMNS = ("augmented", "synthetic")
-ORIGINS = ("real", "augmented", "synthetic")
+ORIGINS = ("real", "augmented", "synthetic", "oversampled")
 #: Sub-folder names of a synthetic DIR that state a label; flat PNGs are COVID-positive.
 NEGATIVE_FOLDERS = {"negative", "normal", "non-covid", "noncovid", "not-covid", "0"}
 POSITIVE_FOLDERS = {"positive", "covid", "covid-19", "covid19", "1"}
@@ -261,6 +261,7 @@ def training_set(
     *,
     synthetic: str | Path | None = None,
     synthetic_ratio: float | None = None,
+    oversample_positive: int = 0,
     seed: int = 0,
 ) -> ImageSet:
     """The train split of ``packed`` (with its augmented copies) plus synthetic images.
@@ -270,6 +271,9 @@ def training_set(
         synthetic: PACKED or PNG folder of synthetic images (all of them train).
         synthetic_ratio: synthetic images per real training image, drawn without
             replacement with ``seed``; None: all.
+        oversample_positive: add this many copies of real COVID-positive training images
+            (drawn with replacement with ``seed``; origin ``oversampled``): the control
+            arm of a synthetic experiment, same prevalence change, no new images.
     """
     data = _open(packed)
     size_px = int(data.images.shape[-1])
@@ -302,6 +306,15 @@ def training_set(
             frame["covid"] = frame["covid"].astype(np.int64)
             parts.append(ImagePart(images, chosen))
             tables.append(frame[list(tables[0].columns)])
+    if oversample_positive > 0:
+        real = tables[0]
+        positives = np.nonzero(((real["origin"] == "real") & (real["covid"] == 1)).to_numpy())[0]
+        if len(positives) == 0:
+            raise DatasetError(f"{data.path}: no real COVID-positive training image to oversample")
+        drawn = np.random.default_rng([seed, 1]).choice(positives, oversample_positive)
+        copies = real.iloc[drawn].reset_index(drop=True)
+        copies["origin"] = "oversampled"
+        tables.append(copies)
     return ImageSet(parts, pd.concat(tables, ignore_index=True), size_px)
 
 

@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cxrlab.clf.config import ClfConfig
-from cxrlab.clf.data import ImageSet, evaluation_set, patient_overlap, training_set
+from cxrlab.clf.data import ORIGINS, ImageSet, evaluation_set, patient_overlap, training_set
 from cxrlab.clf.evaluate import plot_confusion_matrix, plot_roc, write_predictions
 from cxrlab.clf.metrics import (
     Evaluation,
@@ -191,6 +191,7 @@ class SeedTrainer:
             self.packed,
             synthetic=config.synthetic,
             synthetic_ratio=config.synthetic_ratio,
+            oversample_positive=config.oversample_positive,
             seed=seed,
         )
         self.val_images: ImageSet = evaluation_set(self.packed, "val")
@@ -447,8 +448,7 @@ class SeedTrainer:
         )
         values = result.as_dict()
         values["training_images"] = {
-            origin: int((self.train_images.origins == origin).sum())
-            for origin in ("real", "augmented", "synthetic")
+            origin: int((self.train_images.origins == origin).sum()) for origin in ORIGINS
         }
         atomic_write_text(self.folder / "metrics.json", json.dumps(values, indent=2) + "\n")
         return result

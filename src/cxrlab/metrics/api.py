@@ -101,7 +101,7 @@ def compute_metrics(
         Values by name, e.g. ``fid``, ``kid``, ``kid_std``, ``is``, ``is_std``,
         ``precision``, ``recall``, ``density``, ``coverage``, ``swd``, ``swd_64px``...,
         ``ms_ssim_fake``, ``ms_ssim_real``, ``memorization_share``...; see
-        :data:`~cxrlab.metrics.registry.VALUE_HELP`.
+        :data:`~cxrlab.metrics.registry.VALUES`.
 
     Raises:
         MissingWeightsError: a network metric was asked for and the weights cannot be

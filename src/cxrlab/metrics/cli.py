@@ -31,14 +31,13 @@ def _splits(text: str | None) -> str | tuple[str, ...] | None:
 
 def format_table(values: dict[str, float]) -> str:
     """Aligned ``name  value  meaning`` lines."""
-    from cxrlab.metrics.registry import VALUE_HELP
+    from cxrlab.metrics.registry import value_info
 
     width = max(len(name) for name in values)
     lines = []
     for name, value in values.items():
-        meaning = VALUE_HELP.get(name, "")
-        if not meaning and name.startswith("swd_"):
-            meaning = f"swd at the {name[4:]} pyramid level"
+        info = value_info(name)
+        meaning = info.help if info else ""
         lines.append(f"{name:<{width}}  {value:>12.6g}  {meaning}".rstrip())
     return "\n".join(lines)
 

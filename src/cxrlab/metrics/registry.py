@@ -8,6 +8,7 @@ named float values. ``cxrlab metrics --metrics NAMES`` and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -117,12 +118,56 @@ MetricFunction = Callable[[MetricContext], dict[str, float]]
 
 
 @dataclass(frozen=True)
+class Value:
+    """One number a metric reports: the single place that says what it is.
+
+    Attributes:
+        name: its column in metrics.json, metrics.csv and a study's results.csv.
+        label: a readable name for reports.
+        help: what it means (the CLI's table).
+        better: ``higher``, ``lower``, ``ideal`` (closest to :attr:`ideal` is best) or
+            ``info`` (no direction: a spread, a threshold, the real images' own value).
+        ideal: the best value when ``better`` is ``ideal``.
+    """
+
+    name: str
+    label: str
+    help: str
+    better: str = "lower"
+    ideal: float | None = None
+
+    @property
+    def comparable(self) -> bool:
+        """Whether one run can be called better than another on this value."""
+        return self.better in ("higher", "lower", "ideal")
+
+    @property
+    def direction(self) -> str:
+        """``higher is better``, ``lower is better``, ``closest to 1 is best`` or ``no direction``."""
+        if self.better == "ideal":
+            return f"closest to {self.ideal:g} is best"
+        if self.better in ("higher", "lower"):
+            return f"{self.better} is better"
+        return "no direction"
+
+    def badness(self, value: float) -> float:
+        """A number that is smaller for better values (for choosing the best run)."""
+        if self.better == "higher":
+            return -value
+        if self.better == "ideal":
+            return abs(value - float(self.ideal))
+        return value
+
+
+@dataclass(frozen=True)
 class Metric:
     """A registered metric.
 
     Attributes:
         name: what ``--metrics`` calls it.
         compute: context -> named values.
+        values: the values it reports (per-resolution ``NAME_<N>px`` values of a
+            multi-resolution metric share their base value's facts).
         needs_network: needs a feature extractor (weights).
         needs_train: needs the training images.
         needs_class_logits: needs an extractor with softmax class logits.
@@ -130,58 +175,85 @@ class Metric:
 
     name: str
     compute: MetricFunction
+    values: tuple[Value, ...] = ()
     needs_network: bool = False
     needs_train: bool = False
     needs_class_logits: bool = False
 
 
 METRICS: dict[str, Metric] = {}
+#: Every reported value by column name, from the registered metrics.
+VALUES: dict[str, Value] = {}
+#: Per-resolution columns of a multi-resolution value (``swd_32px``).
+PER_RESOLUTION = re.compile(r"^(?P<base>.+)_(?P<size>\d+)px$")
 
-#: Each reported value: which way is better, and what it is (the CLI's table).
-VALUE_HELP: dict[str, str] = {
-    "fid": "lower is better: Fréchet distance of feature Gaussians",
-    "kid": "lower is better: unbiased MMD^2, cubic kernel (mean over subsets)",
-    "kid_std": "spread of kid over subsets",
-    "is": "higher is better: Inception Score (ImageNet classes)",
-    "is_std": "spread of is over splits",
-    "precision": "higher is better: share of fakes on the real manifold",
-    "recall": "higher is better: share of reals on the fake manifold",
-    "density": "about 1 is best: fakes per real k-NN ball / k",
-    "coverage": "higher is better: share of real balls holding a fake",
-    "swd": "lower is better: sliced Wasserstein x 1e3, mean over levels",
-    "ms_ssim_fake": "near ms_ssim_real is best; higher means collapse",
-    "ms_ssim_real": "the real images' own mean MS-SSIM",
-    "memorization_share": "about 0.05 is best; higher means copies of training images",
-    "memorization_threshold": "5th percentile of held-out RMS distance to train",
-    "memorization_median_fake": "median RMS distance of fakes to nearest train image",
-    "memorization_median_heldout": "median RMS distance of held-out to nearest train image",
-}
+
+def value_info(column: str) -> Value | None:
+    """The facts of a result column (``fid``, ``swd_32px``...), or None if no metric reports it."""
+    if column in VALUES:
+        return VALUES[column]
+    match = PER_RESOLUTION.match(column)
+    if match and match.group("base") in VALUES:
+        base = VALUES[match.group("base")]
+        size = match.group("size")
+        return Value(
+            column,
+            f"{base.label} at {size} px",
+            f"{base.name} at the {size} px level",
+            base.better,
+            base.ideal,
+        )
+    return None
+
+
+def metric_of_value(column: str) -> str | None:
+    """The registered metric that reports ``column`` (``precision`` -> ``prdc``)."""
+    info = value_info(column)
+    if info is None:
+        return None
+    base = PER_RESOLUTION.match(column)
+    name = base.group("base") if base and column not in VALUES else column
+    return next(m.name for m in METRICS.values() if any(v.name == name for v in m.values))
 
 
 def register_metric(
     name: str,
-    *,
+    *values: Value,
     needs_network: bool = False,
     needs_train: bool = False,
     needs_class_logits: bool = False,
 ) -> Callable[[MetricFunction], MetricFunction]:
-    """Decorator adding a metric function to :data:`METRICS` under ``name``."""
+    """Decorator adding a metric function to :data:`METRICS` under ``name``, with the
+    facts of every value it reports (direction, label, help): nothing else states them."""
 
     def decorator(function: MetricFunction) -> MetricFunction:
-        METRICS[name] = Metric(name, function, needs_network, needs_train, needs_class_logits)
+        METRICS[name] = Metric(
+            name, function, values, needs_network, needs_train, needs_class_logits
+        )
+        for value in values:
+            VALUES[value.name] = value
         return function
 
     return decorator
 
 
-@register_metric("fid", needs_network=True)
+@register_metric(
+    "fid",
+    Value("fid", "FID", "lower is better: Fréchet distance of feature Gaussians"),
+    needs_network=True,
+)
 def fid(context: MetricContext) -> dict[str, float]:
     return {
         "fid": fid_from_features(context.real_features.features, context.fake_features.features)
     }
 
 
-@register_metric("kid", needs_network=True)
+@register_metric(
+    "kid",
+    Value("kid", "KID", "lower is better: unbiased MMD^2, cubic kernel (mean over subsets)"),
+    Value("kid_std", "KID spread", "spread of kid over subsets", "info"),
+    needs_network=True,
+)
 def kid(context: MetricContext) -> dict[str, float]:
     mean, std = kernel_inception_distance(
         context.real_features.features, context.fake_features.features, seed=context.seed
@@ -189,7 +261,13 @@ def kid(context: MetricContext) -> dict[str, float]:
     return {"kid": mean, "kid_std": std}
 
 
-@register_metric("is", needs_network=True, needs_class_logits=True)
+@register_metric(
+    "is",
+    Value("is", "IS", "higher is better: Inception Score (ImageNet classes)", "higher"),
+    Value("is_std", "IS spread", "spread of is over splits", "info"),
+    needs_network=True,
+    needs_class_logits=True,
+)
 def inception_score_metric(context: MetricContext) -> dict[str, float]:
     logits = context.fake_features.logits
     if logits is None:
@@ -198,14 +276,26 @@ def inception_score_metric(context: MetricContext) -> dict[str, float]:
     return {"is": mean, "is_std": std}
 
 
-@register_metric("prdc", needs_network=True)
+@register_metric(
+    "prdc",
+    Value(
+        "precision", "precision", "higher is better: share of fakes on the real manifold", "higher"
+    ),
+    Value("recall", "recall", "higher is better: share of reals on the fake manifold", "higher"),
+    Value("density", "density", "about 1 is best: fakes per real k-NN ball / k", "ideal", 1.0),
+    Value("coverage", "coverage", "higher is better: share of real balls holding a fake", "higher"),
+    needs_network=True,
+)
 def prdc(context: MetricContext) -> dict[str, float]:
     return precision_recall_density_coverage(
         context.real_features.features, context.fake_features.features
     ).as_dict()
 
 
-@register_metric("swd")
+@register_metric(
+    "swd",
+    Value("swd", "SWD", "lower is better: sliced Wasserstein x 1e3, mean over levels"),
+)
 def swd(context: MetricContext) -> dict[str, float]:
     levels = sliced_wasserstein_distance(
         context.real_pixels, context.fake_pixels, seed=context.seed
@@ -215,7 +305,16 @@ def swd(context: MetricContext) -> dict[str, float]:
     return values
 
 
-@register_metric("diversity")
+@register_metric(
+    "diversity",
+    Value(
+        "ms_ssim_fake",
+        "MS-SSIM of generated images",
+        "near ms_ssim_real is best; far higher means collapse",
+        "info",
+    ),
+    Value("ms_ssim_real", "MS-SSIM of real images", "the real images' own mean MS-SSIM", "info"),
+)
 def diversity(context: MetricContext) -> dict[str, float]:
     return {
         "ms_ssim_fake": mean_ms_ssim(context.fake_pixels, seed=context.seed),
@@ -237,7 +336,35 @@ def _heldout(real: ImageSet, train: ImageSet) -> ImageSet:
     return real if len(keep) == len(real) else real.subset(keep, suffix=" (held-out)")
 
 
-@register_metric("memorization", needs_train=True)
+@register_metric(
+    "memorization",
+    Value(
+        "memorization_share",
+        "memorization",
+        "about 0.05 is best; higher means copies of training images",
+        "ideal",
+        0.05,
+    ),
+    Value(
+        "memorization_threshold",
+        "memorization threshold",
+        "5th percentile of held-out RMS distance to train",
+        "info",
+    ),
+    Value(
+        "memorization_median_fake",
+        "median distance of fakes",
+        "median RMS distance of fakes to nearest train image",
+        "info",
+    ),
+    Value(
+        "memorization_median_heldout",
+        "median distance of held-out images",
+        "median RMS distance of held-out to nearest train image",
+        "info",
+    ),
+    needs_train=True,
+)
 def memorization_metric(context: MetricContext) -> dict[str, float]:
     train = context.train
     if train is None:

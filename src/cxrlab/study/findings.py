@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from cxrlab.study.spec import HIGHER_IS_BETTER
+from cxrlab.metrics.registry import value_info
 
 PRO = "pro"
 CON = "con"
@@ -60,45 +60,68 @@ DEFAULT_AXES = {
 CLASSIFIER_METRICS = ("test_roc_auc", "test_sensitivity", "test_specificity", "external_roc_auc")
 #: Classifier metrics summarised per cell in the report table.
 SUMMARY_METRICS = ("test_roc_auc", "test_sensitivity", "test_specificity", "external_roc_auc")
+#: What the best classifier cell is chosen by (never a test metric).
+SELECTION_METRIC = "val_roc_auc"
 
-#: Generator metrics where a larger value is better; every other metric is lower-better.
-#: First word of the names of generator metric columns.
-GENERATOR_METRIC_BASES = frozenset(
-    {"fid", "kid", "is", "swd", "precision", "recall", "density", "coverage", "memorization"}
-)
-
+#: Labels of classifier result columns (generator metric columns take theirs from the
+#: metric registry, :mod:`cxrlab.metrics.registry`).
 LABELS = {
     "test_roc_auc": "ROC-AUC",
     "test_sensitivity": "sensitivity",
     "test_specificity": "specificity",
     "external_roc_auc": "external ROC-AUC",
+    "val_roc_auc": "validation ROC-AUC",
     "seconds": "training time",
-    "swd": "SWD",
-    "fid": "FID",
-    "kid": "KID",
-    "is": "IS",
-    "ms_ssim_fake": "MS-SSIM of generated images",
-    "ms_ssim_real": "MS-SSIM of real images",
 }
+#: Significance level of every pro or con (after Holm's correction across a report).
+ALPHA = 1.0 - CONFIDENCE
+#: A generator whose images are this many times more alike (mean MS-SSIM of generated
+#: pairs over that of real pairs) than real ones is collapsed: never the chosen one.
+COLLAPSE_MS_SSIM_RATIO = 1.5
+#: Suffix of the control arm's level on the synthetic axis: real positives oversampled
+#: to the same count as the synthetic images (:mod:`cxrlab.study.runner`).
+CONTROL_SUFFIX = "oversampled"
+
+
+def control_level(amount: object) -> str:
+    """The synthetic axis' control level for ``amount`` synthetic images (``100 oversampled``)."""
+    return f"{level_text(amount)} {CONTROL_SUFFIX}"
 
 
 def metric_label(name: str) -> str:
     """A readable name of a result column (``test_roc_auc`` -> ``ROC-AUC``)."""
-    return LABELS.get(name, name.replace("_", " "))
+    if name in LABELS:
+        return LABELS[name]
+    info = value_info(name)
+    return info.label if info is not None else name.replace("_", " ")
 
 
 def higher_is_better(metric: str) -> bool:
-    """Direction of a metric: True for classifier metrics, IS, precision, recall...;
-    False for FID, KID, SWD, MS-SSIM of generated images and other distances."""
-    if metric.startswith(("test_", "external_")):
+    """Direction of a metric: True for classifier metrics and the registry's
+    higher-better values (IS, precision...); False for FID, KID, SWD and other distances,
+    and for ``ideal`` values, which are compared by their distance to the ideal."""
+    if metric.startswith(("test_", "external_", "val_")):
         return True
-    return metric in HIGHER_IS_BETTER
+    info = value_info(metric)
+    return info is not None and info.better == "higher"
 
 
 def is_generator_metric(column: str) -> bool:
     """Whether a ``metrics.csv`` or ``results.csv`` column holds a generator metric
-    (``fid``, ``kid``, ``kid_std``, ``swd_64px``, ``ms_ssim_fake``...)."""
-    return column.startswith("ms_ssim") or column.split("_")[0] in GENERATOR_METRIC_BASES
+    (any value a registered metric reports: ``fid``, ``kid_std``, ``swd_64px``...)."""
+    return value_info(column) is not None
+
+
+def collapsed(
+    ms_ssim_fake: float, ms_ssim_real: float, ratio: float | None = COLLAPSE_MS_SSIM_RATIO
+) -> bool:
+    """Whether generated images are far more alike than real ones (mode collapse): their
+    mean MS-SSIM above ``ratio`` times the real images' (None: never)."""
+    if ratio is None:
+        return False
+    if not (math.isfinite(ms_ssim_fake) and math.isfinite(ms_ssim_real)) or ms_ssim_real <= 0:
+        return False
+    return ms_ssim_fake > ratio * ms_ssim_real
 
 
 @dataclass(frozen=True)
@@ -118,6 +141,10 @@ class Change:
             patient bootstrap of the shared test images (None where the predictions
             were not available): the uncertainty from the test set's small size,
             which the interval over pairs (seeds, other settings) does not contain.
+        p_value: two-sided p of "no difference": the paired t-test's, or, with the test
+            bootstrap, the larger of the two (a pro or con must hold in both).
+        p_adjusted / n_tests: Holm's adjustment of ``p_value`` across the ``n_tests``
+            comparisons of one report (:func:`holm_adjust`); None before it.
     """
 
     metric: str
@@ -130,9 +157,15 @@ class Change:
     verdict: str
     test_low: float | None = None
     test_high: float | None = None
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    n_tests: int | None = None
 
     @property
     def label(self) -> str:
+        info = value_info(self.metric)
+        if info is not None and info.better == "ideal":
+            return f"distance of {metric_label(self.metric)} from {info.ideal:g}"
         return metric_label(self.metric)
 
 
@@ -162,13 +195,15 @@ class Finding:
 
 @dataclass(frozen=True)
 class BestClassifier:
-    """The classifier cell with the highest mean test ROC-AUC over its seeds."""
+    """The classifier cell chosen on validation (highest mean validation ROC-AUC over
+    its seeds), with its test numbers, which took no part in the choice."""
 
     cell: str
     folder: str
     factors: dict[str, str]
     n_seeds: int
     seeds: tuple[int, ...]
+    val_roc_auc: float
     roc_auc: float
     sensitivity: float
 
@@ -209,11 +244,17 @@ def study_factors(results: pd.DataFrame, axes: dict | None = None) -> dict[str, 
         ``{"classifier": [...], "generator": [...]}``: preprocessing axes first.
     """
     axes = {**DEFAULT_AXES, **(axes or {})}
-    preprocess = [c for c in axes["preprocess"] if c in results.columns]
+    preprocess = preprocess_factors(results, axes)
     return {
         "classifier": preprocess + [c for c in axes["classifier"] if c in results.columns],
         "generator": preprocess + [c for c in axes["generator"] if c in results.columns],
     }
+
+
+def preprocess_factors(results: pd.DataFrame, axes: dict | None = None) -> list[str]:
+    """The preprocessing axes of the study that exist in ``results``."""
+    axes = {**DEFAULT_AXES, **(axes or {})}
+    return [c for c in axes["preprocess"] if c in results.columns]
 
 
 def rows_of(results: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -282,17 +323,47 @@ def _interval(samples: np.ndarray) -> tuple[float, float | None, float | None]:
     return mean, mean - half, mean + half
 
 
+def _t_p_value(samples: np.ndarray) -> float | None:
+    """Two-sided p of the paired t-test of mean 0 (None with fewer than two pairs)."""
+    if len(samples) < 2:
+        return None
+    mean = float(samples.mean())
+    spread = float(samples.std(ddof=1)) / math.sqrt(len(samples))
+    if spread <= TOLERANCE:
+        return 1.0 if abs(mean) <= TOLERANCE else 0.0
+    return float(2 * stats.t.sf(abs(mean) / spread, len(samples) - 1))
+
+
 def _difference(metric: str, level: pd.Series, reference: pd.Series) -> Change | None:
     both = pd.concat([level, reference], axis=1).dropna()
     if both.empty:
         return None
-    mean, low, high = _interval((both.iloc[:, 0] - both.iloc[:, 1]).to_numpy(float))
+    level_values, reference_values = (
+        both.iloc[:, 0].to_numpy(float),
+        both.iloc[:, 1].to_numpy(float),
+    )
+    info = value_info(metric)
     better = higher_is_better(metric)
+    if info is not None and info.better == "ideal":  # compared by distance to the ideal
+        ideal = float(info.ideal)
+        level_values, reference_values = abs(level_values - ideal), abs(reference_values - ideal)
+    samples = level_values - reference_values
+    mean, low, high = _interval(samples)
     verdict = UNCLEAR
     if low is not None and high is not None:
         if low > TOLERANCE or high < -TOLERANCE:
             verdict = PRO if (low > TOLERANCE) == better else CON
-    return Change(metric, "difference", mean, low, high, len(both), better, verdict)
+    return Change(
+        metric,
+        "difference",
+        mean,
+        low,
+        high,
+        len(both),
+        better,
+        verdict,
+        p_value=_t_p_value(samples),
+    )
 
 
 def _ratio(metric: str, level: pd.Series, reference: pd.Series) -> Change | None:
@@ -343,19 +414,20 @@ def _pair_folders(
     )
 
 
-def paired_test_bootstrap(
+def paired_test_differences(
     pairs: list[tuple[pd.DataFrame, pd.DataFrame]],
     metric: str,
     *,
     n_resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
-) -> tuple[float, float] | None:
-    """95% interval of the mean (over pairs) difference of ``metric`` (level minus
-    reference) under one joint patient bootstrap of the test images all pairs share.
+) -> np.ndarray | None:
+    """The mean (over pairs) difference of ``metric`` (level minus reference) in each
+    resample of one joint patient bootstrap of the test images all pairs share.
 
     Each pair is (level predictions, reference predictions) of the same seed; the same
-    resampled patients are used for every model, so the interval reflects how much the
-    comparison depends on which test patients happened to be drawn.
+    resampled patients are used for every model, so the spread reflects how much the
+    comparison depends on which test patients happened to be drawn. None when there are
+    too few usable resamples (no shared images, one class).
     """
     from cxrlab.clf.metrics import patient_resample_weights, weighted_auc, weighted_metrics
 
@@ -387,8 +459,30 @@ def paired_test_bootstrap(
     differences = differences[np.isfinite(differences)]
     if len(differences) < n_resamples // 2:
         return None
+    return differences
+
+
+def paired_test_bootstrap(
+    pairs: list[tuple[pd.DataFrame, pd.DataFrame]],
+    metric: str,
+    *,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """95% interval of the mean (over pairs) difference of ``metric`` under one joint
+    patient bootstrap of the shared test images (see :func:`paired_test_differences`)."""
+    differences = paired_test_differences(pairs, metric, n_resamples=n_resamples, seed=seed)
+    if differences is None:
+        return None
     low, high = np.percentile(differences, [2.5, 97.5])
     return float(low), float(high)
+
+
+def _bootstrap_p_value(differences: np.ndarray) -> float:
+    """Two-sided bootstrap p of "no difference": twice the smaller tail share at zero."""
+    below = float(np.mean(differences <= TOLERANCE))
+    above = float(np.mean(differences >= -TOLERANCE))
+    return min(1.0, 2.0 * min(below, above))
 
 
 def _with_test_interval(
@@ -408,16 +502,19 @@ def _with_test_interval(
         if level is None or reference is None:
             return change
         pairs.append((level, reference))
-    interval = paired_test_bootstrap(pairs, change.metric) if pairs else None
-    if interval is None:
+    differences = paired_test_differences(pairs, change.metric) if pairs else None
+    if differences is None:
         return change
-    low, high = interval
+    low, high = (float(v) for v in np.percentile(differences, [2.5, 97.5]))
     verdict = change.verdict
     if verdict != UNCLEAR and not (low > TOLERANCE or high < -TOLERANCE):
         verdict = UNCLEAR  # holds over seeds, but not over the test patients drawn
     elif verdict != UNCLEAR and ((low > TOLERANCE) != (change.mean > 0)):
         verdict = UNCLEAR
-    return replace(change, test_low=low, test_high=high, verdict=verdict)
+    p_value = _bootstrap_p_value(differences)
+    if change.p_value is not None:
+        p_value = max(p_value, change.p_value)  # both must reject: intersection-union test
+    return replace(change, test_low=low, test_high=high, verdict=verdict, p_value=p_value)
 
 
 def factor_findings(
@@ -428,7 +525,9 @@ def factor_findings(
     table: str,
     predictions: PredictionLoader | None = None,
 ) -> list[Finding]:
-    """Findings of every non-reference level of ``factor`` (none with under two levels).
+    """Findings of every non-reference level of ``factor`` (none with under two levels);
+    on the synthetic axis also each amount against its control arm (the same number of
+    real positives oversampled), which separates the images' effect from the prevalence's.
 
     Args:
         rows: the rows of one table (classifier or generator rows of ``results.csv``).
@@ -448,9 +547,13 @@ def factor_findings(
         return []
     metrics = [m for m in metrics if m in rows.columns and rows[m].notna().any()]
     values = [*metrics, "seconds"]
-    reference = levels[0]
+    comparisons = [(level, levels[0]) for level in levels[1:]]
+    if factor == "synthetic":  # the images, not the prevalence: each amount vs its control
+        comparisons += [
+            (level, control_level(level)) for level in levels if control_level(level) in levels
+        ]
     findings = []
-    for level in levels[1:]:
+    for level, reference in comparisons:
         pairs = paired_rows(rows, factor, level, reference, factors, values)
         if pairs.empty:
             continue
@@ -493,12 +596,19 @@ def classifier_findings(
 def generator_findings(
     results: pd.DataFrame, axes: dict | None = None, select_by: str = "swd"
 ) -> list[Finding]:
-    """Findings of each generator factor: the ``select_by`` metric and training time."""
+    """Findings of each generator factor within a preprocessing variant: the
+    ``select_by`` metric and training time.
+
+    Each variant's generators are measured against that variant's own preprocessed real
+    images, so their metrics are on different scales across variants: preprocessing
+    axes are never compared here, only held equal (pairs share the variant)."""
     rows = rows_of(results, "generator")
     factors = study_factors(results, axes)["generator"]
+    preprocess = set(preprocess_factors(results, axes))
     findings = []
     for factor in factors:
-        findings += factor_findings(rows, factor, factors, [select_by], "generator")
+        if factor not in preprocess:
+            findings += factor_findings(rows, factor, factors, [select_by], "generator")
     return findings
 
 
@@ -508,10 +618,44 @@ def all_findings(
     select_by: str = "swd",
     predictions: PredictionLoader | None = None,
 ) -> list[Finding]:
-    """Classifier findings, then generator findings."""
-    return classifier_findings(results, axes, predictions) + generator_findings(
-        results, axes, select_by
+    """Classifier findings, then generator findings, with Holm's correction applied
+    across every compared metric of them all (:func:`holm_adjust`)."""
+    return holm_adjust(
+        classifier_findings(results, axes, predictions)
+        + generator_findings(results, axes, select_by)
     )
+
+
+def holm_adjust(findings: list[Finding], alpha: float = ALPHA) -> list[Finding]:
+    """Control the family-wise error over the differences of ``findings`` (Holm 1979).
+
+    Every difference with a p-value is one test. Holm's step-down adjustment multiplies
+    the i-th smallest of m p-values by (m - i + 1), keeping the adjusted values
+    monotone; a pro or con whose adjusted p is not below ``alpha`` becomes inconclusive.
+    Time ratios are not tests and are left as they are.
+    """
+    tested = [
+        (i, j, c.p_value)
+        for i, finding in enumerate(findings)
+        for j, c in enumerate(finding.changes)
+        if c.kind == "difference" and c.p_value is not None
+    ]
+    m = len(tested)
+    adjusted: dict[tuple[int, int], float] = {}
+    running = 0.0
+    for rank, (i, j, p) in enumerate(sorted(tested, key=lambda t: t[2])):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[(i, j)] = running
+    out = []
+    for i, finding in enumerate(findings):
+        changes = []
+        for j, c in enumerate(finding.changes):
+            if (i, j) in adjusted:
+                verdict = c.verdict if adjusted[(i, j)] < alpha else UNCLEAR
+                c = replace(c, p_adjusted=adjusted[(i, j)], n_tests=m, verdict=verdict)
+            changes.append(c)
+        out.append(replace(finding, changes=tuple(changes)))
+    return out
 
 
 def _signed(value: float) -> str:
@@ -548,6 +692,16 @@ def describe_change(change: Change) -> str:
     direction = ""
     if change.kind == "difference" and change.metric not in CLASSIFIER_METRICS:
         direction = ", higher is better" if change.higher_is_better else ", lower is better"
+    if (
+        change.p_adjusted is not None
+        and change.p_adjusted >= ALPHA
+        and change.p_value is not None
+        and change.p_value < ALPHA
+    ):  # significant alone, not among the report's tests
+        direction += (
+            f"; p {change.p_value:.3f}, Holm-adjusted {change.p_adjusted:.3f} over "
+            f"{change.n_tests} tests: not significant"
+        )
     return f"{change.label} {value} ({detail}{direction})"
 
 
@@ -605,14 +759,20 @@ def grouped_statements(findings: Iterable[Finding]) -> dict[tuple[str, str], dic
 def summarise_classifiers(results: pd.DataFrame, axes: dict | None = None) -> pd.DataFrame:
     """One row per classifier cell: factors, seeds, metric means with 95% intervals.
 
-    With two or more seeds the interval is a t-interval of the mean over seeds, clipped
-    to 0-1 (``interval`` = ``seeds``); with one seed it is that seed's patient-bootstrap
-    interval from the ``*_low``/``*_high`` columns (``interval`` = ``bootstrap``).
+    With one seed the interval is that seed's patient-bootstrap interval from the
+    ``*_low``/``*_high`` columns (``interval`` = ``bootstrap``). With two or more seeds it
+    must hold both sources of variation: the seeds (a t-interval of the mean over seeds)
+    and the test set, which every seed shares, so its sampling variation does not shrink
+    with more seeds (the seeds' mean patient-bootstrap half-widths, each side). The two
+    half-widths are combined as the root of their sum of squares, which is at least each
+    of them; the interval is clipped to 0-1 (``interval`` = ``seeds+test`` or, without
+    bootstrap columns, ``seeds``).
 
     Returns:
         Columns ``cell``, ``folder``, ``variant``, the factor columns, ``n_seeds``,
         ``seeds``, ``interval``, ``M``/``M_low``/``M_high`` for each metric of
-        :data:`SUMMARY_METRICS` present, ``seconds``; cells in the study's order.
+        :data:`SUMMARY_METRICS` present, ``val_roc_auc`` (mean over seeds, what the best
+        cell is chosen by), ``seconds``; cells in the study's order.
     """
     rows = rows_of(results, "classifier")
     factors = study_factors(results, axes)["classifier"]
@@ -631,31 +791,60 @@ def summarise_classifiers(results: pd.DataFrame, axes: dict | None = None) -> pd
         seeds = _seeds(group)
         record["n_seeds"] = len(group)
         record["seeds"] = tuple(seeds)
-        record["interval"] = "seeds" if len(group) >= 2 else "bootstrap"
+        kinds = set()
         for metric in metrics:
-            values = pd.to_numeric(group[metric], errors="coerce").dropna().to_numpy(float)
-            if len(values) == 0:
-                record[metric] = record[f"{metric}_low"] = record[f"{metric}_high"] = math.nan
-                continue
-            if len(group) >= 2:
-                mean, low, high = _interval(values)
-                # every classifier metric is a proportion: keep the interval within 0-1
-                low = None if low is None else max(low, 0.0)
-                high = None if high is None else min(high, 1.0)
-            else:
-                mean = float(values[0])
-                low = _number(group, f"{metric}_low")
-                high = _number(group, f"{metric}_high")
+            mean, low, high, kind = _cell_interval(group, metric)
+            kinds.add(kind)
             record[metric] = mean
             record[f"{metric}_low"] = math.nan if low is None else low
             record[f"{metric}_high"] = math.nan if high is None else high
-        record["seconds"] = (
-            float(pd.to_numeric(group["seconds"], errors="coerce").mean())
-            if "seconds" in group
-            else math.nan
+        record["interval"] = (
+            "bootstrap" if len(group) < 2 else ("seeds+test" if "seeds+test" in kinds else "seeds")
         )
+        record["val_roc_auc"] = _mean(group, "val_roc_auc")
+        record["seconds"] = _mean(group, "seconds")
         records.append(record)
     return pd.DataFrame.from_records(records)
+
+
+def _mean(group: pd.DataFrame, column: str) -> float:
+    if column not in group.columns:
+        return math.nan
+    values = pd.to_numeric(group[column], errors="coerce").dropna()
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _cell_interval(
+    group: pd.DataFrame, metric: str
+) -> tuple[float, float | None, float | None, str]:
+    """(mean, low, high, kind) of one metric of one cell; see :func:`summarise_classifiers`."""
+    values = pd.to_numeric(group[metric], errors="coerce")
+    finite = values.dropna()
+    if len(finite) == 0:
+        return math.nan, None, None, "none"
+    if len(group) < 2:
+        return (
+            float(finite.iloc[0]),
+            _number(group, f"{metric}_low"),
+            _number(group, f"{metric}_high"),
+            "bootstrap",
+        )
+    mean, low, high = _interval(finite.to_numpy(float))
+    kind = "seeds"
+    if low is not None and {f"{metric}_low", f"{metric}_high"} <= set(group.columns):
+        lows = pd.to_numeric(group[f"{metric}_low"], errors="coerce")
+        highs = pd.to_numeric(group[f"{metric}_high"], errors="coerce")
+        below = (values - lows).dropna()
+        above = (highs - values).dropna()
+        if len(below) and len(above):
+            seed_half = mean - low
+            low = mean - math.hypot(seed_half, float(below.mean()))
+            high = mean + math.hypot(seed_half, float(above.mean()))
+            kind = "seeds+test"
+    # every classifier metric is a proportion: keep the interval within 0-1
+    low = None if low is None else max(low, 0.0)
+    high = None if high is None else min(high, 1.0)
+    return mean, low, high, kind
 
 
 def _seeds(group: pd.DataFrame) -> list[int]:
@@ -672,22 +861,17 @@ def _number(group: pd.DataFrame, column: str) -> float | None:
 
 
 def best_classifier(results: pd.DataFrame, axes: dict | None = None) -> BestClassifier | None:
-    """The classifier cell with the highest mean test ROC-AUC over seeds; ties go to the
-    higher mean sensitivity, then to the earlier cell. None without any test ROC-AUC."""
+    """The classifier cell with the highest mean **validation** ROC-AUC over seeds (each
+    seed's AUC at its validation-chosen epoch); ties go to the earlier cell. The test
+    split never takes part in the choice: its numbers are reported for the chosen cell.
+    None without any validation ROC-AUC (a study run before cxrlab recorded it)."""
     summary = summarise_classifiers(results, axes)
-    if summary.empty or "test_roc_auc" not in summary.columns:
+    if summary.empty or SELECTION_METRIC not in summary.columns:
         return None
-    summary = summary[summary["test_roc_auc"].notna()]
+    summary = summary[summary[SELECTION_METRIC].notna()]
     if summary.empty:
         return None
-    sensitivity = (
-        summary["test_sensitivity"].fillna(-math.inf)
-        if "test_sensitivity" in summary.columns
-        else pd.Series(0.0, index=summary.index)
-    )
-    order = pd.DataFrame({"auc": summary["test_roc_auc"], "sens": sensitivity}).sort_values(
-        ["auc", "sens"], ascending=False, kind="stable"
-    )
+    order = summary[SELECTION_METRIC].sort_values(ascending=False, kind="stable")
     row = summary.loc[order.index[0]]
     factors = study_factors(results, axes)["classifier"]
     return BestClassifier(
@@ -696,8 +880,9 @@ def best_classifier(results: pd.DataFrame, axes: dict | None = None) -> BestClas
         factors={f: str(row[f]) for f in factors},
         n_seeds=int(row["n_seeds"]),
         seeds=tuple(row["seeds"]),
-        roc_auc=float(row["test_roc_auc"]),
-        sensitivity=float(sensitivity.loc[order.index[0]]),
+        val_roc_auc=float(row[SELECTION_METRIC]),
+        roc_auc=float(row.get("test_roc_auc", math.nan)),
+        sensitivity=float(row.get("test_sensitivity", math.nan)),
     )
 
 
@@ -725,22 +910,33 @@ def matching_baseline(
     return str(chosen["cell"].iloc[0])
 
 
-def best_generators(results: pd.DataFrame, select_by: str = "swd") -> dict[str, BestGenerator]:
-    """The best generator cell of each variant by ``select_by`` (lower is better, except
-    for IS and other higher-better metrics). Variants without any value of the metric
-    fall back to the row marked ``selected``; variants with neither are left out."""
+def best_generators(
+    results: pd.DataFrame,
+    select_by: str = "swd",
+    collapse_ratio: float | None = COLLAPSE_MS_SSIM_RATIO,
+) -> dict[str, BestGenerator]:
+    """The best generator cell of each variant by ``select_by`` (its direction from the
+    metric registry), measured against held-out validation images. A collapsed
+    generator (:func:`collapsed`) is never the best, whatever its ``select_by``. Variants
+    without any value of the metric fall back to the row marked ``selected``; variants
+    with neither are left out."""
     rows = rows_of(results, "generator")
     best: dict[str, BestGenerator] = {}
     if rows.empty or "variant" not in rows.columns:
         return best
+    info = value_info(select_by)
     for variant, group in rows.groupby("variant", sort=False):
+        group = group[~generator_collapsed(group, collapse_ratio)]
+        if group.empty:
+            continue
         values = (
             pd.to_numeric(group[select_by], errors="coerce")
             if select_by in group.columns
             else pd.Series(math.nan, index=group.index)
         )
         if values.notna().any():
-            index = values.idxmax() if higher_is_better(select_by) else values.idxmin()
+            badness = values.map(lambda v: info.badness(v) if info else v)
+            index = badness.idxmin()
         elif "selected" in group.columns and (pd.to_numeric(group["selected"]) == 1).any():
             index = group.index[pd.to_numeric(group["selected"]) == 1][0]
         else:
@@ -753,3 +949,18 @@ def best_generators(results: pd.DataFrame, select_by: str = "swd") -> dict[str, 
             value=float(values.loc[index]),
         )
     return best
+
+
+def generator_collapsed(
+    rows: pd.DataFrame, ratio: float | None = COLLAPSE_MS_SSIM_RATIO
+) -> pd.Series:
+    """(rows,) bool: generator rows whose images are far more alike than real ones."""
+    if not {"ms_ssim_fake", "ms_ssim_real"} <= set(rows.columns):
+        return pd.Series(False, index=rows.index)
+    fake = pd.to_numeric(rows["ms_ssim_fake"], errors="coerce")
+    real = pd.to_numeric(rows["ms_ssim_real"], errors="coerce")
+    return pd.Series(
+        [collapsed(f, r, ratio) for f, r in zip(fake, real, strict=True)],
+        index=rows.index,
+        dtype=bool,
+    )

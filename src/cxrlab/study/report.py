@@ -29,12 +29,17 @@ import pandas as pd
 
 import cxrlab
 from cxrlab.errors import CxrlabError
+from cxrlab.metrics.registry import VALUES, value_info
 from cxrlab.study.findings import (
+    COLLAPSE_MS_SSIM_RATIO,
     GROUPS,
+    SELECTION_METRIC,
+    SUMMARY_METRICS,
     TIME_RATIO_CON,
     all_findings,
     best_classifier,
     best_generators,
+    generator_collapsed,
     grouped_statements,
     is_generator_metric,
     level_text,
@@ -52,8 +57,6 @@ SAMPLE_PATTERN = re.compile(r"step_(\d+)\.png$")
 PER_RESOLUTION = re.compile(r"_\d+px$")
 #: metrics.csv columns that are neither a loss nor a metric.
 NOT_LOSSES = frozenset({"step", "seconds", "metrics_seconds", "epoch"})
-#: Generator metrics shown first in tables, in this order.
-GENERATOR_METRICS = ("swd", "fid", "kid", "is", "ms_ssim_fake", "ms_ssim_real")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 MISSING = "–"
@@ -131,6 +134,10 @@ class Study:
         return str(self.info.get("select_by") or "swd")
 
     @property
+    def collapse_ratio(self) -> float | None:
+        return self.info.get("collapse_ratio", COLLAPSE_MS_SSIM_RATIO)
+
+    @property
     def name(self) -> str:
         return str(self.info.get("name") or self.spec.get("name") or self.root.name)
 
@@ -144,12 +151,17 @@ def load_study(study: str | Path) -> Study:
     """Read ``study.json``, ``spec.yaml`` and ``results.csv`` of a study folder.
 
     Raises:
-        CxrlabError: ``study`` is not a folder.
+        CxrlabError: ``study`` is not a folder, or not a study's.
     """
     root = Path(study)
     if not root.is_dir():
         raise CxrlabError(
             f"study folder {root} not found; run `cxrlab study run SPEC --out {root}`"
+        )
+    if not (root / "study.json").is_file() and not (root / "results.csv").is_file():
+        raise CxrlabError(
+            f"{root} is not a study folder (no study.json or results.csv); give the --out of "
+            "`cxrlab study run`"
         )
     loaded = Study(root)
     if (root / "study.json").is_file():
@@ -360,7 +372,7 @@ def _title_section(study: Study) -> str:
     not_started = total - len(cells)
     meta = [
         ("updated", escape(str(info.get("updated", MISSING)))),
-        ("wall time", escape(_duration(info.get("wall_seconds")))),
+        ("time (all cells)", escape(_duration(info.get("wall_seconds")))),
         ("device", escape(str(info.get("device", MISSING)))),
         ("cells finished", f"{finished} / {total}" if total else MISSING),
     ]
@@ -523,18 +535,16 @@ def _classifier_section(study: Study) -> str:
         return _section("classifiers", "Classifier results", _note("no classifier results."))
     factors = study_factors(study.results, study.axes)["classifier"]
     best = best_classifier(study.results, study.axes)
-    metrics = [
-        m
-        for m in ("test_roc_auc", "test_sensitivity", "test_specificity", "external_roc_auc")
-        if m in summary.columns
-    ]
-    headers = ["", "cell", *factors, "seeds", *map(metric_label, metrics), "seconds"]
+    metrics = [m for m in SUMMARY_METRICS if m in summary.columns]
+    headers = ["", "cell", *factors, "seeds", metric_label(SELECTION_METRIC)]
+    headers += [*map(metric_label, metrics), "seconds"]
     rows, classes = [], []
     for _, row in summary.iterrows():
         is_best = best is not None and row["cell"] == best.cell
         cells = ["★ best" if is_best else "", _cell_name(row["cell"])]
         cells += [escape(str(row[f])) for f in factors]
         cells.append(str(row["n_seeds"]))
+        cells.append(_number(row.get(SELECTION_METRIC)))
         cells += [_with_interval(row[m], row[f"{m}_low"], row[f"{m}_high"]) for m in metrics]
         cells.append(_number(row["seconds"], 1))
         rows.append(cells)
@@ -553,9 +563,18 @@ def _classifier_section(study: Study) -> str:
     if best is not None:
         parts.insert(
             0,
-            f"<p>Best classifier (highest mean test ROC-AUC, ties: sensitivity): "
-            f"<strong>{escape(best.cell)}</strong>, ROC-AUC {best.roc_auc:.3f} over "
+            f"<p>Best classifier, chosen on validation (highest mean validation ROC-AUC "
+            f"over seeds, {best.val_roc_auc:.3f}; the test split took no part in the choice): "
+            f"<strong>{escape(best.cell)}</strong>, test ROC-AUC {best.roc_auc:.3f} over "
             f"{best.n_seeds} seed{'s' if best.n_seeds != 1 else ''}.</p>",
+        )
+    else:
+        parts.insert(
+            0,
+            _note(
+                "no best classifier: results.csv has no validation ROC-AUC to choose by "
+                "(a study run by an older cxrlab); the test numbers are not used to choose."
+            ),
         )
     return _section("classifiers", "Classifier results", "\n".join(parts))
 
@@ -563,13 +582,24 @@ def _classifier_section(study: Study) -> str:
 def _interval_caption(kinds: set[str]) -> str:
     text = "Means over seeds, with the 95% interval in brackets: "
     parts = []
+    if "seeds+test" in kinds:
+        parts.append(
+            "over seeds and test patients: the t-interval of the mean over seeds combined "
+            "with the seeds' mean patient-bootstrap interval (root sum of squares of the "
+            "half-widths), clipped to 0-1 (cells with two or more seeds)"
+        )
     if "seeds" in kinds:
         parts.append(
-            "t-interval of the mean over seeds, clipped to 0-1 (cells with two or more seeds)"
+            "t-interval of the mean over seeds, clipped to 0-1 (cells with two or more seeds "
+            "and no bootstrap bounds)"
         )
     if "bootstrap" in kinds:
         parts.append("the single seed's patient-bootstrap interval (cells with one seed)")
-    return text + "; ".join(parts) + ". ★ marks the best cell; times are training seconds."
+    return (
+        text
+        + "; ".join(parts)
+        + ". ★ marks the best cell, chosen by mean validation ROC-AUC; times are training seconds."
+    )
 
 
 def _generator_rows(study: Study) -> pd.DataFrame:
@@ -583,16 +613,21 @@ def _generator_section(study: Study) -> str:
     metrics = _ordered_metrics(rows, study.select_by)
     factors = study_factors(study.results, study.axes)["generator"]
     extra = [c for c in ("model", "steps") if c in rows.columns and c not in factors]
-    best = {b.cell for b in best_generators(study.results, study.select_by).values()}
+    best = {
+        b.cell
+        for b in best_generators(study.results, study.select_by, study.collapse_ratio).values()
+    }
+    collapsed_rows = generator_collapsed(rows, study.collapse_ratio)
     has_selected = "selected" in rows.columns
     named = ["cell"] if "generator" not in factors else []
     headers = ["", *named, *factors, *extra, *[metric_label(m) for m in metrics], "seconds"]
     if has_selected:
         headers.append("selected")
     table_rows, classes = [], []
-    for _, row in rows.iterrows():
+    for index, row in rows.iterrows():
         is_best = row["cell"] in best
-        cells = ["★ best" if is_best else ""] + [_cell_name(row["cell"]) for _ in named]
+        mark = "★ best" if is_best else ("collapsed" if collapsed_rows.loc[index] else "")
+        cells = [mark] + [_cell_name(row["cell"]) for _ in named]
         cells += [escape(level_text(row[c])) for c in [*factors, *extra]]
         cells += [_number(row[m], 4) for m in metrics]
         cells.append(_number(row.get("seconds"), 1))
@@ -601,11 +636,16 @@ def _generator_section(study: Study) -> str:
         table_rows.append(cells)
         classes.append("best" if is_best else "")
     start = 1 + len(named) + len(factors) + len(extra)
-    direction = "higher" if study.select_by == "is" else "lower"
+    info = value_info(study.select_by)
+    direction = info.direction if info else "lower is better"
     caption = (
-        f"Final metric values. ★ marks each variant's best generator by "
-        f"{metric_label(study.select_by)} ({direction} is better); "
-        "'selected' is the runner's choice for the synthetic images."
+        "Final metric values, measured against held-out real images of the class drawn (the "
+        "validation split of each variant's own preprocessing, so values compare only within "
+        f"a variant). ★ marks each variant's best generator, chosen on validation by "
+        f"{metric_label(study.select_by)} ({direction}); 'collapsed' marks generators whose "
+        f"images are more than {study.collapse_ratio or math.inf:g} times as alike as real "
+        "ones (mean MS-SSIM), never chosen; 'selected' is the runner's choice for the "
+        "synthetic images."
     )
     table = _table(
         headers,
@@ -618,6 +658,8 @@ def _generator_section(study: Study) -> str:
 
 
 def _ordered_metrics(frame: pd.DataFrame, first: str) -> list[str]:
+    """Generator metric columns of ``frame``: ``first``, then the registry's order, then
+    per-resolution values; spreads (``kid_std``) are left out."""
     present = [
         c
         for c in frame.columns
@@ -625,7 +667,7 @@ def _ordered_metrics(frame: pd.DataFrame, first: str) -> list[str]:
         and not c.endswith("_std")
         and pd.to_numeric(frame[c], errors="coerce").notna().any()
     ]
-    known = [m for m in (first, *GENERATOR_METRICS) if m in present]
+    known = [m for m in (first, *VALUES) if m in present]
     return list(dict.fromkeys(known + sorted(present)))
 
 
@@ -866,15 +908,20 @@ def _findings_section(study: Study) -> str:
         return _section("findings", "Pros and cons", body)
     parts = [
         "<p>Each level is compared with the factor's reference level on pairs of cells "
-        "that differ in that factor only (same other settings, same seed). Differences "
+        "that differ in that factor only (same other settings, same seed); each amount of "
+        "synthetic images is also compared with its control arm (as many real positives "
+        "oversampled), which tells the images' effect from the class prevalence's. Differences "
         "are level minus reference with a 95% t-interval over the pairs (training "
         "variation: seeds and the other settings) and, for classifier metrics, a 95% "
         "interval from one patient bootstrap of the shared test images applied to every "
         "pair (the test set's sampling variation); a pro or con needs both intervals to "
-        "exclude zero. Time is the geometric mean ratio of "
-        f"training seconds: above ×{TIME_RATIO_CON:.2f} it counts as a con, below "
-        f"×{1 / TIME_RATIO_CON:.2f} as a pro. Generator effects use "
-        f"{escape(metric_label(study.select_by))}.</p>"
+        "exclude zero, and, with the many comparisons of one report, its p-value (the larger "
+        "of the two) must stay below 0.05 after Holm's correction across all of them. Time "
+        f"is the geometric mean ratio of training seconds: above ×{TIME_RATIO_CON:.2f} it "
+        f"counts as a con, below ×{1 / TIME_RATIO_CON:.2f} as a pro. Generator effects use "
+        f"{escape(metric_label(study.select_by))} and are compared only within a "
+        "preprocessing variant (each variant's generators are measured against its own "
+        "preprocessed images).</p>"
     ]
     classes = {"Pros": "pros", "Cons": "cons", "No clear effect": "unclear"}
     for (table, factor), groups in grouped_statements(findings).items():
@@ -887,10 +934,10 @@ def _findings_section(study: Study) -> str:
                     + "".join(f"<li>{escape(item)}</li>" for item in items)
                     + "</ul>"
                 )
-    best = best_generators(study.results, study.select_by)
+    best = best_generators(study.results, study.select_by, study.collapse_ratio)
     if best:
         parts.append(
-            "<p>Best generator per variant by "
+            "<p>Best generator per variant, chosen on validation images by "
             f"{escape(metric_label(study.select_by))}: "
             + "; ".join(f"{escape(v)}: {escape(b.cell)} ({b.value:.4g})" for v, b in best.items())
             + ".</p>"

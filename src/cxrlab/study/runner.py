@@ -37,32 +37,14 @@ from pathlib import Path
 import pandas as pd
 
 from cxrlab.errors import CxrlabError
-from cxrlab.study.spec import (
-    HIGHER_IS_BETTER,
-    StudySpec,
-    Variant,
-    _slug,
-    load_spec,
-)
+from cxrlab.metrics.registry import value_info
+from cxrlab.study.findings import collapsed, control_level
+from cxrlab.study.spec import StudySpec, Variant, _slug, load_spec
 from cxrlab.utils.fs import atomic_write_text
 
 CELL_FILE = "cell.json"
 RESULTS = "results.csv"
 STUDY_JSON = "study.json"
-#: Generator metric columns copied into results.csv (their last logged value).
-GEN_METRIC_COLUMNS = (
-    "fid",
-    "kid",
-    "is",
-    "swd",
-    "ms_ssim_fake",
-    "ms_ssim_real",
-    "precision",
-    "recall",
-    "density",
-    "coverage",
-    "memorization_share",
-)
 
 
 @dataclass
@@ -101,14 +83,15 @@ def _now() -> str:
 
 
 def _final_metric_values(metrics_csv: Path) -> dict[str, float]:
-    """The last logged value of every metric column of a generator's metrics.csv."""
+    """The last logged value of every metric column of a generator's metrics.csv: every
+    value a registered metric reports (:func:`cxrlab.metrics.registry.value_info`)."""
     if not metrics_csv.is_file():
         return {}
     table = pd.read_csv(metrics_csv)
     values = {}
-    for column in GEN_METRIC_COLUMNS:
-        if column in table.columns:
-            logged = table[column].dropna()
+    for column in table.columns:
+        if value_info(column) is not None:
+            logged = pd.to_numeric(table[column], errors="coerce").dropna()
             if len(logged):
                 values[column] = float(logged.iloc[-1])
     return values
@@ -138,6 +121,7 @@ class StudyRunner:
         self.previous: dict = {}  # study.json of earlier invocations
         self.previous_order: list[str] = []
         self.records: dict[str, dict] = {}  # cell id -> its cell.json, finished cells only
+        self.skipped: dict[str, str] = {}  # cell id -> why it cannot run
         self.result = StudyResult(self.out)
 
     # ------------------------------------------------------------------ cells
@@ -306,17 +290,32 @@ class StudyRunner:
         if spec.synthetic_from != "best":
             return next(c.id for c in gen_cells if c.settings["name"] == spec.synthetic_from)
         metric = spec.select_by
-        scored = []
+        info = value_info(metric)
+        scored, collapsed_cells = [], []
         for cell in gen_cells:
-            value = self.rows[cell.id][0].get(metric) if self.rows.get(cell.id) else None
+            row = self.rows[cell.id][0] if self.rows.get(cell.id) else {}
+            fake, real = row.get("ms_ssim_fake", math.nan), row.get("ms_ssim_real", math.nan)
+            if collapsed(fake, real, spec.collapse_ratio):
+                collapsed_cells.append(cell.id)  # never chosen, whatever its metric
+                continue
+            value = row.get(metric)
             if value is not None and math.isfinite(value):
-                scored.append((-value if metric in HIGHER_IS_BETTER else value, cell.id))
+                scored.append((info.badness(value) if info else value, cell.id))
+        for cell_id in collapsed_cells:
+            self.log(f"    {cell_id} collapsed (its images are far more alike than real ones)")
         if not scored:
+            usable = [c.id for c in gen_cells if c.id not in collapsed_cells]
+            if not usable:
+                self.log(
+                    f"    every generator of {variant.name} collapsed: no synthetic images "
+                    "are drawn for it, and its synthetic cells are skipped"
+                )
+                return None
             self.log(
                 f"    no generator of {variant.name} logged {metric!r}; using the first one "
-                f"({gen_cells[0].id}) for synthetic images"
+                f"({usable[0]}) for synthetic images"
             )
-            return gen_cells[0].id
+            return usable[0]
         return min(scored)[1]
 
     def _synthetic(self, variant: Variant, generator_cell: str, amount: int) -> Path:
@@ -353,18 +352,13 @@ class StudyRunner:
         from cxrlab.data.packed import open_packed
 
         spec = self.spec
-        parts = [str(combo["arch"])]
-        parts += [
-            f"{'aug' if key == 'augment' else key}_{_slug(combo[key])}"
-            for key in spec.classifier_axes
-            if key != "arch"
-        ]
-        parts.append(f"syn_{combo['synthetic']}")
-        folder = f"clf/{variant.name}/{'-'.join(parts)}"
+        folder = self._classifier_folder(variant, combo)
         settings = {
             **spec.classifier_settings,
-            **{k: v for k, v in combo.items() if k != "synthetic"},
+            **{k: v for k, v in combo.items() if k not in ("synthetic", "control")},
         }
+        if combo["control"]:  # as many real positives, oversampled, as synthetic images
+            settings["oversample_positive"] = combo["synthetic"]
         if self.device != "auto":
             settings["device"] = self.device
         config = ClfConfig(
@@ -383,6 +377,8 @@ class StudyRunner:
             "synthetic_from": source,
             "explain": spec.explain,
         }
+        level = control_level(combo["synthetic"]) if combo["control"] else combo["synthetic"]
+        factors = {**{k: v for k, v in combo.items() if k != "control"}, "synthetic": level}
 
         def work() -> list[dict]:
             trained = train_classifier(config, resume=True, progress=self.progress)
@@ -408,12 +404,14 @@ class StudyRunner:
             rows = []
             for seed, seed_result in trained.seeds.items():
                 row = {
-                    **combo,
+                    **factors,
                     "synthetic_from": source,
                     "seed": seed,
                     "seconds": round(seed_result.seconds, 2),
                     "best_epoch": seed_result.best_epoch,
                     "threshold": seed_result.threshold,
+                    # what the best cell is chosen by: validation, never test
+                    "val_roc_auc": seed_result.val_auc,
                 }
                 row.update(_evaluation_columns("test", test.seeds[seed]))
                 if external is not None:
@@ -423,16 +421,30 @@ class StudyRunner:
 
         self._do(Cell(folder, "classifier", folder, identity), work)
 
+    def _classifier_folder(self, variant: Variant, combo: dict) -> str:
+        parts = [str(combo["arch"])]
+        parts += [
+            f"{'aug' if key == 'augment' else key}_{_slug(combo[key])}"
+            for key in self.spec.classifier_axes
+            if key != "arch"
+        ]
+        parts.append(f"syn_{combo['synthetic']}" + ("-oversampled" if combo["control"] else ""))
+        return f"clf/{variant.name}/{'-'.join(parts)}"
+
     def planned_cells(self) -> int:
         """How many cells the whole study has (the dataset, variants, generators...)."""
         spec = self.spec
         variants = len(spec.variants())
         generators = len(spec.generators) * len(spec.gen_augment)
         synthetic = sum(1 for amount in spec.synthetic_amounts if amount > 0)
-        return 1 + variants * (1 + generators + synthetic + len(spec.classifier_grid()))
+        planned = 1 + variants * (1 + generators + synthetic + len(spec.classifier_grid()))
+        return planned - len(self.skipped)
 
     # -------------------------------------------------------------- the study
     def run(self) -> StudyResult:
+        from cxrlab.utils.device import resolve_device
+
+        resolve_device(self.device)  # --device cuda without CUDA fails before any work
         began = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
         if not (self.out / "spec.yaml").is_file():
@@ -462,19 +474,25 @@ class StudyRunner:
                 self.selected[variant.name] = chosen
             for combo in self.spec.classifier_grid():
                 synthetic = None
-                if combo["synthetic"] > 0:
+                needs_images = combo["synthetic"] > 0 and not combo["control"]
+                if needs_images and chosen is None:
+                    self.skipped[self._classifier_folder(variant, combo)] = (
+                        "every generator of the variant collapsed"
+                    )
+                    continue
+                if needs_images:
                     synthetic = self._synthetic(variant, chosen, combo["synthetic"])
                 self._classifier(
                     packs[variant.name],
                     variant,
                     combo,
                     synthetic,
-                    chosen if combo["synthetic"] > 0 else "",
+                    chosen if needs_images else "",
                 )
         self.result.seconds = time.perf_counter() - began
         shutil.copyfile(self.spec.path, self.out / "spec.yaml")  # the spec that finished it
         self.result.results = self._write_results()
-        self._write_status(wall_seconds=self.result.seconds)
+        self._write_status()
         return self.result
 
     def _preflight(self) -> None:
@@ -495,7 +513,7 @@ class StudyRunner:
         from cxrlab.clf.models import pretrained_weights
 
         for combo in spec.classifier_grid():
-            values = {k: v for k, v in combo.items() if k != "synthetic"}
+            values = {k: v for k, v in combo.items() if k not in ("synthetic", "control")}
             config = ClfConfig(data="", out="", **{**spec.classifier_settings, **values})
             pretrained_weights(config.arch, config.resolved_pretrained)
 
@@ -529,7 +547,7 @@ class StudyRunner:
         atomic_write_text(self.out / RESULTS, table.to_csv(index=False, lineterminator="\n"))
         return table
 
-    def _write_status(self, wall_seconds: float | None = None) -> None:
+    def _write_status(self) -> None:
         from cxrlab.utils.device import resolve_device
 
         spec = self.spec
@@ -540,15 +558,18 @@ class StudyRunner:
             "spec": str(spec.path),
             "updated": _now(),
             "device": str(resolve_device(self.device)),
-            "wall_seconds": wall_seconds
-            if wall_seconds is not None
-            else self.previous.get("wall_seconds"),
+            # the time every finished cell took, over all invocations (a no-op rerun adds 0)
+            "wall_seconds": round(
+                sum(float(r.get("seconds") or 0) for r in self.records.values()), 2
+            ),
+            "skipped_cells": self.skipped,
             "axes": {
                 "preprocess": list(spec.preprocess_axes),
                 "generator": ["generator", "gen_augment"],
                 "classifier": [*spec.classifier_axes, "synthetic"],
             },
             "select_by": spec.select_by,
+            "collapse_ratio": spec.collapse_ratio,
             "planned_cells": self.planned_cells(),
             "selected_generators": self.selected,
             "cells": self._cell_status(),

@@ -21,10 +21,12 @@ a one-level axis) and the runner crosses the axes of a section::
       label: positive
       steps: 300
       metrics: [swd, diversity]
-      select_by: swd            # which generator of a variant is "best"
+      select_by: swd            # which generator of a variant is "best", on validation images
+      collapse_ratio: 1.5       # generated MS-SSIM above 1.5x real's: collapsed, never chosen
     synthetic:
       amounts: [0, 100]         # synthetic COVID-positive images added to training
       from: best                # or a generator run name
+      control: true             # also each amount as real positives oversampled (control arm)
     classifier:                 # `cxrlab clf train` options; lists are axes
       arch: [simple-cnn]
       augment: [none, mild]
@@ -63,8 +65,6 @@ PREPROCESS_FIELDS = {
 }
 #: Classifier fields that may be grid axes (the others are plain settings).
 CLASSIFIER_AXES = ("arch", "augment", "balance", "head", "pretrained")
-#: Higher is better for these generator metrics; lower for the others (fid, kid, swd...).
-HIGHER_IS_BETTER = {"is", "precision", "recall", "density", "coverage"}
 #: GenConfig fields a spec may not set: the runner decides them.
 _GEN_RUNNER_FIELDS = {"data", "out", "size_px", "augment", "resume"}
 _CLF_RUNNER_FIELDS = {"data", "out", "synthetic", "synthetic_ratio"}
@@ -126,9 +126,11 @@ class StudySpec:
     gen_augment: list[str | None]
     gen_settings: dict
     select_by: str
+    collapse_ratio: float | None
     synthetic_amounts: list[int]
     synthetic_from: str
     synthetic_label: str
+    synthetic_control: bool
     classifier_axes: dict[str, list]
     classifier_settings: dict
     explain: int
@@ -147,12 +149,17 @@ class StudySpec:
         ]
 
     def classifier_grid(self) -> list[dict]:
-        """Every combination of the classifier axes and synthetic amounts."""
+        """Every combination of the classifier axes and synthetic amounts; with
+        ``synthetic.control``, each amount also as its control arm (``control: True``:
+        that many real positives oversampled instead of synthetic images)."""
         keys = list(self.classifier_axes)
         grid = []
         for combo in itertools.product(*self.classifier_axes.values()):
             for amount in self.synthetic_amounts:
-                grid.append({**dict(zip(keys, combo, strict=True)), "synthetic": amount})
+                values = dict(zip(keys, combo, strict=True))
+                grid.append({**values, "synthetic": amount, "control": False})
+                if self.synthetic_control and amount > 0:
+                    grid.append({**values, "synthetic": amount, "control": True})
         return grid
 
 
@@ -176,12 +183,40 @@ def _check_keys(section: dict, allowed: set[str], where: str, path: Path) -> Non
         )
 
 
+class _Problems:
+    """Collects every problem of a spec, so one run of ``load_spec`` names them all."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.messages: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.messages.append(message)
+
+    def check(self, function, *args, **kwargs):
+        """Run a check; a SpecError it raises is recorded (None returned) instead."""
+        try:
+            return function(*args, **kwargs)
+        except SpecError as error:
+            self.add(str(error).removeprefix(f"{self.path}: "))
+            return None
+
+    def raise_any(self) -> None:
+        if len(self.messages) == 1:
+            raise SpecError(f"{self.path}: {self.messages[0]}")
+        if self.messages:
+            listed = "".join(f"\n  - {m}" for m in self.messages)
+            raise SpecError(f"{self.path}: {len(self.messages)} problems:{listed}")
+
+
 def _parse_generators(section: dict, path: Path) -> tuple[list[GeneratorSetting], dict]:
     runs = section.pop("runs", None) or []
     if not isinstance(runs, list):
         raise SpecError(f"{path}: 'generators.runs' must be a list of named settings")
     allowed = set(GenConfig.__dataclass_fields__) - _GEN_RUNNER_FIELDS
-    settings = {k: v for k, v in section.items() if k not in ("augment", "select_by")}
+    settings = {
+        k: v for k, v in section.items() if k not in ("augment", "select_by", "collapse_ratio")
+    }
     _check_keys(settings, allowed, "generators", path)
     generators, names = [], set()
     for number, entry in enumerate(runs, start=1):
@@ -208,8 +243,70 @@ def _parse_generators(section: dict, path: Path) -> tuple[list[GeneratorSetting]
     return generators, settings
 
 
+def _metric_names(value: Any) -> list[str]:
+    names = value.split(",") if isinstance(value, str) else list(value or [])
+    return [str(n).strip() for n in names if str(n).strip()]
+
+
+def _check_selection(
+    generators: list[GeneratorSetting], settings: dict, select_by: str, path: Path
+) -> None:
+    """``select_by`` must be a comparable value that every generator measures.
+
+    A generator without ``metrics`` measures ``select_by``'s metric; every generator also
+    measures ``diversity`` (the collapse check, pixel-based and cheap), added here.
+    """
+    from cxrlab.metrics.registry import VALUES, metric_of_value, value_info
+
+    info = value_info(select_by)
+    if info is None or not info.comparable:
+        comparable = sorted(v.name for v in VALUES.values() if v.comparable)
+        raise SpecError(
+            f"{path}: generators.select_by {select_by!r} is not a value generators can be "
+            f"chosen by; choose one of {', '.join(comparable)}"
+        )
+    wanted = metric_of_value(select_by)
+    common = _metric_names(settings.get("metrics"))
+    for generator in generators:
+        names = _metric_names(generator.settings.get("metrics", settings.get("metrics")))
+        if not names:
+            names = [wanted]
+        elif wanted not in names:
+            raise SpecError(
+                f"{path}: generators.select_by is {select_by!r}, but generator "
+                f"{generator.name!r} measures only {', '.join(names)}; add {wanted!r} to its "
+                "metrics or choose by one of them"
+            )
+        generator.settings["metrics"] = list(dict.fromkeys([*names, "diversity"]))
+    if common and wanted not in common:
+        settings["metrics"] = list(dict.fromkeys([*common, "diversity"]))
+
+
+def _check_synthetic_label(
+    generators: list[GeneratorSetting], settings: dict, label: str, path: Path
+) -> None:
+    """Every generator synthetic images may come from must draw ``label`` images."""
+    from cxrlab.gen.models import build_model
+    from cxrlab.gen.sampling import sampling_label
+
+    conditional: dict[str, bool] = {}
+    for generator in generators:
+        model = generator.settings["model"]
+        if model not in conditional:
+            conditional[model] = build_model(model, 32).conditional
+        trained = generator.settings.get("label", settings.get("label"))
+        try:
+            sampling_label(conditional[model], trained, label)
+        except CxrlabError as error:
+            raise SpecError(
+                f"{path}: synthetic.label {label!r} and generator {generator.name!r}: {error}"
+            ) from None
+
+
 def load_spec(path: str | Path) -> StudySpec:
-    """Read and check a spec file; every mistake is a :class:`SpecError` naming the field."""
+    """Read and check a spec file: types, values, source formats, and that the choices
+    it asks for can be made; every problem is named (the file, the field), all at once,
+    in one :class:`SpecError` before anything is written."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"study spec {path} not found")
@@ -219,20 +316,34 @@ def load_spec(path: str | Path) -> StudySpec:
         raise SpecError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a study spec is a mapping of sections")
-    _check_keys(
+    problems = _Problems(path)
+    problems.check(
+        _check_keys,
         raw,
         {"name", "description", "data", "preprocess", "generators", "synthetic", "classifier"},
         "the top level",
         path,
     )
-    data = _section(raw, "data", path, required=True)
+    data = problems.check(_section, raw, "data", path, required=True) or {}
     split = dict(data.pop("split", None) or {})
-    _check_keys(split, {"ratios", "seed", "holdout_source"}, "data.split", path)
-    if not data.get("sources"):
-        raise SpecError(f"{path}: 'data.sources' must list at least one source")
+    problems.check(_check_keys, split, {"ratios", "seed", "holdout_source"}, "data.split", path)
+    sources = data.get("sources")
+    if not sources:
+        problems.add("'data.sources' must list at least one source")
+    else:
+        from cxrlab.data.sources import IMPORTERS
 
-    preprocess = _section(raw, "preprocess", path)
-    _check_keys(preprocess, set(PREPROCESS_FIELDS), "preprocess", path)
+        for number, source in enumerate(as_levels(sources), start=1):
+            form = source.get("format") if isinstance(source, dict) else None
+            if form not in IMPORTERS:
+                problems.add(
+                    f"data.sources[{number}]: unknown format {form!r}; choose one of "
+                    f"{', '.join(sorted(IMPORTERS))}"
+                )
+
+    preprocess = problems.check(_section, raw, "preprocess", path) or {}
+    problems.check(_check_keys, preprocess, set(PREPROCESS_FIELDS), "preprocess", path)
+    preprocess = {k: v for k, v in preprocess.items() if k in PREPROCESS_FIELDS}
     preprocess.setdefault("size", 64)
     axes = {k: as_levels(preprocess[k]) for k in PREPROCESS_FIELDS if k in preprocess}
     for variant_values in itertools.product(*axes.values()):
@@ -240,34 +351,65 @@ def load_spec(path: str | Path) -> StudySpec:
         try:
             PreprocessOptions(**{PREPROCESS_FIELDS[k]: v for k, v in values.items()})
         except (CxrlabError, TypeError, ValueError) as error:
-            raise SpecError(f"{path}: preprocess {values}: {error}") from None
+            problems.add(f"preprocess {values}: {error}")
+            break
 
-    gen_section = _section(raw, "generators", path)
+    gen_section = problems.check(_section, raw, "generators", path) or {}
     gen_augment = [
         None if a in (None, "none") else a for a in as_levels(gen_section.get("augment"))
     ]
     select_by = str(gen_section.get("select_by", "swd"))
-    generators, gen_settings = _parse_generators(gen_section, path)
+    from cxrlab.study.findings import COLLAPSE_MS_SSIM_RATIO
 
-    synthetic = _section(raw, "synthetic", path)
-    _check_keys(synthetic, {"amounts", "from", "label"}, "synthetic", path)
-    amounts = [int(a) for a in as_levels(synthetic.get("amounts", 0))]
+    collapse_ratio = gen_section.get("collapse_ratio", COLLAPSE_MS_SSIM_RATIO)
+    if collapse_ratio is not None and (
+        isinstance(collapse_ratio, bool)
+        or not isinstance(collapse_ratio, (int, float))
+        or collapse_ratio <= 1
+    ):
+        problems.add(
+            f"generators.collapse_ratio must be a number above 1 (or null: no collapse "
+            f"check), got {collapse_ratio!r}"
+        )
+    generators, gen_settings = problems.check(_parse_generators, gen_section, path) or ([], {})
+
+    synthetic = problems.check(_section, raw, "synthetic", path) or {}
+    problems.check(
+        _check_keys, synthetic, {"amounts", "from", "label", "control"}, "synthetic", path
+    )
+    amounts: list[int] = []
+    try:
+        amounts = [int(a) for a in as_levels(synthetic.get("amounts", 0))]
+    except (TypeError, ValueError):
+        problems.add(f"synthetic.amounts must be whole numbers, got {synthetic.get('amounts')!r}")
     if any(a < 0 for a in amounts):
-        raise SpecError(f"{path}: synthetic.amounts must be >= 0, got {amounts}")
+        problems.add(f"synthetic.amounts must be >= 0, got {amounts}")
     synthetic_from = str(synthetic.get("from", "best"))
-    if any(amounts) and not generators:
-        raise SpecError(
-            f"{path}: synthetic.amounts asks for synthetic images but no generators run"
-        )
+    synthetic_label = str(synthetic.get("label", "positive"))
+    control = synthetic.get("control", False)
+    if not isinstance(control, bool):
+        problems.add(f"synthetic.control must be true or false, got {control!r}")
+    if any(amounts) and not generators and not problems.messages:
+        problems.add("synthetic.amounts asks for synthetic images but no generators run")
     if synthetic_from != "best" and synthetic_from not in {g.name for g in generators}:
-        raise SpecError(
-            f"{path}: synthetic.from {synthetic_from!r} is neither 'best' nor a generator run name"
+        problems.add(
+            f"synthetic.from {synthetic_from!r} is neither 'best' nor a generator run name"
         )
+    if generators:
+        problems.check(_check_selection, generators, gen_settings, select_by, path)
+        if any(amounts):
+            chosen = [g for g in generators if synthetic_from in ("best", g.name)]
+            problems.check(_check_synthetic_label, chosen, gen_settings, synthetic_label, path)
 
-    classifier = _section(raw, "classifier", path)
-    explain = int(classifier.pop("explain", 0))
+    classifier = problems.check(_section, raw, "classifier", path) or {}
+    try:
+        explain = int(classifier.pop("explain", 0))
+    except (TypeError, ValueError):
+        problems.add("classifier.explain must be a whole number of images")
+        explain = 0
     allowed = set(ClfConfig.__dataclass_fields__) - _CLF_RUNNER_FIELDS
-    _check_keys(classifier, allowed, "classifier", path)
+    problems.check(_check_keys, classifier, allowed, "classifier", path)
+    classifier = {k: v for k, v in classifier.items() if k in allowed}
     classifier.setdefault("arch", "simple-cnn")
     classifier_axes = {k: as_levels(classifier.pop(k)) for k in CLASSIFIER_AXES if k in classifier}
     for combo in itertools.product(*classifier_axes.values()):
@@ -275,7 +417,9 @@ def load_spec(path: str | Path) -> StudySpec:
         try:
             ClfConfig(data="", out="", **values, **classifier)
         except (CxrlabError, TypeError) as error:
-            raise SpecError(f"{path}: classifier {values}: {error}") from None
+            problems.add(f"classifier {values}: {error}")
+            break
+    problems.raise_any()
     return StudySpec(
         path=path.resolve(),
         name=str(raw.get("name") or path.stem),
@@ -287,9 +431,11 @@ def load_spec(path: str | Path) -> StudySpec:
         gen_augment=gen_augment,
         gen_settings=gen_settings,
         select_by=select_by,
+        collapse_ratio=None if collapse_ratio is None else float(collapse_ratio),
         synthetic_amounts=amounts,
         synthetic_from=synthetic_from,
-        synthetic_label=str(synthetic.get("label", "positive")),
+        synthetic_label=synthetic_label,
+        synthetic_control=bool(control),
         classifier_axes=classifier_axes,
         classifier_settings=classifier,
         explain=explain,

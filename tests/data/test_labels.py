@@ -112,7 +112,8 @@ def test_synthetic_sub_folders_use_the_same_vocabulary(tmp_path):
         (tmp_path / "syn" / name).mkdir(parents=True)
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "syn" / name / "a.png")
     _, frame = _synthetic_dir(tmp_path / "syn")
-    covid = dict(zip(frame["id"].str.split(":").str[-1].str.split("/").str[0], frame["covid"]))
+    folders = frame["id"].str.split(":").str[-1].str.split("/").str[0]
+    covid = dict(zip(folders, frame["covid"], strict=True))
     assert covid == {"COVID-19": 1, "Non-COVID": 0, "normal": 0}
     (tmp_path / "syn" / "samples").mkdir()
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "syn" / "samples" / "b.png")

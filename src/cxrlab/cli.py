@@ -261,7 +261,7 @@ def data_split(
         str,
         typer.Option(
             metavar="TRAIN VAL [TEST]",
-            help="Train, validation [and test] shares summing to 1: --ratios 0.6 0.2 0.2 "
+            help="Train, validation and (optional) test shares summing to 1: --ratios 0.6 0.2 0.2 "
             "or --ratios 0.6,0.2,0.2 (2 values: no test split).",
         ),
     ] = "0.6,0.2,0.2",

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from cxrlab.cli import app
@@ -132,3 +133,227 @@ def test_preprocess_augment_show_cli(tmp_path):
         app, ["data", "preprocess", str(dataset), "--size", "8", "--out", str(tmp_path / "bad")]
     )
     assert result.exit_code == 2 and "--size must be 32..1024" in result.output
+
+
+# ------------------------------------------------ nothing a user does by mistake loses data
+
+
+def _snapshot(root):
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A split sample dataset X, its PACKED P, an augmented P2, a label file, a spec, stats."""
+    root = tmp_path_factory.mktemp("ws")
+    invoke = lambda *args: runner.invoke(app, [str(a) for a in args])  # noqa: E731
+    assert invoke("data", "import", "sample", "--out", root / "X", "-q").exit_code == 0
+    assert invoke("data", "split", root / "X").exit_code == 0
+    assert (
+        invoke(
+            "data", "preprocess", root / "X", "--size", "32", "--out", root / "P", "-q"
+        ).exit_code
+        == 0
+    )
+    assert (
+        invoke(
+            "data", "augment", root / "P", "--per-image", "1", "--out", root / "P2", "-q"
+        ).exit_code
+        == 0
+    )
+    assert invoke("data", "stats", root / "X", "--out", root / "S").exit_code == 0
+    make_bad_input_folders(root / "SRC")
+    (root / "labels.txt").write_text("COVID 1 COVID(1).png positive sirm\n1 a.png negative cohen\n")
+    (root / "other.txt").write_text("my notes\n")
+    (root / "spec.yaml").write_text("sources:\n  - format: sample\n")
+    return root
+
+
+def _guard_cases(ws):
+    return [
+        # (command, the folder/file the message must name)
+        (["data", "import", "folders", ws / "SRC", "--out", ws / "SRC"], ws / "SRC"),
+        (["data", "import", "folders", ws / "SRC", "--out", ws / "P"], ws / "P"),
+        (["data", "import", "sample", "--out", ws / "X"], ws / "X"),  # a split dataset
+        (["data", "build", ws / "spec.yaml", "--out", ws / "spec.yaml"], ws / "spec.yaml"),
+        (["data", "build", ws / "spec.yaml", "--out", ws / "P"], ws / "P"),
+        (
+            ["data", "repair-covidx", ws / "labels.txt", "--out", ws / "labels.txt"],
+            ws / "labels.txt",
+        ),
+        (["data", "repair-covidx", ws / "labels.txt", "--out", ws / "P"], ws / "P"),
+        (["data", "repair-covidx", ws / "labels.txt", "--out", ws / "other.txt"], ws / "other.txt"),
+        (["data", "preprocess", ws / "X", "--size", "32", "--out", ws / "X"], ws / "X"),
+        (["data", "preprocess", ws / "X", "--size", "32", "--out", ws / "S"], ws / "S"),
+        (
+            [
+                "data",
+                "preprocess",
+                ws / "X",
+                "--size",
+                "32",
+                "--equalize",
+                "clahe",
+                "--out",
+                ws / "P",
+            ],
+            ws / "P",
+        ),
+        (["data", "augment", ws / "P", "--out", ws / "P"], ws / "P"),
+        (["data", "augment", ws / "P", "--out", ws / "X"], ws / "X"),
+        (["data", "augment", ws / "P", "--per-image", "3", "--out", ws / "P2"], ws / "P2"),
+        (["data", "show", ws / "P", "--out", ws / "P"], ws / "P"),
+        (["data", "show", ws / "P", "--out", ws / "X"], ws / "X"),
+        (["data", "stats", ws / "X", "--out", ws / "X"], ws / "X"),
+        (["data", "stats", ws / "X", "--out", ws / "P"], ws / "P"),
+    ]
+
+
+def test_no_writing_data_command_replaces_its_input_or_another_kind(workspace):
+    before = _snapshot(workspace)
+    for args, named in _guard_cases(workspace):
+        result = runner.invoke(app, [str(a) for a in args] + ["-q"])
+        assert result.exit_code == 2, (args, result.output)
+        assert "error:" in result.output and str(named) in result.output, result.output
+        assert "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert _snapshot(workspace) == before, args
+
+
+def test_force_replaces_another_kind_but_never_an_input(tmp_path):
+    root = make_bad_input_folders(tmp_path / "SRC")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.docx").write_text("x")
+    args = ["data", "import", "folders", str(root), "-q", "--max-pixels", "4000000"]
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "mine")]).exit_code == 2
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "mine"), "--force"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "mine" / "notes.docx").exists()
+    result = runner.invoke(app, [*args, "--out", str(root / "COVID"), "--force"])
+    assert result.exit_code == 2 and "is inside the input" in result.output
+
+
+def test_a_packed_whose_manifest_changed_is_not_identical(workspace, tmp_path):
+    import shutil
+
+    packed = tmp_path / "P"
+    shutil.copytree(workspace / "P", packed)
+    args = ["data", "preprocess", str(workspace / "X"), "--size", "32", "--out", str(packed), "-q"]
+    assert "identical packed dataset already exists" in runner.invoke(app, args).output
+    manifest = (packed / "manifest.csv").read_text()
+    (packed / "manifest.csv").write_text(manifest.replace(",train,", ",test,", 1))
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "manifest.csv changed after packing" in result.output
+    result = runner.invoke(app, [*args, "--force"])
+    assert result.exit_code == 0 and "packed 150 images" in result.output
+    assert (packed / "manifest.csv").read_text() == manifest
+
+
+def test_augmenting_an_augmented_packed_augments_originals_only(workspace, tmp_path):
+    from cxrlab.data.packed import open_packed
+
+    out = tmp_path / "P3"
+    result = runner.invoke(
+        app, ["data", "augment", str(workspace / "P2"), "--per-image", "2", "--out", str(out), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    first, second = open_packed(workspace / "P2").manifest, open_packed(out).manifest
+    n_train = int(((first["augmented"] == "0") & (first["split"] == "train")).sum())
+    copies = second[second["augmented"] == "1"]
+    assert len(copies) == n_train * (1 + 2)  # P2's copies carried, 2 new per original
+    assert not copies["parent_id"].str.contains("#aug").any()
+    assert (
+        f"{(first['augmented'] == '0').sum()} originals + {len(copies)} augmented" in result.output
+    )
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["data", "repair-covidx", "nope.txt", "--out", "x.txt"], "nope.txt not found"),
+        (["data", "show", "{P}", "--n", "0", "--out", "{tmp}/g.png"], "--n must be at least 1"),
+        (
+            ["data", "import", "folders", "{SRC}", "--patient-regex", r"p\d+", "--out", "{tmp}/d"],
+            "has no group",
+        ),
+        (
+            ["data", "import", "folders", "{SRC}", "--patient-regex", "(", "--out", "{tmp}/d"],
+            "is not a regular expression",
+        ),
+        (
+            [
+                "data",
+                "import",
+                "folders",
+                "{SRC}",
+                "--patient-regex",
+                r"^(zzz\d+)",
+                "--out",
+                "{tmp}/d",
+            ],
+            "matched none of the 15",
+        ),
+    ],
+)
+def test_mistakes_are_one_line_errors_not_tracebacks(workspace, tmp_path, args, words):
+    fill = {"P": workspace / "P", "SRC": workspace / "SRC", "tmp": tmp_path}
+    result = runner.invoke(app, [a.format(**fill) for a in args] + ["-q"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and words in result.output
+    assert (
+        "Traceback" not in result.output
+        and result.exception is None
+        or isinstance(result.exception, SystemExit)
+    )
+
+
+def test_a_regex_matching_some_files_says_how_many(workspace, tmp_path):
+    result = runner.invoke(
+        app,
+        ["data", "import", "folders", str(workspace / "SRC"), "--patient-regex", r"^(cmyk)",
+         "--out", str(tmp_path / "d"), "-q", "--max-pixels", "4000000"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "warning: --patient-regex '^(cmyk)' matched 1 of 15 file names" in result.output
+
+
+def test_an_import_that_accepts_almost_nothing_warns_with_the_likely_fix(tmp_path):
+    labels = tmp_path / "train.txt"
+    labels.write_text(
+        "".join(f"p{i} img{i}.png {'positive' if i % 2 else 'negative'} sirm\n" for i in range(30))
+    )
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(
+        app, ["data", "import", "covidx", str(labels), "--images", str(tmp_path / "empty"), "--out", str(tmp_path / "d"), "-q"]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "30 inputs = 0 accepted + 30 rejected" in result.output
+    assert (
+        "warning: none of 30 inputs accepted; most were rejected as 'missing' (30)" in result.output
+    )
+    assert "--images" in result.output
+    info = json.loads((tmp_path / "d" / "dataset.json").read_text())
+    assert info["warnings"] and "missing" in info["warnings"][0]
+
+
+def test_split_and_stats_take_quiet(workspace, tmp_path):
+    import shutil
+
+    shutil.copytree(workspace / "X", tmp_path / "X")
+    assert runner.invoke(app, ["data", "split", str(tmp_path / "X"), "-q"]).exit_code == 0
+    assert runner.invoke(app, ["data", "stats", str(tmp_path / "X"), "-q"]).exit_code == 0
+    assert (tmp_path / "X" / "stats" / "stats.json").is_file()
+
+
+def test_loader_refuses_an_unknown_normalization_at_construction(tmp_path):
+    from cxrlab.data.loader import packed_loader
+    from cxrlab.errors import CxrlabError
+    from factory import make_packed
+
+    packed = make_packed(tmp_path / "P")
+    with pytest.raises(CxrlabError, match="minmax"):
+        packed_loader(packed, normalize="minmax")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from cxrlab import __version__
 from cxrlab.cli_common import Quiet, friendly_errors
@@ -70,6 +71,53 @@ class SourceFormat(str, Enum):
 Workers = Annotated[
     int | None, typer.Option(help="Decoding processes (default: all cores, or $CXRLAB_WORKERS).")
 ]
+Force = Annotated[
+    bool,
+    typer.Option(
+        help="Replace an existing --out of another kind or made with other settings "
+        "(never one of the inputs)."
+    ),
+]
+
+
+def _warn(warnings: list[str]) -> None:
+    """Print each warning as one loud yellow line on stderr."""
+    for warning in warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+
+
+def _is_number_list(argument: str) -> bool:
+    parts = [p for p in argument.split(",") if p]
+    try:
+        [float(p) for p in parts]
+    except ValueError:
+        return False
+    return bool(parts)
+
+
+class RatiosCommand(TyperCommand):
+    """Accepts ``--ratios 0.6 0.2 0.2``, ``--ratios 0.6,0.2,0.2`` and ``--ratios=0.6,0.2,0.2``.
+
+    Click options take a fixed number of values, so the numbers following ``--ratios``
+    are joined into one comma-separated value before parsing.
+    """
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        rewritten: list[str] = []
+        index = 0
+        while index < len(args):
+            argument = args[index]
+            index += 1
+            name, equals, inline = argument.partition("=")
+            if name != "--ratios":
+                rewritten.append(argument)
+                continue
+            values = [inline] if equals else []
+            while index < len(args) and _is_number_list(args[index]):
+                values.append(args[index])
+                index += 1
+            rewritten += ["--ratios", ",".join(values)] if values else ["--ratios"]
+        return super().parse_args(ctx, rewritten)
 
 
 @data_app.command("import")
@@ -86,7 +134,11 @@ def data_import(
         "dataset"
     ),
     views: Annotated[
-        str, typer.Option(help="ieee8023: comma-separated views to keep.")
+        str,
+        typer.Option(
+            help="ieee8023, figure1, actualmed: comma-separated views to keep "
+            "(others are rejected as 'view not selected')."
+        ),
     ] = "PA,AP,AP Supine",
     images: Annotated[
         Path | None, typer.Option(help="covidx: the folder holding the images of the label file.")
@@ -109,6 +161,7 @@ def data_import(
         int, typer.Option(help="Images with more pixels are rejected as decompression bombs.")
     ] = 64_000_000,
     workers: Workers = None,
+    force: Force = False,
     quiet: Quiet = False,
 ) -> None:
     """Import one public source into a dataset folder (manifest.csv + rejects.csv).
@@ -120,7 +173,7 @@ def data_import(
     from cxrlab.data.api import import_source
 
     options: dict = {}
-    if format_name == SourceFormat.ieee8023:
+    if format_name in (SourceFormat.ieee8023, SourceFormat.figure1, SourceFormat.actualmed):
         options["views"] = [v.strip() for v in views.split(",") if v.strip()]
     if format_name == SourceFormat.covidx:
         options["images"] = images
@@ -139,9 +192,11 @@ def data_import(
         max_pixels=max_pixels,
         workers=workers,
         progress=not quiet,
+        force=force,
         **options,
     )
     typer.echo(report.summary())
+    _warn(report.warnings)
 
 
 @data_app.command("build")
@@ -152,6 +207,7 @@ def data_build(
         "dataset"
     ),
     workers: Workers = None,
+    force: Force = False,
     quiet: Quiet = False,
 ) -> None:
     """Merge several sources into one dataset, the way COVIDx is assembled.
@@ -161,7 +217,9 @@ def data_build(
     """
     from cxrlab.data.api import build_dataset
 
-    typer.echo(build_dataset(spec, out, workers=workers, progress=not quiet).summary())
+    report = build_dataset(spec, out, workers=workers, progress=not quiet, force=force)
+    typer.echo(report.summary())
+    _warn(report.warnings)
 
 
 @data_app.command("repair-covidx")
@@ -169,6 +227,10 @@ def data_build(
 def data_repair_covidx(
     label_file: Annotated[Path, typer.Argument(help="A COVIDx label file of any version.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Repaired label file to write.")],
+    force: Annotated[
+        bool, typer.Option(help="Replace an existing, different --out file (never the input).")
+    ] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Write a COVIDx label file with exactly 4 fields per line (id filename label source).
 
@@ -176,7 +238,7 @@ def data_repair_covidx(
     """
     from cxrlab.data.sources.covidx import repair_covidx
 
-    counts = repair_covidx(label_file, out)
+    counts = repair_covidx(label_file, out, force=force)
     typer.echo(
         f"{out}: {counts['lines']} lines in and out, {counts['repaired']} repaired, "
         f"{counts['unchanged']} unchanged"
@@ -187,7 +249,7 @@ class SplitBy(str, Enum):
     patient = "patient"
 
 
-@data_app.command("split")
+@data_app.command("split", cls=RatiosCommand)
 @friendly_errors
 def data_split(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
@@ -196,19 +258,39 @@ def data_split(
         typer.Option(help="Grouping unit; duplicates of one image are always kept together too."),
     ] = SplitBy.patient,
     ratios: Annotated[
-        tuple[float, float, float], typer.Option(help="Train, validation and test ratios.")
-    ] = (0.6, 0.2, 0.2),
+        str,
+        typer.Option(
+            metavar="TRAIN VAL [TEST]",
+            help="Train, validation and (optional) test shares summing to 1: --ratios 0.6 0.2 0.2 "
+            "or --ratios 0.6,0.2,0.2 (2 values: no test split).",
+        ),
+    ] = "0.6,0.2,0.2",
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same split.")] = 0,
     holdout_source: Annotated[
         str | None, typer.Option(help="Put this whole source into an 'external' test split.")
     ] = None,
+    quiet: Quiet = False,
 ) -> None:
-    """Split a dataset into train/val/test, stratified by label, with no patient in two splits."""
-    from cxrlab.data.api import split_dataset
+    """Split a dataset into train/val/test, stratified by label, with no patient in two splits.
 
-    report = split_dataset(dataset, ratios, seed=seed, holdout_source=holdout_source)
+    Each split gets at least one patient group of each class when there are enough;
+    otherwise a warning names the split that lacks one (also kept in dataset.json).
+    """
+    from cxrlab.data.api import split_dataset
+    from cxrlab.data.split import parse_ratios
+
+    report = split_dataset(dataset, parse_ratios(ratios), seed=seed, holdout_source=holdout_source)
     typer.echo(f"{dataset}: {report.n_groups} patient/duplicate groups")
     typer.echo(report.summary())
+    if holdout_source:
+        followers = report.external_followers
+        detail = ", ".join(f"{source} {n}" for source, n in followers.items())
+        typer.echo(
+            f"external: {holdout_source} plus {sum(followers.values())} images of other "
+            "sources that share a patient or duplicate group with it"
+            + (f" ({detail})" if detail else "")
+        )
+    _warn(report.warnings)
 
 
 @data_app.command("stats")
@@ -219,12 +301,14 @@ def data_stats(
         Path | None,
         typer.Option("--out", "-o", help="Folder for PNG + JSON (default DATASET/stats)."),
     ] = None,
+    force: Force = False,
+    quiet: Quiet = False,
 ) -> None:
     """Class balance per split, image sizes and modes, sources x labels, duplicates."""
     from cxrlab.data.stats import format_stats, write_stats
 
     out = out or dataset / "stats"
-    stats = write_stats(dataset, out)
+    stats = write_stats(dataset, out, force=force)
     typer.echo(format_stats(stats))
     typer.echo(f"figures and stats.json in {out}")
 
@@ -283,7 +367,11 @@ def data_preprocess(
         typer.Option(help="Allow reduced-scale JPEG decoding when the output is much smaller."),
     ] = True,
     force: Annotated[
-        bool, typer.Option(help="Redo the work even if an identical PACKED exists.")
+        bool,
+        typer.Option(
+            help="Redo the work even if an identical PACKED exists; replace an --out of "
+            "another kind or made with other settings (never the input)."
+        ),
     ] = False,
     workers: Workers = None,
     quiet: Quiet = False,
@@ -328,7 +416,11 @@ def data_augment(
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     force: Annotated[
-        bool, typer.Option(help="Redo the work even if an identical result exists.")
+        bool,
+        typer.Option(
+            help="Redo the work even if an identical result exists; replace an --out of "
+            "another kind or made with other settings (never the input)."
+        ),
     ] = False,
     quiet: Quiet = False,
 ) -> None:
@@ -366,6 +458,10 @@ def data_show(
     index: Annotated[int, typer.Option(help="With --augment: which image (in the split).")] = 0,
     split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for the choice or the augmentation.")] = 0,
+    force: Annotated[
+        bool, typer.Option(help="Replace an --out that is not a file (never the input).")
+    ] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Write an image grid of a packed dataset, or of one image's augmented variants."""
     from cxrlab.data.show import show_packed
@@ -378,6 +474,7 @@ def data_show(
         index=index,
         split=split,
         seed=seed,
+        force=force,
     )
     typer.echo(f"wrote {path}")
 

@@ -11,6 +11,7 @@ from cxrlab.data.packed import open_packed, preprocess_dataset
 from cxrlab.data.show import show_packed
 from cxrlab.errors import CxrlabError, DatasetError
 from cxrlab.preprocess.transforms import PreprocessOptions
+from cxrlab.utils.outputs import OutputError
 from factory import rgb_png
 
 
@@ -50,8 +51,11 @@ def test_preprocess_shapes_order_and_reuse(dataset, tmp_path):
     assert again.reused
     preprocess_dataset(dataset, out, PreprocessOptions(size_px=32), progress=False, force=True)
     assert first == {name: (out / name).read_bytes() for name in first}
+    with pytest.raises(OutputError, match="another preprocessing options"):
+        preprocess_dataset(dataset, out, PreprocessOptions(size_px=32, equalize="hist"), progress=False)  # fmt: skip
+    assert first == {name: (out / name).read_bytes() for name in first}
     changed = preprocess_dataset(
-        dataset, out, PreprocessOptions(size_px=32, equalize="hist"), progress=False
+        dataset, out, PreprocessOptions(size_px=32, equalize="hist"), progress=False, force=True
     )
     assert not changed.reused
 

@@ -78,3 +78,38 @@ def test_rsna_layout_one_image_per_patient(tmp_path):
     }
     assert (manifest["covid"] == 0).all() and (manifest["bit_depth"] == 16).all()
     assert read_rejects(tmp_path / "ds")["reason"].tolist() == ["missing"]
+
+
+def test_partner_sources_keep_every_finding_and_frontal_views_only(tmp_path):
+    from typer.testing import CliRunner
+
+    from cxrlab.cli import app
+
+    root = tmp_path / "fig1"
+    (root / "images").mkdir(parents=True)
+    for name in ("P1", "P2", "P3", "P4"):
+        rgb_png(root / "images" / f"{name}.png")
+    pd.DataFrame(
+        {
+            "patientid": ["P1", "P2", "P3", "P4"],
+            "finding": ["Pneumonia, COVID-19", "COVID-19", "Pneumonia", "No finding"],
+            "view": ["PA", "L", "AP", "AP Supine"],
+            "modality": ["X-ray"] * 4,
+        }
+    ).to_csv(root / "metadata.csv", index=False, encoding="ISO-8859-1")
+    report = import_source("figure1", root, tmp_path / "ds", progress=False)
+    manifest, rejects = read_manifest(tmp_path / "ds"), read_rejects(tmp_path / "ds")
+    assert report.n_inputs == 4 == len(manifest) + len(rejects)
+    by_patient = manifest.set_index("patient_id")
+    assert by_patient.loc["figure1:P1", "covid"] == 1
+    assert by_patient.loc["figure1:P1", "finding"] == "Pneumonia, COVID-19"
+    assert by_patient.loc["figure1:P3", "label"] == "pneumonia"
+    assert rejects["reason"].tolist() == ["view not selected"]
+    assert "figure1:P2" not in set(manifest["patient_id"])
+
+    result = CliRunner().invoke(
+        app, ["data", "import", "figure1", str(root), "--views", "PA", "--out", str(tmp_path / "pa"), "-q"]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert read_manifest(tmp_path / "pa")["view"].tolist() == ["PA"]
+    assert (read_rejects(tmp_path / "pa")["reason"] == "view not selected").sum() == 3

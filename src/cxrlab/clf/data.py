@@ -23,14 +23,12 @@ import torch
 import torch.nn.functional as F
 
 from cxrlab.data.packed import Packed, open_packed
+from cxrlab.data.sources.labels import class_label
 from cxrlab.errors import DatasetError
 
 #: Manifest columns that mark generated rows (missing columns count as 0).
 GENERATED_COLUMNS = ("augmented", "synthetic")
 ORIGINS = ("real", "augmented", "synthetic", "oversampled")
-#: Sub-folder names of a synthetic DIR that state a label; flat PNGs are COVID-positive.
-NEGATIVE_FOLDERS = {"negative", "normal", "non-covid", "noncovid", "not-covid", "0"}
-POSITIVE_FOLDERS = {"positive", "covid", "covid-19", "covid19", "1"}
 EVAL_SPLITS = ("val", "test", "external", "all")
 
 
@@ -216,14 +214,9 @@ def _synthetic_dir(folder: Path) -> tuple[np.ndarray, pd.DataFrame]:
         relative = path.relative_to(folder)
         covid = 1
         if len(relative.parts) > 1:
-            label = relative.parts[0].lower()
-            if label in NEGATIVE_FOLDERS:
-                covid = 0
-            elif label not in POSITIVE_FOLDERS:
-                raise DatasetError(
-                    f"--synthetic {folder}: sub-folder {relative.parts[0]!r} states no label; "
-                    f"name it one of {sorted(POSITIVE_FOLDERS)} or {sorted(NEGATIVE_FOLDERS)}"
-                )
+            # the labels module's one vocabulary: positive/COVID-19, negative/normal/Non-COVID...
+            where = f"--synthetic {folder}: sub-folder {relative.parts[0]!r}"
+            covid = class_label(relative.parts[0], where)[1]
         pixels = read_image(path).pixels
         if pixels.dtype != np.uint8:
             pixels = (pixels >> 8).astype(np.uint8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -9,10 +10,12 @@ import yaml
 from cxrlab.data.duplicates import DEFAULT_NEAR_DISTANCE
 from cxrlab.data.ingest import IngestReport, ingest
 from cxrlab.data.io import DEFAULT_MAX_PIXELS
-from cxrlab.data.manifest import read_manifest, write_manifest
+from cxrlab.data.manifest import DATASET_JSON, read_dataset_info, read_manifest, write_manifest
 from cxrlab.data.sources import IMPORTERS
-from cxrlab.data.split import SplitReport, assign_splits, split_report
+from cxrlab.data.split import SPLIT_NAMES, SplitReport, parse_ratios, plan_splits, split_report
 from cxrlab.errors import DatasetError
+from cxrlab.utils.fs import atomic_write_text
+from cxrlab.utils.outputs import DATASET, PACKED, check_output, folder_kind
 
 
 def _importer(format_name: str):
@@ -34,12 +37,17 @@ def import_source(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int | None = None,
     progress: bool = True,
+    force: bool = False,
     **options,
 ) -> IngestReport:
     """Import one source (``ieee8023``, ``covidx``, ``folders``, ...) into dataset folder ``out``.
 
-    ``options`` go to the source's importer (``views=`` for ieee8023, ``images=`` for covidx...).
+    ``options`` go to the source's importer (``views=`` for ieee8023, figure1 and
+    actualmed, ``images=`` for covidx...). ``force`` replaces an ``out`` of another
+    kind, made with other settings, or split (never an input).
     """
+    inputs = [path, options.get("images")]
+    ingest_check_inputs(out, inputs)
     scan = _importer(format_name)(path, **options)
     return ingest(
         [scan],
@@ -49,11 +57,23 @@ def import_source(
         max_pixels=max_pixels,
         workers=workers,
         progress=progress,
+        force=force,
+        inputs=[p for p in inputs if p is not None],
     )
 
 
+def ingest_check_inputs(out: str | Path, inputs: list) -> None:
+    """Refuse, before reading anything, an ``out`` that is, lies inside or holds an input."""
+    check_output(out, kind=DATASET, inputs=inputs, force=True)
+
+
 def build_dataset(
-    spec_path: str | Path, out: str | Path, *, workers: int | None = None, progress: bool = True
+    spec_path: str | Path,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    force: bool = False,
 ) -> IngestReport:
     """Merge several sources named in a YAML spec into one dataset.
 
@@ -73,9 +93,22 @@ def build_dataset(
     spec_path = Path(spec_path)
     if not spec_path.is_file():
         raise DatasetError(f"spec {spec_path} not found")
-    spec = yaml.safe_load(spec_path.read_text()) or {}
+    ingest_check_inputs(out, [spec_path])
+    try:
+        spec = yaml.safe_load(spec_path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise DatasetError(f"spec {spec_path} is not valid YAML ({error})") from None
+    if not isinstance(spec, dict):
+        raise DatasetError(f"spec {spec_path} must be a mapping with a 'sources' list")
     return build_from_spec(
-        spec, out, base=spec_path.parent, where=str(spec_path), workers=workers, progress=progress
+        spec,
+        out,
+        base=spec_path.parent,
+        where=str(spec_path),
+        workers=workers,
+        progress=progress,
+        force=force,
+        inputs=[spec_path],
     )
 
 
@@ -87,6 +120,8 @@ def build_from_spec(
     where: str = "the spec",
     workers: int | None = None,
     progress: bool = True,
+    force: bool = False,
+    inputs: list[str | Path] | None = None,
 ) -> IngestReport:
     """:func:`build_dataset` on a spec already read: relative paths are relative to ``base``."""
     base = Path(base)
@@ -105,8 +140,13 @@ def build_from_spec(
         if "images" in entry:
             entry["images"] = (base / entry["images"]).resolve()
         if "views" in entry:
-            entry["views"] = list(entry["views"])
-        scans.append(_importer(format_name)(path, **entry))
+            views = entry["views"]
+            entry["views"] = views.split(",") if isinstance(views, str) else list(views)
+        ingest_check_inputs(out, [path, entry.get("images")])
+        try:
+            scans.append(_importer(format_name)(path, **entry))
+        except TypeError as error:  # an option the importer does not take
+            raise DatasetError(f"{where}: source {number} ({format_name}): {error}") from None
     return ingest(
         scans,
         out,
@@ -115,6 +155,8 @@ def build_from_spec(
         max_pixels=int(spec.get("max_pixels", DEFAULT_MAX_PIXELS)),
         workers=workers,
         progress=progress,
+        force=force,
+        inputs=inputs,
     )
 
 
@@ -125,12 +167,56 @@ def split_dataset(
     seed: int = 0,
     holdout_source: str | None = None,
 ) -> SplitReport:
-    """Write the ``split`` column of a dataset's manifest (see :mod:`cxrlab.data.split`)."""
+    """Write the ``split`` column of a dataset's manifest (see :mod:`cxrlab.data.split`).
+
+    The split and its warnings (a class missing from a split) are recorded in
+    ``dataset.json``. With ``holdout_source``, the report counts the images of other
+    sources that followed it into ``external`` through a shared patient or duplicate
+    group.
+
+    Raises:
+        DatasetError: for a PACKED folder (split the dataset it was made from), bad
+            ratios, or a held-out source that leaves train or val without both classes;
+            the manifest is untouched then.
+    """
+    dataset = Path(dataset)
+    if folder_kind(dataset) == PACKED:
+        raise DatasetError(
+            f"{dataset} is a packed dataset, not a dataset: split the dataset it was made "
+            "from (its meta.json names it as source_dataset), then preprocess it again"
+        )
+    ratios = parse_ratios(ratios)
     manifest = read_manifest(dataset)
     if manifest.empty:
         raise DatasetError(f"{dataset} has no accepted images to split; see its rejects.csv")
-    manifest["split"] = assign_splits(
-        manifest, tuple(ratios), seed=seed, holdout_source=holdout_source
-    )
+    split, warnings = plan_splits(manifest, ratios, seed=seed, holdout_source=holdout_source)
+    followers: dict[str, int] = {}
+    if holdout_source:
+        followed = manifest[(split == "external") & (manifest["source"] != holdout_source)]
+        followers = {str(k): int(v) for k, v in followed["source"].value_counts().items()}
+        for name in SPLIT_NAMES[:2]:
+            classes = set(manifest.loc[split == name, "covid"])
+            if classes != {0, 1}:
+                missing = sorted({0, 1} - classes)
+                raise DatasetError(
+                    f"--holdout-source {holdout_source}: {name} would have no images with "
+                    f"covid={missing} once {holdout_source} (and "
+                    f"{sum(followers.values())} images sharing a patient or duplicate group "
+                    f"with it) is external; {dataset}/manifest.csv is unchanged. Hold out "
+                    "another source, or add images of that class from other sources"
+                )
+    manifest["split"] = split
     write_manifest(dataset, manifest)
-    return split_report(manifest)
+    report = split_report(manifest)
+    report.warnings = warnings
+    report.external_followers = followers
+    info = read_dataset_info(dataset)
+    info["split"] = {
+        "ratios": list(ratios),
+        "seed": seed,
+        "holdout_source": holdout_source,
+        "external_followers": followers,
+        "warnings": warnings,
+    }
+    atomic_write_text(dataset / DATASET_JSON, json.dumps(info, indent=2, default=str) + "\n")
+    return report

@@ -3,7 +3,8 @@
 The thesis drew 10 augmented images per original with Keras. Only train-split
 images are augmented, so no augmented copy can reach validation or test; each
 copy keeps its parent's patient, label and split, and is marked ``augmented=1``
-with ``parent_id``.
+with ``parent_id``. Augmenting an already augmented PACKED carries its copies
+over but never augments a copy again: only originals are parents.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cxrlab.data.manifest import dataframe_to_csv_text, manifest_digest
-from cxrlab.data.packed import IMAGES, META, _same_work, open_packed, read_meta
+from cxrlab.data.packed import IMAGES, META, existing_packed, open_packed
 from cxrlab.errors import DatasetError
 from cxrlab.preprocess.augment import BatchAugment, get_preset
 from cxrlab.utils.fs import atomic_dir
@@ -67,7 +68,7 @@ def augment_packed(
     params = get_preset(preset)
     source = open_packed(packed)
     out = Path(out)
-    meta = dict(source.meta)
+    meta = {k: v for k, v in source.meta.items() if k != "manifest_sha256"}
     meta["augmentation"] = {
         "preset": preset,
         "params": params.as_dict(),
@@ -76,22 +77,24 @@ def augment_packed(
         "seed": seed,
         "parent_manifest_sha256": manifest_digest(packed),
     }
-    if not force and (out / META).is_file():
-        existing = read_meta(out)
-        if _same_work(existing, meta) and existing.get("augmentation") == meta["augmentation"]:
-            return AugmentReport(
-                out, int(existing["n_originals"]), int(existing["n_augmented"]), True
-            )
+    if "augmentation" in source.meta:  # augmenting an augmented PACKED: keep the history
+        meta["augmentation"]["previous"] = source.meta["augmentation"]
+    existing = existing_packed(out, meta, [packed], force)
+    if existing is not None and not force:
+        return AugmentReport(out, int(existing["n_originals"]), int(existing["n_augmented"]), True)
 
-    parents = source.select("train", covid)
-    if len(parents) == 0:
-        raise DatasetError(
-            f"{packed} has no train-split images to augment (covid={covid}); run `cxrlab data split`"
-        )
     manifest = source.manifest.copy()
     if "augmented" not in manifest.columns:
         manifest["augmented"] = 0
         manifest["parent_id"] = ""
+    is_copy = manifest["augmented"].astype(str).str.strip().isin({"1", "1.0", "true"}).to_numpy()
+    # only originals are parents: a copy of a copy would count twice as "real" variety
+    parents = np.array([i for i in source.select("train", covid) if not is_copy[i]], dtype=int)
+    if len(parents) == 0:
+        raise DatasetError(
+            f"{packed} has no original train-split images to augment (covid={covid}); "
+            "run `cxrlab data split` on its dataset and preprocess again"
+        )
     augmenter = BatchAugment(params, seed=seed)
     top = float(np.iinfo(source.images.dtype).max)
     n_total = len(manifest) + len(parents) * per_image
@@ -145,13 +148,15 @@ def augment_packed(
             if (source.path / "rejects.csv").is_file()
             else ""
         )
+        n_originals = int((~is_copy).sum())
         meta.update(
             {
+                "manifest_sha256": manifest_digest(staging),
                 "n_images": n_total,
-                "n_originals": len(manifest),
-                "n_augmented": len(copies_rows),
+                "n_originals": n_originals,
+                "n_augmented": n_total - n_originals,
                 "shape": [n_total, *source.images.shape[1:]],
             }
         )
         (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return AugmentReport(out, len(manifest), len(copies_rows), False)
+    return AugmentReport(out, n_originals, n_total - n_originals, False)

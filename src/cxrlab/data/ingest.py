@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +13,7 @@ from cxrlab.data.duplicates import DEFAULT_NEAR_DISTANCE, duplicate_groups, phas
 from cxrlab.data.io import DEFAULT_MAX_PIXELS, read_image
 from cxrlab.data.manifest import (
     DATASET_JSON,
+    LINKED_PATIENTS,
     MANIFEST_COLUMNS,
     REASON_DUPLICATE,
     REJECT_COLUMNS,
@@ -20,12 +21,31 @@ from cxrlab.data.manifest import (
     Candidate,
     Reject,
     SourceScan,
+    read_dataset_info,
+    read_manifest,
     write_manifest,
     write_table,
 )
 from cxrlab.errors import DatasetError, ImageReadError
-from cxrlab.utils.fs import atomic_write_text, sha256_file
+from cxrlab.utils.fs import atomic_dir, atomic_write_text, sha256_file
+from cxrlab.utils.outputs import DATASET, OutputError, check_output
 from cxrlab.utils.parallel import parallel_map
+
+#: Below this share of accepted inputs an import warns loudly.
+LOW_ACCEPTANCE = 0.10
+
+#: What to check when most inputs share one reject reason.
+REASON_HINTS = {
+    "missing": "the image files are not where the source says: check PATH, or --images "
+    "for covidx (the folder holding the label file's images)",
+    "view not selected": "check --views (e.g. --views 'PA,AP,AP Supine')",
+    "no label": "the findings or class names are not in the labels vocabulary (README: labels)",
+    "not an X-ray": "the source holds mostly CT or other modalities",
+    "unreadable": "the files are not images cxrlab can decode",
+    "exact duplicate": "most inputs are byte-identical copies (--dedup)",
+    "file listed twice": "the label file lists the same files repeatedly",
+    "malformed row": "the label file is not in the source's format: check FORMAT",
+}
 
 
 @dataclass
@@ -38,6 +58,7 @@ class IngestReport:
     n_rejected: int
     reasons: dict[str, int]
     n_duplicate_groups: int
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [
@@ -79,6 +100,8 @@ def ingest(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int | None = None,
     progress: bool = True,
+    force: bool = False,
+    inputs: list[str | Path] | None = None,
 ) -> IngestReport:
     """Decode every candidate of every scan and write the dataset folder ``out``.
 
@@ -90,11 +113,22 @@ def ingest(
         max_pixels: the decompression-bomb limit passed to the image reader.
         workers: decoding processes (default: all cores).
         progress: show a progress bar.
+        force: replace an ``out`` of another kind, made with other settings, or split.
+        inputs: files or folders ``out`` may not be, lie inside or hold (besides each
+            scan's ``path`` and ``images``).
 
     Returns:
         The counts; ``rows in = accepted + rejected`` is checked before anything is written.
+        Its ``warnings`` say when a source's options look wrong or almost nothing was accepted.
+
+    Raises:
+        OutputError: before any work, when ``out`` would destroy an input or something
+            the user did not ask to replace (see :mod:`cxrlab.utils.outputs`).
     """
     out = Path(out)
+    options = {"dedup": dedup, "near_distance": near_distance, "max_pixels": max_pixels}
+    sources = [{"name": s.name, "inputs": s.n_inputs, **s.options} for s in scans]
+    _check_out(out, scans, sources, options, force, inputs or [])
     candidates: list[Candidate] = []
     rejects: list[Reject] = []
     for scan in scans:
@@ -142,6 +176,8 @@ def ingest(
                     str(candidate.path),
                     REASON_DUPLICATE,
                     f"same bytes as accepted image {accepted_by_sha[fact['sha256']]}",
+                    candidate.patient_id,
+                    accepted_by_sha[fact["sha256"]],
                 )
             )
             continue
@@ -162,6 +198,7 @@ def ingest(
             "phash": fact["phash"],
             "duplicate_group": "",
             "split": "",
+            LINKED_PATIENTS: "",
             "format": fact["format"],
         }
         row.update(candidate.extra)
@@ -172,6 +209,7 @@ def ingest(
             f"accounting error: {n_inputs} inputs but {len(rows)} accepted + "
             f"{len(rejects)} rejected (a bug: please report it)"
         )
+    _link_rejected_patients(rows, rejects)
     manifest = pd.DataFrame(rows, columns=_columns(rows))
     if len(manifest):
         manifest["duplicate_group"] = duplicate_groups(
@@ -179,25 +217,89 @@ def ingest(
         )
     rejected = pd.DataFrame([r.as_dict() for r in rejects], columns=REJECT_COLUMNS)
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_manifest(out, manifest)
-    write_table(out / REJECTS, rejected)
     reasons = rejected["reason"].value_counts().to_dict() if len(rejected) else {}
     groups = manifest["duplicate_group"] if len(manifest) else pd.Series([], dtype=str)
     n_groups = int(groups[groups != ""].nunique())
+    warnings = [w for scan in scans for w in scan.warnings]
+    warnings += _acceptance_warnings(n_inputs, len(manifest), reasons)
     info = {
         "cxrlab_version": __version__,
-        "sources": [{"name": s.name, "inputs": s.n_inputs, **s.options} for s in scans],
-        "options": {"dedup": dedup, "near_distance": near_distance, "max_pixels": max_pixels},
+        "sources": sources,
+        "options": options,
         "counts": {
             "inputs": n_inputs,
             "accepted": len(manifest),
             "rejected": len(rejected),
             "rejected_by_reason": reasons,
         },
+        "warnings": warnings,
     }
-    atomic_write_text(out / DATASET_JSON, json.dumps(info, indent=2, default=str) + "\n")
-    return IngestReport(out, n_inputs, len(manifest), len(rejected), reasons, n_groups)
+    # one rename: a replaced folder (with --force) keeps nothing of what was there
+    with atomic_dir(out) as staging:
+        write_manifest(staging, manifest)
+        write_table(staging / REJECTS, rejected)
+        atomic_write_text(staging / DATASET_JSON, json.dumps(info, indent=2, default=str) + "\n")
+    return IngestReport(out, n_inputs, len(manifest), len(rejected), reasons, n_groups, warnings)
+
+
+def _check_out(
+    out: Path,
+    scans: list[SourceScan],
+    sources: list[dict],
+    options: dict,
+    force: bool,
+    inputs: list[str | Path],
+) -> None:
+    """Refuse an ``out`` that is an input, another kind, or a dataset made otherwise or split."""
+    scanned = [s.options.get(key) for s in scans for key in ("path", "images")]
+    existing = check_output(out, kind=DATASET, inputs=[*inputs, *scanned], force=True)
+    if existing != DATASET or force:
+        check_output(out, kind=DATASET, force=force)  # another kind: refused unless --force
+        return
+    recorded = read_dataset_info(out)
+    wanted = json.loads(json.dumps({"sources": sources, "options": options}, default=str))
+    same = {k: recorded.get(k) for k in wanted} == wanted
+    check_output(out, kind=DATASET, same_settings=same)
+    try:
+        split = read_manifest(out)["split"]
+    except DatasetError:
+        return
+    if (split != "").any():
+        raise OutputError(
+            f"--out {out} holds a dataset that is split ({', '.join(sorted(set(split) - {''}))}); "
+            "importing again would erase its split: choose another --out, or pass --force"
+        )
+
+
+def _link_rejected_patients(rows: list[dict], rejects: list[Reject]) -> None:
+    """Record, on each accepted row, the patients of rejected rows that named its image.
+
+    A ``file listed twice`` or ``exact duplicate`` reject drops a row but not the fact
+    that its patient had this image; without the link one image's two patients could
+    land in different splits.
+    """
+    by_id = {row["id"]: row for row in rows}
+    for reject in rejects:
+        row = by_id.get(reject.same_as)
+        if row is None or not reject.patient_id or reject.patient_id == row["patient_id"]:
+            continue
+        linked = [p for p in row[LINKED_PATIENTS].split(";") if p]
+        if reject.patient_id not in linked:
+            row[LINKED_PATIENTS] = ";".join([*linked, reject.patient_id])
+
+
+def _acceptance_warnings(n_inputs: int, n_accepted: int, reasons: dict[str, int]) -> list[str]:
+    """A loud warning when nothing, or almost nothing, was accepted."""
+    if n_inputs == 0 or n_accepted >= LOW_ACCEPTANCE * n_inputs:
+        return []
+    share = "none" if n_accepted == 0 else f"only {n_accepted}"
+    text = f"{share} of {n_inputs} inputs accepted"
+    if reasons:
+        reason, count = max(reasons.items(), key=lambda kv: kv[1])
+        text += f"; most were rejected as {reason!r} ({count})"
+        if reason in REASON_HINTS:
+            text += f": {REASON_HINTS[reason]}"
+    return [text]
 
 
 def _columns(rows: list[dict]) -> list[str]:

@@ -17,6 +17,7 @@ from cxrlab.data.packed import Packed, open_packed
 from cxrlab.errors import CxrlabError
 
 Normalize = Literal["generator", "unit", "imagenet", "xrv"]
+NORMALIZATIONS = ("generator", "unit", "imagenet", "xrv")
 
 #: ImageNet's RGB mean/std averaged over channels (a grey image repeated to 3 channels).
 IMAGENET_GREY_MEAN = (0.485 + 0.456 + 0.406) / 3
@@ -39,7 +40,9 @@ def normalize_batch(unit: torch.Tensor, normalize: Normalize) -> torch.Tensor:
         return (unit - IMAGENET_GREY_MEAN) / IMAGENET_GREY_STD
     if normalize == "xrv":
         return unit * 2048.0 - 1024.0
-    raise CxrlabError(f"unknown normalization {normalize!r}; use generator, unit, imagenet or xrv")
+    raise CxrlabError(
+        f"unknown normalization {normalize!r}; use one of {', '.join(NORMALIZATIONS)}"
+    )
 
 
 class PackedDataset(Dataset):
@@ -61,6 +64,10 @@ class PackedDataset(Dataset):
         covid: int | None = None,
         normalize: Normalize = "generator",
     ) -> None:
+        if normalize not in NORMALIZATIONS:  # fail here, not at the first batch
+            raise CxrlabError(
+                f"normalize={normalize!r} is unknown; use one of {', '.join(NORMALIZATIONS)}"
+            )
         self.packed = packed if isinstance(packed, Packed) else open_packed(packed)
         self.indices = self.packed.select(split, covid)
         if len(self.indices) == 0:

@@ -43,6 +43,10 @@ MANIFEST_COLUMNS = [
     "split",
 ]
 
+#: Optional manifest column: ";"-separated patients of rejected rows that named the
+#: same image (``file listed twice``, ``exact duplicate``); splits group them too.
+LINKED_PATIENTS = "linked_patients"
+
 REJECT_COLUMNS = ["source", "row", "id", "path", "reason", "detail"]
 
 #: Split names. ``external`` holds a whole held-out source.
@@ -65,7 +69,8 @@ class Candidate:
     Attributes:
         id: unique within the dataset (sources prefix their own ids).
         path: the image file.
-        label: harmonised class: ``covid``, ``normal``, ``pneumonia`` or ``other``.
+        label: harmonised class: ``covid``, ``negative``, ``normal``, ``pneumonia`` or
+            ``other`` (see :mod:`cxrlab.data.sources.labels`).
         covid: 1 for COVID-19 positive, 0 otherwise.
         patient_id: unique within the dataset (prefixed with the source name).
         source: the source's name (``ieee8023``, ``covidx:sirm``, ...).
@@ -87,7 +92,13 @@ class Candidate:
 
 @dataclass
 class Reject:
-    """An input that was not accepted, and why."""
+    """An input that was not accepted, and why.
+
+    ``patient_id`` and ``same_as`` (the id of the candidate whose image this row also
+    names, for ``file listed twice`` and ``exact duplicate``) keep the patient link a
+    rejected row carried: the accepted image lists the patient in ``linked_patients``,
+    so a split keeps both patients together.
+    """
 
     source: str
     row: str
@@ -95,6 +106,8 @@ class Reject:
     path: str
     reason: str
     detail: str = ""
+    patient_id: str = ""
+    same_as: str = ""
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -120,6 +133,7 @@ class SourceScan:
     rejects: list[Reject]
     n_inputs: int
     options: dict[str, object] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def check(self) -> None:
         if self.n_inputs != len(self.candidates) + len(self.rejects):

@@ -4,8 +4,9 @@ A PACKED folder holds
 
 * ``images.npy``: (N, H, W) uint8 or uint16, read with ``np.load(mmap_mode="r")``;
 * ``manifest.csv``: the dataset's rows in the same order (split, label, covid, ...);
-* ``meta.json``: every preprocessing option, the source manifest's SHA-256 and the
-  cxrlab version: what makes the pixels what they are;
+* ``meta.json``: every preprocessing option, the source manifest's SHA-256, the
+  SHA-256 of its own ``manifest.csv`` and the cxrlab version: what makes the pixels
+  and rows what they are;
 * ``rejects.csv``: rows whose image could no longer be read (normally empty).
 
 The same options on the same dataset give byte-identical files; a folder appears
@@ -32,6 +33,8 @@ from cxrlab.data.manifest import (
 from cxrlab.errors import CxrlabError, DatasetError, ImageReadError
 from cxrlab.preprocess.transforms import PreprocessOptions, preprocess_pixels
 from cxrlab.utils.fs import atomic_dir
+from cxrlab.utils.outputs import PACKED as PACKED_KIND
+from cxrlab.utils.outputs import OutputError, check_output
 from cxrlab.utils.parallel import parallel_imap
 
 IMAGES = "images.npy"
@@ -89,9 +92,57 @@ def read_meta(packed: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+_WORK_KEYS = {
+    "format_version": "format version",
+    "cxrlab_version": "cxrlab version",
+    "source_manifest_sha256": "source manifest (the dataset was imported or split again)",
+    "splits": "--splits",
+    "options": "preprocessing options",
+}
+
+
 def _same_work(existing: dict, wanted: dict) -> bool:
-    keys = ("format_version", "cxrlab_version", "source_manifest_sha256", "splits", "options")
-    return all(existing.get(k) == wanted.get(k) for k in keys)
+    return all(existing.get(k) == wanted.get(k) for k in _WORK_KEYS)
+
+
+def _own_manifest_intact(packed: Path, meta: dict) -> bool:
+    """Whether a PACKED's manifest.csv is still the one it was written with."""
+    recorded = meta.get("manifest_sha256")
+    return recorded is not None and recorded == manifest_digest(packed)
+
+
+def existing_packed(
+    out: Path, wanted: dict, inputs: list, force: bool, extra_same: str = "augmentation"
+) -> dict | None:
+    """Check ``out`` before packing into it; return its meta when it already holds this work.
+
+    Raises:
+        OutputError: when ``out`` is an input, another kind of folder, or (unless
+            ``force``) a PACKED made otherwise; the message says what differs.
+    """
+    kind = check_output(out, kind=PACKED_KIND, inputs=inputs, force=True)
+    if kind != PACKED_KIND:
+        check_output(out, kind=PACKED_KIND, force=force)
+        return None
+    try:
+        existing = read_meta(out)
+    except ValueError:
+        existing = {}
+    differences = [
+        label for key, label in _WORK_KEYS.items() if existing.get(key) != wanted.get(key)
+    ]
+    if existing.get(extra_same) != wanted.get(extra_same):
+        differences.append(extra_same)
+    if not (out / IMAGES).is_file() or not _own_manifest_intact(out, existing):
+        differences.append("rows (its images.npy or manifest.csv changed after packing)")
+    if not differences:
+        return existing
+    if not force:
+        raise OutputError(
+            f"--out {out} already holds a packed dataset made with another "
+            f"{', '.join(differences)}; choose another --out, or pass --force to replace it"
+        )
+    return None
 
 
 def preprocess_dataset(
@@ -107,10 +158,15 @@ def preprocess_dataset(
     """Preprocess every (or every ``splits``) row of ``dataset`` into the PACKED folder ``out``.
 
     Does no work when ``out`` already holds the result of the same options on the
-    same manifest (unless ``force``).
+    same manifest, with its own manifest untouched (unless ``force``).
+
+    Raises:
+        OutputError: before any work, when ``out`` is, holds or lies inside ``dataset``,
+            or (unless ``force``) holds another kind of folder or another PACKED.
     """
     options = options or PreprocessOptions()
     out = Path(out)
+    check_output(out, kind=PACKED_KIND, inputs=[dataset], force=True)
     manifest = read_manifest(dataset)
     if splits:
         unknown = set(splits) - set(manifest["split"])
@@ -123,16 +179,15 @@ def preprocess_dataset(
     if manifest.empty:
         raise DatasetError(f"{dataset} has no rows to preprocess")
     meta = packed_meta(dataset, options, splits)
-    if not force and (out / META).is_file() and (out / IMAGES).is_file():
-        existing = read_meta(out)
-        if _same_work(existing, meta):
-            return PackReport(
-                out,
-                int(existing["n_images"]),
-                int(existing.get("n_rejected", 0)),
-                True,
-                tuple(existing["shape"]),
-            )
+    existing = existing_packed(out, meta, [dataset], force)
+    if existing is not None and not force:
+        return PackReport(
+            out,
+            int(existing["n_images"]),
+            int(existing.get("n_rejected", 0)),
+            True,
+            tuple(existing["shape"]),
+        )
 
     jobs = [(path, options) for path in manifest["path"]]
     with atomic_dir(out) as staging:
@@ -177,6 +232,7 @@ def preprocess_dataset(
         shape = (len(manifest), options.size_px, options.size_px)
         meta.update(
             {
+                "manifest_sha256": manifest_digest(staging),
                 "n_images": len(manifest),
                 "n_rejected": len(rejects),
                 "shape": list(shape),

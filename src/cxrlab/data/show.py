@@ -13,6 +13,7 @@ from cxrlab.data.packed import open_packed
 from cxrlab.errors import CxrlabError
 from cxrlab.preprocess.augment import BatchAugment
 from cxrlab.utils.fs import atomic_path
+from cxrlab.utils.outputs import FILE, check_output
 
 
 def image_grid(images: np.ndarray, columns: int | None = None, padding_px: int = 2) -> np.ndarray:
@@ -51,9 +52,18 @@ def show_packed(
     index: int = 0,
     split: str | None = None,
     seed: int = 0,
+    force: bool = False,
 ) -> Path:
     """Write a grid of ``n`` images of ``packed`` (a seeded random choice), or, with
-    ``augment``, of image ``index``: the original first, then ``n - 1`` augmented variants."""
+    ``augment``, of image ``index``: the original first, then ``n - 1`` augmented variants.
+
+    Raises:
+        CxrlabError: for ``n < 1`` or an ``index`` outside the split.
+        OutputError: when ``out`` is inside ``packed`` or (unless ``force``) not a file.
+    """
+    if n < 1:
+        raise CxrlabError(f"--n must be at least 1 (images in the grid), got {n}")
+    check_output(out, kind=FILE, inputs=[packed], force=force)
     data = open_packed(packed)
     rows = data.select(split)
     if len(rows) == 0:

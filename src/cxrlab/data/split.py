@@ -3,28 +3,39 @@
 A random image-level split puts one patient's images (or two copies of one
 image from different sources) into both train and test and inflates every
 number that follows. Here the unit of assignment is a *group*: the connected
-component of images linked by sharing a patient or a duplicate group. Groups are
-assigned greedily, in a seeded random order within each label stratum, to the
-split whose share of that stratum is furthest below its target ratio.
+component of images linked by sharing a patient (including the patients of
+rejected rows that named the same image, ``linked_patients``) or a duplicate
+group. Within each label stratum, when the stratum has at least one group per
+split, every split first gets one group (so no split lacks a class); then the
+groups are assigned greedily, in a seeded random order, to the split whose share
+of that stratum is furthest below its target ratio. When a class has fewer groups
+than there are splits, the split still happens and says which split lacks it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from cxrlab.data.duplicates import UnionFind
+from cxrlab.data.manifest import LINKED_PATIENTS
 from cxrlab.errors import DatasetError
 
 SPLIT_NAMES = ("train", "val", "test")
+
+#: How far from 1 the ratios' sum may be.
+RATIO_TOLERANCE = 1e-6
 
 
 @dataclass
 class SplitReport:
     counts: dict[str, dict[str, int]]  # split -> {label: count}
     n_groups: int
+    warnings: list[str] = field(default_factory=list)
+    #: images in ``external`` from sources other than the held-out one, by source
+    external_followers: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = []
@@ -35,14 +46,52 @@ class SplitReport:
         return "\n".join(lines)
 
 
+def parse_ratios(text: str | list[float] | tuple[float, ...]) -> tuple[float, ...]:
+    """``"0.6,0.2,0.2"``, ``"0.6 0.2 0.2"`` or a sequence -> 2 or 3 ratios summing to 1.
+
+    Raises:
+        DatasetError: naming ``--ratios`` for anything else (no silent normalising).
+    """
+    if isinstance(text, str):
+        parts = [p for p in text.replace(",", " ").split() if p]
+        try:
+            ratios = tuple(float(p) for p in parts)
+        except ValueError:
+            raise DatasetError(
+                f"--ratios {text!r}: give 2 or 3 numbers, e.g. --ratios 0.6 0.2 0.2 "
+                "or --ratios 0.6,0.2,0.2"
+            ) from None
+    else:
+        ratios = tuple(float(r) for r in text)
+    if len(ratios) not in (2, 3) or min(ratios, default=-1) < 0:
+        raise DatasetError(
+            f"--ratios must be 2 or 3 non-negative numbers (train, val[, test]), got {list(ratios)}"
+        )
+    if abs(sum(ratios) - 1.0) > RATIO_TOLERANCE:
+        raise DatasetError(
+            f"--ratios {list(ratios)} sum to {sum(ratios):g}, not 1: give shares that add "
+            "up to 1, e.g. --ratios 0.6 0.2 0.2"
+        )
+    return ratios
+
+
 def leakage_groups(manifest: pd.DataFrame) -> np.ndarray:
-    """Per row, the id of its group: rows sharing a patient or duplicate group share it."""
+    """Per row, the id of its group: rows sharing a patient (its own or a linked one) or
+    a duplicate group share it."""
     n = len(manifest)
     sets = UnionFind(n)
-    for column in ("patient_id", "duplicate_group"):
-        first: dict[str, int] = {}
-        for i, key in enumerate(manifest[column].tolist()):
-            if key == "":
+    linked = manifest[LINKED_PATIENTS].tolist() if LINKED_PATIENTS in manifest.columns else [""] * n
+    keys_of_row = [
+        [f"p:{patient}"] + [f"p:{p}" for p in str(more).split(";") if p]
+        for patient, more in zip(manifest["patient_id"].tolist(), linked, strict=True)
+    ]
+    for i, group in enumerate(manifest["duplicate_group"].tolist()):
+        if group != "":
+            keys_of_row[i].append(f"d:{group}")
+    first: dict[str, int] = {}
+    for i, keys in enumerate(keys_of_row):
+        for key in keys:
+            if key == "p:":
                 continue
             if key in first:
                 sets.union(first[key], i)
@@ -61,18 +110,34 @@ def assign_splits(
 ) -> pd.Series:
     """Return the split of every row (``train``/``val``/``test``/``external``).
 
+    See :func:`plan_splits`, which also says which split lacks a class.
+    """
+    split, _ = plan_splits(
+        manifest, ratios, seed=seed, stratify=stratify, holdout_source=holdout_source
+    )
+    return split
+
+
+def plan_splits(
+    manifest: pd.DataFrame,
+    ratios: tuple[float, ...] = (0.6, 0.2, 0.2),
+    *,
+    seed: int = 0,
+    stratify: str = "covid",
+    holdout_source: str | None = None,
+) -> tuple[pd.Series, list[str]]:
+    """The split of every row, and warnings naming any split that lacks a class.
+
     Args:
         manifest: a dataset manifest (needs ``patient_id``, ``duplicate_group``, ``source``
             and the ``stratify`` column).
-        ratios: 2 or 3 non-negative ratios for train, val[, test]; normalised to sum 1.
+        ratios: 2 or 3 non-negative ratios for train, val[, test], summing to 1.
         seed: the same seed gives the same split.
         stratify: column whose classes keep their proportions in every split.
         holdout_source: every row of this source (and of any group it shares with
             another source) goes to ``external``.
     """
-    if len(ratios) not in (2, 3) or min(ratios) < 0 or sum(ratios) <= 0:
-        raise DatasetError(f"--ratios must be 2 or 3 non-negative numbers, got {list(ratios)}")
-    targets = np.asarray(ratios, dtype=float) / float(sum(ratios))
+    targets = np.asarray(parse_ratios(ratios), dtype=float)
     names = SPLIT_NAMES[: len(targets)]
     groups = leakage_groups(manifest)
     split = np.array([""] * len(manifest), dtype=object)
@@ -100,19 +165,35 @@ def assign_splits(
     group_size = frame.groupby("group").size()
     rng = np.random.default_rng(seed)
     assignment: dict[int, str] = {}
+    used = [i for i, target in enumerate(targets) if target > 0]
+    warnings: list[str] = []
     for stratum in sorted(group_stratum.unique()):
         members = np.array(sorted(group_stratum.index[group_stratum == stratum]))
         members = members[rng.permutation(len(members))]
         total = float(group_size[members].sum())
         filled = np.zeros(len(names))
+        # one group for each split first (the smallest ones, to stay near the ratios)
+        sizes = group_size[members].to_numpy()
+        seeds = members[np.argsort(sizes, kind="stable")[: len(used)]]
+        for choice, group in zip(used, seeds, strict=False):
+            assignment[int(group)] = names[choice]
+            filled[choice] += group_size[group]
+        if len(members) < len(used):
+            lacking = [names[i] for i in used[len(members) :]]
+            warnings.append(
+                f"{stratify}={stratum} has only {len(members)} patient/duplicate group(s) for "
+                f"{len(used)} splits: {', '.join(lacking)} get(s) none"
+            )
         for group in members:
+            if int(group) in assignment:
+                continue
             # the split furthest below its target share of this stratum
             deficit = targets * total - filled
             choice = int(np.argmax(deficit))
             assignment[int(group)] = names[choice]
             filled[choice] += group_size[group]
     split[remaining] = [assignment[int(g)] for g in groups[remaining]]
-    return pd.Series(split, index=manifest.index, name="split")
+    return pd.Series(split, index=manifest.index, name="split"), warnings
 
 
 def split_report(manifest: pd.DataFrame, column: str = "label") -> SplitReport:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from cxrlab.data.manifest import read_manifest, read_rejects
-from cxrlab.utils.fs import atomic_path, atomic_write_text
+from cxrlab.utils.fs import atomic_dir, atomic_path, atomic_write_text
+from cxrlab.utils.outputs import STATS, check_output
 
 
 def compute_stats(manifest: pd.DataFrame, rejects: pd.DataFrame | None = None) -> dict:
@@ -53,17 +54,29 @@ def _describe(values: pd.Series) -> dict[str, float]:
     return {k: float(described[k]) for k in ("min", "25%", "50%", "75%", "max", "mean")}
 
 
-def write_stats(dataset: str | Path, out: str | Path) -> dict:
-    """Write ``stats.json`` and the PNG figures into ``out``; return the stats."""
+def write_stats(dataset: str | Path, out: str | Path, *, force: bool = False) -> dict:
+    """Write ``stats.json`` and the PNG figures into the folder ``out``; return the stats.
+
+    ``out`` may be ``DATASET/stats`` (the default place) but no other place inside, at
+    or above the dataset; an existing ``out`` that is not a stats folder is replaced
+    only with ``force``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    out = Path(out)
+    own_place = out.resolve() == (Path(dataset) / "stats").resolve()
+    check_output(out, kind=STATS, inputs=[] if own_place else [dataset], force=force)
     manifest = read_manifest(dataset)
     stats = compute_stats(manifest, read_rejects(dataset))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out) as staging:
+        _write_figures(manifest, stats, staging, plt)
+    return stats
+
+
+def _write_figures(manifest: pd.DataFrame, stats: dict, out: Path, plt) -> None:
 
     def save(figure, name: str) -> None:
         with atomic_path(out / name) as tmp:
@@ -94,7 +107,6 @@ def write_stats(dataset: str | Path, out: str | Path) -> dict:
         out / "source_by_label.csv",
         pd.crosstab(manifest["source"], manifest["label"]).to_csv(lineterminator="\n"),
     )
-    return stats
 
 
 def format_stats(stats: dict) -> str:

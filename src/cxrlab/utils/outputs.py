@@ -29,6 +29,7 @@ STUDY = "study"
 IMAGES = "image folder"
 MASKS = "mask folder"
 SEGMENTATION_RUN = "segmentation run"
+STATS = "stats folder"
 EMPTY = "empty folder"
 OTHER = "folder cxrlab did not write"
 FILE = "file"
@@ -59,6 +60,8 @@ def folder_kind(path: str | Path) -> str | None:
         return DATASET
     if "study.json" in names or ("spec.yaml" in names and "results.csv" in names):
         return STUDY
+    if "stats.json" in names and "class_balance.png" in names:
+        return STATS
     if "masks.csv" in names:
         return MASKS
     if "config.yaml" in names:

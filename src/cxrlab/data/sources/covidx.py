@@ -30,20 +30,17 @@ from cxrlab.data.manifest import (
     Reject,
     SourceScan,
 )
-from cxrlab.data.sources.labels import COVID, NORMAL, PNEUMONIA
+from cxrlab.data.sources.labels import LabelError, harmonise
 from cxrlab.errors import DatasetError
 from cxrlab.utils.fs import atomic_write_text
+from cxrlab.utils.outputs import FILE, check_output
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
-#: COVIDx label vocabulary -> (harmonised label, covid).
+#: COVIDx label vocabulary -> (harmonised label, covid), from the one vocabulary.
 LABELS = {
-    "positive": (COVID, 1),
-    "covid-19": (COVID, 1),
-    "covid": (COVID, 1),
-    "negative": ("negative", 0),
-    "normal": (NORMAL, 0),
-    "pneumonia": (PNEUMONIA, 0),
+    name: harmonise(name)
+    for name in ("positive", "COVID-19", "COVID", "negative", "normal", "pneumonia")
 }
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.(png|dcm)$")
@@ -107,20 +104,34 @@ def read_covidx_file(
     return parsed, bad
 
 
-def repair_covidx(in_path: str | Path, out_path: str | Path) -> dict[str, int]:
+def repair_covidx(
+    in_path: str | Path, out_path: str | Path, *, force: bool = False
+) -> dict[str, int]:
     """Write a repaired label file: every line with exactly 4 space-separated fields.
 
     Raises:
-        DatasetError: if a line cannot be parsed at all (nothing is written then).
+        DatasetError: if ``in_path`` is not a file or a line cannot be parsed at all
+            (nothing is written then).
+        OutputError: if ``out_path`` is the input, a folder, or a different existing file
+            (the latter two unless ``force``).
 
     Returns:
         Counts: ``lines``, ``repaired`` and ``unchanged``.
     """
+    if not Path(in_path).is_file():
+        raise DatasetError(
+            f"{in_path} not found: give a COVIDx label file such as train_COVIDx8B.txt"
+        )
+    check_output(out_path, kind=FILE, inputs=[in_path], force=True)
     parsed, bad = read_covidx_file(in_path)
     if bad:
         number, line, error = bad[0]
         raise DatasetError(f"{in_path}:{number}: {error}; {len(bad)} such lines in all")
-    atomic_write_text(out_path, "".join(p.as_text() + "\n" for _, p in parsed))
+    text = "".join(p.as_text() + "\n" for _, p in parsed)
+    existing = Path(out_path)
+    same = existing.is_file() and existing.read_text(encoding="utf-8", errors="replace") == text
+    check_output(out_path, kind=FILE, force=force, same_settings=same)
+    atomic_write_text(out_path, text)
     repaired = sum(1 for _, p in parsed if p.repaired)
     return {"lines": len(parsed), "repaired": repaired, "unchanged": len(parsed) - repaired}
 
@@ -145,7 +156,10 @@ def scan_covidx(
     for number, line in parsed:
         image_id = f"{source}:{line.filename}"
         file_path = image_dir / line.filename
-        mapped = LABELS.get(line.label.lower())
+        try:
+            mapped = harmonise(line.label)
+        except LabelError:
+            mapped = None
         if mapped is None:
             rejects.append(
                 Reject(
@@ -167,6 +181,8 @@ def scan_covidx(
                     str(file_path),
                     REASON_LISTED_TWICE,
                     "an earlier line names the same file",
+                    patient_id=f"{source}:{line.source}:{line.patient_id}",
+                    same_as=image_id,
                 )
             )
             continue

@@ -3,8 +3,11 @@
 ``ROOT/<class>/**/<image>``: each immediate sub-folder of ROOT is a class. Files
 anywhere below a class folder are inputs, except those in folders named ``masks``
 (the Radiography Database keeps lung masks beside ``images/``) and hidden files.
-A class whose name contains "covid" is COVID-positive; ``normal``/``no finding``
-is normal; any other class is pneumonia/other (see :func:`harmonise`).
+Class names map through the one vocabulary (:mod:`cxrlab.data.sources.labels`), so the
+common public layouts import right: COVID-19 Radiography Database (``COVID``,
+``Normal``, ``Lung_Opacity``, ``Viral Pneumonia``), COVID-QU-Ex (``COVID-19``,
+``Non-COVID``, ``Normal``), COVIDx binary (``positive``, ``negative``). A class folder
+whose name is ambiguous or states no class is an error naming it, never a guess.
 Patients are unknown in such sets: each image is its own patient, unless
 ``--patient-regex`` extracts an id from the file name.
 """
@@ -15,7 +18,7 @@ import re
 from pathlib import Path
 
 from cxrlab.data.manifest import Candidate, SourceScan
-from cxrlab.data.sources.labels import harmonise
+from cxrlab.data.sources.labels import class_label
 from cxrlab.errors import DatasetError
 
 SKIPPED_FOLDERS = {"masks", "mask", "__macosx"}
@@ -40,10 +43,12 @@ def scan_folders(
         raise DatasetError(
             f"{root} has no class sub-folders (expected e.g. {root}/COVID, {root}/Normal)"
         )
-    pattern = re.compile(patient_regex) if patient_regex else None
+    pattern = _patient_pattern(patient_regex) if patient_regex else None
+    labels = {d.name: class_label(d.name, f"class folder {d}") for d in class_dirs}
     candidates: list[Candidate] = []
+    n_matched = 0
     for class_dir in class_dirs:
-        label, covid = harmonise(class_dir.name) or ("other", 0)
+        label, covid = labels[class_dir.name]
         files = sorted(
             f
             for f in class_dir.rglob("*")
@@ -54,8 +59,9 @@ def scan_folders(
         for file_path in files:
             relative = file_path.relative_to(root).as_posix()
             patient = relative
-            if pattern and (match := pattern.search(file_path.name)):
+            if pattern and (match := pattern.search(file_path.name)) and match.group(1):
                 patient = match.group(1)
+                n_matched += 1
             candidates.append(
                 Candidate(
                     id=f"{source}:{relative}",
@@ -68,4 +74,32 @@ def scan_folders(
                     extra={"class_folder": class_dir.name},
                 )
             )
-    return SourceScan(source, candidates, [], len(candidates), {"path": str(root)})
+    warnings = []
+    if pattern and candidates and n_matched < len(candidates):
+        example = candidates[0].path.name
+        if n_matched == 0:
+            raise DatasetError(
+                f"--patient-regex {patient_regex!r} matched none of the {len(candidates)} file "
+                f"names (e.g. {example!r}); fix it, or leave it out for one patient per file"
+            )
+        warnings.append(
+            f"--patient-regex {patient_regex!r} matched {n_matched} of {len(candidates)} file "
+            f"names; the other {len(candidates) - n_matched} are one patient per file"
+        )
+    options = {"path": str(root), "patient_regex": patient_regex}
+    return SourceScan(source, candidates, [], len(candidates), options, warnings)
+
+
+def _patient_pattern(patient_regex: str) -> re.Pattern:
+    try:
+        pattern = re.compile(patient_regex)
+    except re.error as error:
+        raise DatasetError(
+            f"--patient-regex {patient_regex!r} is not a regular expression ({error})"
+        ) from None
+    if pattern.groups < 1:
+        raise DatasetError(
+            f"--patient-regex {patient_regex!r} has no group: put the patient id in "
+            r"parentheses, e.g. 'p(\d+)_'"
+        )
+    return pattern

@@ -11,6 +11,7 @@ the file was not listed by an earlier row.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +26,7 @@ from cxrlab.data.manifest import (
     Reject,
     SourceScan,
 )
-from cxrlab.data.sources.labels import harmonise
+from cxrlab.data.sources.labels import LabelError, harmonise
 from cxrlab.errors import DatasetError
 
 #: Frontal views used by COVIDx and torchxrayvision.
@@ -33,6 +34,20 @@ DEFAULT_VIEWS = ("PA", "AP", "AP Supine")
 
 #: Metadata columns copied into the manifest.
 KEPT_COLUMNS = ("finding", "license", "url", "doi", "offset", "sex", "age")
+
+
+def _reject(
+    rejects: list[Reject],
+    source: str,
+    row: str,
+    image_id: str,
+    file_path: Path,
+    patient: str,
+    reason: str,
+    detail: str,
+    same_as: str = "",
+) -> None:
+    rejects.append(Reject(source, row, image_id, str(file_path), reason, detail, patient, same_as))
 
 
 def scan_ieee8023(
@@ -70,9 +85,9 @@ def scan_ieee8023(
         folder = record.get("folder") or "images"
         file_path = root / folder / record["filename"]
         image_id = f"{source}:{record['filename']}"
-
-        def reject(reason: str, detail: str, image_id=image_id, file_path=file_path, row=row):
-            rejects.append(Reject(source, row, image_id, str(file_path), reason, detail))
+        patient = f"{source}:{record['patientid']}"
+        # reject(reason, detail[, same_as]): this row's reject, with its patient
+        reject = functools.partial(_reject, rejects, source, row, image_id, file_path, patient)
 
         modality = record["modality"].strip()
         view = record["view"].strip()
@@ -85,12 +100,16 @@ def scan_ieee8023(
         if view not in wanted_views:
             reject(REASON_VIEW, f"view {view!r} not in {sorted(wanted_views)}")
             continue
-        label = harmonise(record["finding"])
+        try:
+            label = harmonise(record["finding"])
+        except LabelError as error:
+            reject(REASON_NO_LABEL, str(error))
+            continue
         if label is None:
             reject(REASON_NO_LABEL, f"finding {record['finding']!r}")
             continue
         if image_id in first_row:  # upstream lists some files for two patients
-            reject(REASON_LISTED_TWICE, f"row {first_row[image_id]} names the same file")
+            reject(REASON_LISTED_TWICE, f"row {first_row[image_id]} names the same file", image_id)
             continue
         first_row[image_id] = row
         candidates.append(
@@ -99,7 +118,7 @@ def scan_ieee8023(
                 path=file_path,
                 label=label[0],
                 covid=label[1],
-                patient_id=f"{source}:{record['patientid']}",
+                patient_id=patient,
                 source=source,
                 view=view,
                 row=row,

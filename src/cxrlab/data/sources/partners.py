@@ -9,7 +9,10 @@
   with ``patientid, finding, view, modality, imagename``; the image is
   ``images/<imagename>``.
 
-As in COVIDx, the first of several comma-separated findings is the label.
+Every finding of a comma-separated list counts (a row whose findings include
+COVID-19 is COVID; the manifest's ``finding`` keeps them all), and, as for ieee8023,
+only the selected views (default PA, AP, AP Supine) are kept: laterals are
+rejected as ``view not selected``, so they never enter a frontal study.
 """
 
 from __future__ import annotations
@@ -19,8 +22,16 @@ from pathlib import Path
 import pandas as pd
 
 from cxrlab.data.io import REASON_MISSING
-from cxrlab.data.manifest import REASON_NO_LABEL, REASON_NOT_XRAY, Candidate, Reject, SourceScan
-from cxrlab.data.sources.labels import harmonise
+from cxrlab.data.manifest import (
+    REASON_NO_LABEL,
+    REASON_NOT_XRAY,
+    REASON_VIEW,
+    Candidate,
+    Reject,
+    SourceScan,
+)
+from cxrlab.data.sources.ieee8023 import DEFAULT_VIEWS
+from cxrlab.data.sources.labels import LabelError, harmonise
 from cxrlab.errors import DatasetError
 
 
@@ -33,9 +44,18 @@ def _read_metadata(root: Path, encoding: str) -> pd.DataFrame:
     return pd.read_csv(metadata, dtype=str, keep_default_na=False, encoding=encoding)
 
 
-def _scan_partner(root: Path, table: pd.DataFrame, source: str, image_name) -> SourceScan:
+def _scan_partner(
+    root: Path, table: pd.DataFrame, source: str, image_name, views: tuple[str, ...] | list[str]
+) -> SourceScan:
     if "patientid" not in table.columns or "finding" not in table.columns:
         raise DatasetError(f"{root}/metadata.csv lacks patientid/finding columns")
+    wanted_views = {v.strip() for v in views}
+    warnings = []
+    if "view" not in table.columns:  # nothing to select on: keep every row, loudly
+        warnings.append(
+            f"{root}/metadata.csv has no view column: views were not checked, so lateral "
+            "images may be included"
+        )
     candidates: list[Candidate] = []
     rejects: list[Reject] = []
     for number, record in enumerate(table.to_dict("records"), start=1):
@@ -55,8 +75,23 @@ def _scan_partner(root: Path, table: pd.DataFrame, source: str, image_name) -> S
                 )
             )
             continue
-        first_finding = str(record["finding"]).split(",")[0]
-        label = harmonise(first_finding)
+        view = str(record.get("view", "")).strip()
+        if "view" in table.columns and view not in wanted_views:
+            rejects.append(
+                Reject(
+                    source,
+                    str(number),
+                    image_id,
+                    str(file_path),
+                    REASON_VIEW,
+                    f"view {view!r} not in {sorted(wanted_views)}",
+                )
+            )
+            continue
+        try:
+            label = harmonise(str(record["finding"]))  # every finding of the list counts
+        except LabelError:
+            label = None
         if label is None:
             rejects.append(
                 Reject(
@@ -89,15 +124,18 @@ def _scan_partner(root: Path, table: pd.DataFrame, source: str, image_name) -> S
                 covid=label[1],
                 patient_id=f"{source}:{record['patientid']}",
                 source=source,
-                view=str(record.get("view", "")).strip(),
+                view=view,
                 row=str(number),
                 extra={"finding": str(record["finding"])},
             )
         )
-    return SourceScan(source, candidates, rejects, len(table), {"path": str(root)})
+    options = {"path": str(root), "views": sorted(wanted_views)}
+    return SourceScan(source, candidates, rejects, len(table), options, warnings)
 
 
-def scan_figure1(path: str | Path, *, source: str = "figure1") -> SourceScan:
+def scan_figure1(
+    path: str | Path, *, views: tuple[str, ...] | list[str] = DEFAULT_VIEWS, source: str = "figure1"
+) -> SourceScan:
     """Scan a Figure1-COVID-chestxray-dataset checkout."""
     root = Path(path)
     table = _read_metadata(root, "ISO-8859-1")
@@ -108,13 +146,20 @@ def scan_figure1(path: str | Path, *, source: str = "figure1") -> SourceScan:
                 return f"{record['patientid']}{suffix}"
         return ""
 
-    return _scan_partner(root, table, source, image_name)
+    return _scan_partner(root, table, source, image_name, views)
 
 
-def scan_actualmed(path: str | Path, *, source: str = "actualmed") -> SourceScan:
+def scan_actualmed(
+    path: str | Path,
+    *,
+    views: tuple[str, ...] | list[str] = DEFAULT_VIEWS,
+    source: str = "actualmed",
+) -> SourceScan:
     """Scan an Actualmed-COVID-chestxray-dataset checkout."""
     root = Path(path)
     table = _read_metadata(root, "utf-8")
     if "imagename" not in table.columns:
         raise DatasetError(f"{root}/metadata.csv lacks the imagename column")
-    return _scan_partner(root, table, source, lambda record: str(record["imagename"]).strip())
+    return _scan_partner(
+        root, table, source, lambda record: str(record["imagename"]).strip(), views
+    )

@@ -16,10 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from cxrlab.data.manifest import Candidate, SourceScan
-from cxrlab.data.sources.labels import NORMAL, OTHER, PNEUMONIA
+from cxrlab.data.sources.labels import OTHER, harmonise
 from cxrlab.errors import DatasetError
 
-CLASSES = {"Normal": NORMAL, "Lung Opacity": PNEUMONIA, "No Lung Opacity / Not Normal": OTHER}
+#: RSNA's classes, through the one vocabulary: normal, pneumonia, other.
+CLASSES = {
+    name: harmonise(name)[0] for name in ("Normal", "Lung Opacity", "No Lung Opacity / Not Normal")
+}
 
 
 def scan_rsna(

@@ -4,7 +4,6 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from seg_factory import masked_dataset
 from typer.testing import CliRunner
 
 from cxrlab.cli import app
@@ -17,6 +16,7 @@ from cxrlab.seg.data import load_split
 from cxrlab.seg.predict import clean_mask, mask_flags, predict_masks
 from cxrlab.seg.trainer import SegTrainer, dice_scores, train_segmenter
 from cxrlab.utils.outputs import MASKS, SEGMENTATION_RUN, OutputError, folder_kind
+from lung_factory import masked_dataset
 
 runner = CliRunner()
 

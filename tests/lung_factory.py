@@ -61,3 +61,23 @@ def masked_dataset(tmp_path: Path, n_per_class: int = 8) -> Path:
     import_source("folders", source, out, near_distance=None, progress=False)
     split_dataset(out, (0.5, 0.25, 0.25), seed=0)
     return out
+
+
+def masks_folder(dataset: Path, out: Path, *, leave_out: int = 1) -> Path:
+    """A MASKS folder made from the dataset's own masks (as `seg predict` writes it),
+    without the masks of the first ``leave_out`` masked rows."""
+    from cxrlab.data.manifest import read_manifest
+    from cxrlab.data.masks import safe_name
+
+    out.mkdir(parents=True)
+    rows = []
+    masked = read_manifest(dataset)
+    masked = masked[masked["mask_path"] != ""].iloc[leave_out:]
+    for image_id, mask_path in zip(masked["id"], masked["mask_path"], strict=True):
+        name = f"{safe_name(image_id)}.png"
+        (out / name).write_bytes(Path(mask_path).read_bytes())
+        rows.append(f"{image_id},{name},0.3,2,")
+    (out / "masks.csv").write_text(
+        "id,mask_path,lung_fraction,components,flag\n" + "\n".join(rows) + "\n"
+    )
+    return out

@@ -35,10 +35,14 @@ def fake_cxr(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
-def radiography_folders(root: Path, n_per_class: int = 8, seed: int = 0) -> Path:
+def radiography_folders(
+    root: Path, n_per_class: int = 8, seed: int = 0, covid_sign: str | None = None
+) -> Path:
     """The COVID-19 Radiography Database layout: ``<class>/images`` + ``<class>/masks``.
 
-    The last image of each class has no mask.
+    The last image of each class has no mask. ``covid_sign`` marks the COVID images:
+    ``corner`` (a white square in the top-left corner, outside the lungs: a shortcut)
+    or ``lungs`` (brighter lungs: a finding inside the lungs).
     """
     for c, cls in enumerate(("COVID", "Normal")):
         (root / cls / "images").mkdir(parents=True)
@@ -46,6 +50,10 @@ def radiography_folders(root: Path, n_per_class: int = 8, seed: int = 0) -> Path
         for i in range(n_per_class):
             height, width = (72, 56) if i % 2 else (56, 72)
             image, mask = fake_cxr(height, width, seed + 100 * c + i)
+            if cls == "COVID" and covid_sign == "corner":
+                image[: height // 5, : width // 5] = 255
+            elif cls == "COVID" and covid_sign == "lungs":
+                image[mask] = np.clip(image[mask].astype(int) + 60, 0, 255)
             Image.fromarray(image).save(root / cls / "images" / f"{cls}-{i}.png")
             if i < n_per_class - 1:
                 Image.fromarray(mask.astype(np.uint8) * 255).save(
@@ -54,9 +62,9 @@ def radiography_folders(root: Path, n_per_class: int = 8, seed: int = 0) -> Path
     return root
 
 
-def masked_dataset(tmp_path: Path, n_per_class: int = 8) -> Path:
+def masked_dataset(tmp_path: Path, n_per_class: int = 8, covid_sign: str | None = None) -> Path:
     """A split dataset (one patient per image) of :func:`radiography_folders`."""
-    source = radiography_folders(tmp_path / "radiography", n_per_class)
+    source = radiography_folders(tmp_path / "radiography", n_per_class, covid_sign=covid_sign)
     out = tmp_path / "dataset"
     import_source("folders", source, out, near_distance=None, progress=False)
     split_dataset(out, (0.5, 0.25, 0.25), seed=0)

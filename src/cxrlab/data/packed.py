@@ -75,7 +75,10 @@ def _preprocess_one(job: tuple[str, PreprocessOptions, str | None]) -> dict:
     try:
         lung_mask = None if mask_path is None else read_lung_mask(mask_path)
         image = read_image(path, draft_px=options.draft_px)
-        pixels = preprocess_pixels(image.pixels, options, lung_mask)
+        if lung_mask is None:
+            pixels = preprocess_pixels(image.pixels, options)
+        else:
+            pixels = preprocess_pixels(image.pixels, options, lung_mask)
     except ImageReadError as error:
         return {"reason": error.reason, "detail": error.detail}
     except LungMaskError as error:

@@ -102,6 +102,15 @@ def test_train_writes_the_run_and_chooses_the_epoch_on_validation_dice(tmp_path,
         train_segmenter(tiny_config(tmp_path, dataset), progress=False)
     with pytest.raises(CxrlabError, match="differs in lr"):
         train_segmenter(tiny_config(tmp_path, dataset, lr=0.1), resume=True, progress=False)
+    # nor into a dataset, nor over its own data, resume or not
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("manifest.csv", "rejects.csv"):
+        (other / name).write_text((dataset / name).read_text())
+    with pytest.raises(OutputError, match="already holds a dataset"):
+        train_segmenter(tiny_config(tmp_path, dataset, "other"), resume=True, progress=False)
+    with pytest.raises(OutputError, match="destroy the input"):
+        train_segmenter(SegConfig(data=str(dataset), out=str(dataset / "seg")), progress=False)
 
 
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, dataset, monkeypatch):

@@ -352,7 +352,7 @@ class SegTrainer:
 def _check_run_folder(config: SegConfig, resume: bool, force: bool) -> None:
     run = Path(config.out)
     existing = run / CONFIG
-    check_output(run, kind=SEGMENTATION_RUN, inputs=[config.data], force=force or resume)
+    check_output(run, kind=SEGMENTATION_RUN, inputs=[config.data], force=force)
     if not existing.is_file() or force:
         return
     if not resume:

@@ -32,12 +32,14 @@ def _register_subcommands() -> None:
     from cxrlab.clf.cli import app as clf_app
     from cxrlab.gen.cli import app as gen_app
     from cxrlab.metrics.cli import metrics_command
+    from cxrlab.seg.cli import app as seg_app
     from cxrlab.study.cli import app as study_app
 
     app.add_typer(gen_app, name="gen")
     app.command("metrics")(metrics_command)
     app.add_typer(clf_app, name="clf")
     app.add_typer(study_app, name="study")
+    app.add_typer(seg_app, name="seg")
 
 
 def _version_callback(value: bool) -> None:
@@ -325,6 +327,12 @@ class EqualizeChoice(str, Enum):
     clahe = "clahe"
 
 
+class LungsChoice(str, Enum):
+    none = "none"
+    crop = "crop"
+    mask = "mask"
+
+
 class PresetChoice(str, Enum):
     severe = "severe"
     mild = "mild"
@@ -362,6 +370,23 @@ def data_preprocess(
     splits: Annotated[
         str | None, typer.Option(help="Comma-separated splits to keep (default: all rows).")
     ] = None,
+    lungs: Annotated[
+        LungsChoice,
+        typer.Option(
+            help="none; crop (to the lung box + margin, before resizing); mask (zero outside "
+            "the lungs). Needs --lung-masks."
+        ),
+    ] = LungsChoice.none,
+    lung_masks: Annotated[
+        Path | None,
+        typer.Option(
+            help="MASKS folder of `cxrlab seg predict`; also stored as masks.npy. Images "
+            "without a usable mask are rejected."
+        ),
+    ] = None,
+    lung_margin: Annotated[
+        float, typer.Option(help="--lungs crop: margin as a fraction of the lung box's sides.")
+    ] = 0.05,
     draft: Annotated[
         bool,
         typer.Option(help="Allow reduced-scale JPEG decoding when the output is much smaller."),
@@ -394,10 +419,19 @@ def data_preprocess(
         gamma=gamma,
         bit_depth=bit_depth,
         draft=draft,
+        lungs=lungs.value,
+        lung_margin=lung_margin,
     )
     split_list = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
     report = preprocess_dataset(
-        dataset, out, options, splits=split_list, workers=workers, progress=not quiet, force=force
+        dataset,
+        out,
+        options,
+        splits=split_list,
+        lung_masks=lung_masks,
+        workers=workers,
+        progress=not quiet,
+        force=force,
     )
     typer.echo(report.summary())
 

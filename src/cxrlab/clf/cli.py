@@ -158,6 +158,13 @@ def evaluate(
         bool,
         typer.Option("--shortcut-probe", help="Evaluate again with the lung field blacked out."),
     ] = False,
+    lung_masks: Annotated[
+        Path | None,
+        typer.Option(
+            help="MASKS folder of `cxrlab seg predict`: the probe removes, then keeps only, "
+            "the real lungs (default: a central box)."
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Output folder (default RUN/eval/<data>-<split>)."),
@@ -179,6 +186,7 @@ def evaluate(
         out=out,
         device=device,
         bootstrap=bootstrap,
+        lung_masks=lung_masks,
     )
     typer.echo(result.report)
     typer.echo(f"written to {result.out} (metrics.json, report.txt)")

@@ -6,25 +6,36 @@ split, an ``external`` split, or ``all`` images of a dataset from another source
 and writes per seed: ``predictions_SPLIT.csv``, ``confusion_matrix_SPLIT.png``,
 ``roc_SPLIT.png`` and ``metrics.json``; optionally Grad-CAM grids and the
 lung-hidden shortcut probe (see :mod:`cxrlab.clf.explain`).
+
+With ``lung_masks`` (a MASKS folder of ``cxrlab seg predict``) the probe uses real
+lung masks: each evaluated image's mask is found by id, taken through the PACKED's
+own geometry (top crop, lung box, square resize: ``preprocess_lung_mask`` with the
+options in its meta.json) and resized to the model's input like the images; the
+model is evaluated intact, with the lungs removed and with only the lungs kept, on
+the images that have a mask (the others are left out and counted).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as F
 from sklearn.metrics import roc_curve
 
 from cxrlab.clf.config import ClfConfig
-from cxrlab.clf.data import evaluation_set
+from cxrlab.clf.data import ImageSet, evaluation_set
 from cxrlab.clf.explain import (
     LUNG_BOX,
     choose_examples,
     explain_images,
     hide_lungs,
+    keep_only_lungs,
     shortcut_verdict,
 )
 from cxrlab.clf.metrics import Evaluation, evaluate_predictions, seeds_table, summarise_seeds
@@ -200,6 +211,7 @@ def evaluate_run(
     device: str = "auto",
     bootstrap: int = 2000,
     batch_size: int = 64,
+    lung_masks: str | Path | None = None,
 ) -> RunEvaluation:
     """Evaluate every seed of a trained run on ``split`` of the PACKED ``data``.
 
@@ -212,16 +224,31 @@ def evaluate_run(
         out: where to write (default ``RUN/eval/<data folder>-<split>``).
         device: ``auto``, ``cpu`` or ``cuda``.
         bootstrap: patient-bootstrap resamples.
+        lung_masks: a MASKS folder: the probe removes, then keeps only, these lungs
+            (needs ``shortcut_probe``).
 
     Each seed's threshold is the one chosen on its validation split at training.
     """
     run = Path(run)
+    notes: list[str] = []
+    if lung_masks is not None and not shortcut_probe:
+        raise CxrlabError("--lung-masks is used by the shortcut probe: add --shortcut-probe")
     folders = seed_folders(run)
     torch_device = resolve_device(device)
     packed = open_packed(data)
+    masks_by_id = None
+    if lung_masks is not None:
+        from cxrlab.data.masks import mask_paths_by_id
+
+        masks_by_id = mask_paths_by_id(lung_masks)
+        lungs = packed.meta.get("options", {}).get("lungs", "none")
+        if lungs != "none":
+            notes.append(
+                f"{packed.path} was made with --lungs {lungs}: its images show little or "
+                "nothing outside the lungs, so the shortcut probe is not meaningful there"
+            )
     out = Path(out) if out else run / "eval" / f"{packed.path.name}-{split}"
     evaluations, explanations, probes = {}, {}, {}
-    notes: list[str] = []
     for seed, folder in folders.items():
         model, state = load_trained(folder, torch_device)
         threshold = float(state["threshold"])
@@ -265,7 +292,19 @@ def evaluate_run(
                 threshold=threshold,
             )
             values["gradcam"] = explanations[seed]
-        if shortcut_probe:
+        if shortcut_probe and masks_by_id is not None:
+            probes[seed] = _lung_mask_probe(
+                model,
+                _with_lung_masks(packed, images, masks_by_id, lung_masks),
+                threshold,
+                torch_device,
+                batch_size,
+                bootstrap,
+                seed,
+                target,
+            )
+            values["shortcut_probe"] = probes[seed]
+        elif shortcut_probe:
             probes[seed] = _probe(
                 model,
                 images,
@@ -326,6 +365,115 @@ def _probe(model, images, intact, threshold, device, batch_size, bootstrap, seed
     }
 
 
+def _with_lung_masks(
+    packed: Packed, images: ImageSet, masks_by_id: dict[str, str], folder: str | Path
+) -> tuple[ImageSet, int, str]:
+    """The images of ``images`` that have a usable mask in ``masks_by_id``, with their
+    (n, S, S) masks aligned to the model's input; the count left out; the folder.
+
+    Raises:
+        CxrlabError: when the PACKED lacks its preprocessing options, or no image has a mask.
+    """
+    from cxrlab.data.masks import read_lung_mask
+    from cxrlab.preprocess.transforms import PreprocessOptions, preprocess_lung_mask
+
+    if "options" not in packed.meta:
+        raise CxrlabError(
+            f"{packed.path}/meta.json records no preprocessing options: lung masks cannot be "
+            "aligned with its images; make it with `cxrlab data preprocess`"
+        )
+    options = PreprocessOptions(**packed.meta["options"])
+    rows = packed.manifest.iloc[images.table["row"].to_numpy()]
+    kept, masks = [], []
+    for position, (image_id, height, width) in enumerate(
+        zip(rows["id"], rows["height"], rows["width"], strict=True)
+    ):
+        try:
+            mask = read_lung_mask(masks_by_id.get(image_id, ""))
+            square = preprocess_lung_mask(mask, (int(height), int(width)), options)
+        except CxrlabError:  # no usable mask: missing, unreadable, empty
+            continue
+        kept.append(position)
+        masks.append(square)
+    if not kept:
+        raise CxrlabError(
+            f"--lung-masks {folder}: no evaluated image of {packed.path} has a usable mask "
+            "(ids are matched with masks.csv: was it predicted for this dataset?)"
+        )
+    stacked = torch.from_numpy(np.stack(masks)).float()[:, None]
+    if stacked.shape[-1] != images.size_px:  # the same resize the images get, kept binary
+        stacked = F.interpolate(stacked, size=(images.size_px, images.size_px), mode="nearest")
+    subset = ImageSet(
+        images.parts, images.table.iloc[kept], images.size_px, stacked[:, 0].numpy() > 0.5
+    )
+    return subset, len(images) - len(kept), str(folder)
+
+
+def lung_mask_verdict(intact: Evaluation, removed: Evaluation, only: Evaluation) -> str:
+    """One sentence on the AUCs with the lungs removed and with only the lungs kept."""
+    said = (
+        f"ROC-AUC {intact.line('roc_auc')} intact, {removed.line('roc_auc')} with the lungs "
+        f"removed, {only.line('roc_auc')} with only the lungs"
+    )
+    auc, low, high = removed.metrics["roc_auc"], *removed.intervals["roc_auc"]
+    if not math.isfinite(auc) or not math.isfinite(low):
+        return f"{said}: undefined (one class only)"
+    if low > 0.5:
+        return (
+            f"{said}: the classifier still scores well with the lungs removed, so it is using "
+            "shortcuts (text, markers, borders, source) outside the lungs"
+        )
+    if high < 0.5:
+        return (
+            f"{said}: the ranking inverts with the lungs removed, so image content outside "
+            "the lungs drives its scores: it is using shortcuts"
+        )
+    if auc >= 0.6:
+        return f"{said}: inconclusive; some skill survives without the lungs but the interval includes chance: evaluate on more images"
+    return (
+        f"{said}: no evidence of shortcuts outside the lungs (near chance with the lungs removed)"
+    )
+
+
+def _lung_mask_probe(model, masked, threshold, device, batch_size, bootstrap, seed, target) -> dict:
+    """Evaluate the images that have lung masks intact, lungs removed and lungs only."""
+    images, left_out, folder = masked
+    evaluations, grids = {}, {}
+    variants = {
+        "intact": None,
+        "lungs removed": lambda batch, positions: hide_lungs(batch, images.lung_mask(positions)),
+        "lungs only": lambda batch, positions: keep_only_lungs(batch, images.lung_mask(positions)),
+    }
+    for name, transform in variants.items():
+        probability, _ = predict(
+            model, images, device=device, batch_size=batch_size, transform=transform
+        )
+        evaluations[name] = evaluate_predictions(
+            predictions_frame(images, probability),
+            threshold,
+            split=f"probe, {name}",
+            n_resamples=bootstrap,
+            seed=seed,
+        )
+        if transform is not None:
+            shown = np.arange(min(16, len(images)))
+            pixels = transform(images.batch(shown), shown)[:, 0].numpy()
+            file_name = f"{name.replace(' ', '_')}_examples.png"
+            grids[name] = str(
+                save_grid(image_grid(np.round(pixels * 255).astype(np.uint8)), target / file_name)
+            )
+    return {
+        "lung_field": f"lung masks from {folder}",
+        "n_images": len(images),
+        "n_left_out_without_mask": left_out,
+        "intact": evaluations["intact"].as_dict(),
+        "lungs_removed": evaluations["lungs removed"].as_dict(),
+        "lungs_only": evaluations["lungs only"].as_dict(),
+        "verdict": lung_mask_verdict(*evaluations.values()),
+        "examples": grids,
+    }
+
+
 def _evaluation_report(
     run, packed, split, evaluations, folders, out, explanations, probes, notes
 ) -> str:
@@ -349,6 +497,14 @@ def _evaluation_report(
                 f"{explained['lung_field_area']:.0%} of the image)"
             )
         if seed in probes:
-            lines.append(f"  shortcut probe: {probes[seed]['verdict']}")
+            probe = probes[seed]
+            if "n_left_out_without_mask" in probe:
+                lines.append(
+                    f"  shortcut probe with {probe['lung_field']} on {probe['n_images']} images "
+                    f"({probe['n_left_out_without_mask']} without a mask left out): "
+                    f"{probe['verdict']}"
+                )
+            else:
+                lines.append(f"  shortcut probe: {probe['verdict']}")
     lines += [f"note: {note}" for note in notes]
     return "\n".join(lines)

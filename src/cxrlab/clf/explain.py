@@ -66,6 +66,16 @@ def hide_lungs(images: torch.Tensor, lung_masks: torch.Tensor | None = None) -> 
     return images.masked_fill(lung_masks.to(images.device), 0.0)
 
 
+def keep_only_lungs(images: torch.Tensor, lung_masks: torch.Tensor) -> torch.Tensor:
+    """Black out everything but the lungs of (B, 1, S, S) images in [0, 1].
+
+    Args:
+        images: the batch.
+        lung_masks: (B, 1, S, S) bool lung masks (True = lung).
+    """
+    return images.masked_fill(~lung_masks.to(images.device, torch.bool), 0.0)
+
+
 def backbone_stages(model: Classifier) -> list[tuple[str, nn.Module]]:
     """The backbone's modules in forward order, nested ``nn.Sequential`` containers flattened.
 

@@ -7,7 +7,10 @@ A PACKED folder holds
 * ``meta.json``: every preprocessing option, the source manifest's SHA-256, the
   SHA-256 of its own ``manifest.csv`` and the cxrlab version: what makes the pixels
   and rows what they are;
-* ``rejects.csv``: rows whose image could no longer be read (normally empty).
+* ``rejects.csv``: rows whose image could no longer be read (normally empty), or
+  that have no usable lung mask when lung masks were asked for;
+* ``masks.npy``: (N, H, W) uint8 lung masks (0 or 255) in manifest order, cropped and
+  resized exactly like the images, when made with ``--lung-masks``.
 
 The same options on the same dataset give byte-identical files; a folder appears
 under its final name only once complete (written in a staging folder, then renamed).
@@ -30,14 +33,20 @@ from cxrlab.data.manifest import (
     manifest_digest,
     read_manifest,
 )
+from cxrlab.data.masks import LungMaskError, mask_paths_by_id, read_lung_mask
 from cxrlab.errors import CxrlabError, DatasetError, ImageReadError
-from cxrlab.preprocess.transforms import PreprocessOptions, preprocess_pixels
-from cxrlab.utils.fs import atomic_dir
+from cxrlab.preprocess.transforms import (
+    PreprocessOptions,
+    preprocess_lung_mask,
+    preprocess_pixels,
+)
+from cxrlab.utils.fs import atomic_dir, sha256_file
 from cxrlab.utils.outputs import PACKED as PACKED_KIND
 from cxrlab.utils.outputs import OutputError, check_output
 from cxrlab.utils.parallel import parallel_imap
 
 IMAGES = "images.npy"
+MASKS = "masks.npy"
 META = "meta.json"
 PACKED_FORMAT = "cxrlab-packed"
 PACKED_FORMAT_VERSION = 1
@@ -60,17 +69,45 @@ class PackReport:
         return text
 
 
-def _preprocess_one(job: tuple[str, PreprocessOptions]) -> np.ndarray | tuple[str, str]:
-    path, options = job
+def _preprocess_one(job: tuple[str, PreprocessOptions, str | None]) -> dict:
+    """Worker: ``{"image": (S, S), "mask": (S, S) bool or None}`` or ``{"reason", "detail"}``.
+
+    ``mask_path`` None: no lung masks asked for; "": the image has none (rejected).
+    """
+    path, options, mask_path = job
     try:
+        lung_mask = None if mask_path is None else read_lung_mask(mask_path)
         image = read_image(path, draft_px=options.draft_px)
+        if lung_mask is None:
+            pixels = preprocess_pixels(image.pixels, options)
+        else:
+            pixels = preprocess_pixels(image.pixels, options, lung_mask)
     except ImageReadError as error:
-        return (error.reason, error.detail)
-    return preprocess_pixels(image.pixels, options)
+        return {"reason": error.reason, "detail": error.detail}
+    except LungMaskError as error:
+        return {"reason": error.reason, "detail": str(error)}
+    mask = None
+    if lung_mask is not None:
+        mask = preprocess_lung_mask(lung_mask, image.pixels.shape, options)
+    return {"image": pixels, "mask": mask}
 
 
-def packed_meta(dataset: str | Path, options: PreprocessOptions, splits: list[str] | None) -> dict:
-    """The meta.json a PACKED made from ``dataset`` with ``options`` will have (less counts)."""
+def packed_meta(
+    dataset: str | Path,
+    options: PreprocessOptions,
+    splits: list[str] | None,
+    lung_masks: str | Path | None = None,
+) -> dict:
+    """The meta.json a PACKED made from ``dataset`` with ``options`` will have (less counts).
+
+    ``lung_masks`` (a MASKS folder) is recorded by path and by its ``masks.csv``'s SHA-256.
+    """
+    masks = None
+    if lung_masks is not None:
+        masks = {
+            "path": str(Path(lung_masks).resolve()),
+            "masks_csv_sha256": sha256_file(Path(lung_masks) / "masks.csv"),
+        }
     return {
         "format": PACKED_FORMAT,
         "format_version": PACKED_FORMAT_VERSION,
@@ -79,6 +116,7 @@ def packed_meta(dataset: str | Path, options: PreprocessOptions, splits: list[st
         "source_manifest_sha256": manifest_digest(dataset),
         "splits": splits,
         "options": options.as_dict(),
+        "lung_masks": masks,
     }
 
 
@@ -98,11 +136,8 @@ _WORK_KEYS = {
     "source_manifest_sha256": "source manifest (the dataset was imported or split again)",
     "splits": "--splits",
     "options": "preprocessing options",
+    "lung_masks": "--lung-masks",
 }
-
-
-def _same_work(existing: dict, wanted: dict) -> bool:
-    return all(existing.get(k) == wanted.get(k) for k in _WORK_KEYS)
 
 
 def _own_manifest_intact(packed: Path, meta: dict) -> bool:
@@ -151,6 +186,7 @@ def preprocess_dataset(
     options: PreprocessOptions | None = None,
     *,
     splits: list[str] | None = None,
+    lung_masks: str | Path | None = None,
     workers: int | None = None,
     progress: bool = True,
     force: bool = False,
@@ -160,13 +196,26 @@ def preprocess_dataset(
     Does no work when ``out`` already holds the result of the same options on the
     same manifest, with its own manifest untouched (unless ``force``).
 
+    Args:
+        lung_masks: a MASKS folder (``cxrlab seg predict``): masks are matched to rows
+            by id, used by ``options.lungs`` and stored as ``masks.npy``. Rows without
+            a usable mask go to ``rejects.csv``. Needed when ``options.lungs`` is not
+            ``none``.
+
     Raises:
-        OutputError: before any work, when ``out`` is, holds or lies inside ``dataset``,
-            or (unless ``force``) holds another kind of folder or another PACKED.
+        OutputError: before any work, when ``out`` is, holds or lies inside ``dataset``
+            (or the masks), or (unless ``force``) holds another kind of folder or
+            another PACKED.
     """
     options = options or PreprocessOptions()
     out = Path(out)
-    check_output(out, kind=PACKED_KIND, inputs=[dataset], force=True)
+    check_output(out, kind=PACKED_KIND, inputs=[dataset, lung_masks], force=True)
+    if options.lungs != "none" and lung_masks is None:
+        raise CxrlabError(
+            f"--lungs {options.lungs} needs --lung-masks MASKS (make one with "
+            "`cxrlab seg predict SEGRUN --data DATASET --out MASKS`)"
+        )
+    masks_by_id = mask_paths_by_id(lung_masks) if lung_masks is not None else None
     manifest = read_manifest(dataset)
     if splits:
         unknown = set(splits) - set(manifest["split"])
@@ -178,8 +227,8 @@ def preprocess_dataset(
         manifest = manifest[manifest["split"].isin(splits)].reset_index(drop=True)
     if manifest.empty:
         raise DatasetError(f"{dataset} has no rows to preprocess")
-    meta = packed_meta(dataset, options, splits)
-    existing = existing_packed(out, meta, [dataset], force)
+    meta = packed_meta(dataset, options, splits, lung_masks)
+    existing = existing_packed(out, meta, [dataset, lung_masks], force)
     if existing is not None and not force:
         return PackReport(
             out,
@@ -189,14 +238,20 @@ def preprocess_dataset(
             tuple(existing["shape"]),
         )
 
-    jobs = [(path, options) for path in manifest["path"]]
+    jobs = [
+        (path, options, None if masks_by_id is None else masks_by_id.get(image_id, ""))
+        for path, image_id in zip(manifest["path"], manifest["id"], strict=True)
+    ]
+    square = (len(jobs), options.size_px, options.size_px)
     with atomic_dir(out) as staging:
         array = np.lib.format.open_memmap(
-            staging / IMAGES,
-            mode="w+",
-            dtype=options.dtype,
-            shape=(len(jobs), options.size_px, options.size_px),
+            staging / IMAGES, mode="w+", dtype=options.dtype, shape=square
         )
+        masks = None
+        if masks_by_id is not None:
+            masks = np.lib.format.open_memmap(
+                staging / MASKS, mode="w+", dtype=np.uint8, shape=square
+            )
         ok = np.ones(len(jobs), dtype=bool)
         rejects = []
         for index, result in enumerate(
@@ -204,7 +259,7 @@ def preprocess_dataset(
                 _preprocess_one, jobs, workers=workers, desc="preprocessing", progress=progress
             )
         ):
-            if isinstance(result, tuple):
+            if "reason" in result:
                 ok[index] = False
                 row = manifest.iloc[index]
                 rejects.append(
@@ -213,18 +268,31 @@ def preprocess_dataset(
                         "row": str(index),
                         "id": row["id"],
                         "path": row["path"],
-                        "reason": result[0],
-                        "detail": result[1],
+                        "reason": result["reason"],
+                        "detail": result["detail"],
                     }
                 )
             else:
-                array[index] = result
+                array[index] = result["image"]
+                if masks is not None:
+                    masks[index] = result["mask"].astype(np.uint8) * 255
         array.flush()
         del array
+        names = [IMAGES] if masks is None else [IMAGES, MASKS]
+        if masks is not None:
+            masks.flush()
+            del masks
         if not ok.all():  # rewrite without the failed rows, keeping order
-            kept = np.load(staging / IMAGES, mmap_mode="r")[ok]
-            np.save(staging / IMAGES, np.ascontiguousarray(kept))
+            for name in names:
+                kept = np.load(staging / name, mmap_mode="r")[ok]
+                np.save(staging / name, np.ascontiguousarray(kept))
             manifest = manifest[ok].reset_index(drop=True)
+        if manifest.empty and masks_by_id is not None:
+            raise DatasetError(
+                f"--lung-masks {lung_masks}: no image of {dataset} has a usable lung mask "
+                "(is it the MASKS folder of this dataset?; first reason: "
+                f"{rejects[0]['reason']}: {rejects[0]['detail']})"
+            )
         (staging / "manifest.csv").write_text(dataframe_to_csv_text(manifest))
         (staging / "rejects.csv").write_text(
             dataframe_to_csv_text(pd.DataFrame(rejects, columns=REJECT_COLUMNS))

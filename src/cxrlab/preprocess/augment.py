@@ -110,3 +110,48 @@ class BatchAugment(nn.Module):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed * 1_000_003 + step)
             return self.augmenter(images)
+
+
+#: Lung segmentation's warp: the anatomical preset with black (constant) fill, so the
+#: area brought in by the warp is "no lung" in the mask and black in the image.
+SEGMENTATION_WARP = KerasAugment(15, 0.15, 0.1, 0.1, 0.15, False, fill_mode="constant")
+
+
+class PairedAugment(nn.Module):
+    """Seeded augmentation of images and their masks for segmentation training.
+
+    The spatial warp is drawn once per sample and applied to the image and its mask
+    together (they travel as two channels of one tensor through one kornia call), so
+    they stay aligned exactly; the warped mask is thresholded at 0.5 to stay binary.
+    A random gamma in [``1 / max_gamma``, ``max_gamma``] changes the image's contrast
+    only. The draw depends only on ``(seed, step)``, as in :class:`BatchAugment`.
+
+    Args:
+        params: the warp (default :data:`SEGMENTATION_WARP`).
+        max_gamma: the largest gamma (1: no contrast change).
+        seed: the stream's seed.
+    """
+
+    def __init__(
+        self, params: KerasAugment = SEGMENTATION_WARP, max_gamma: float = 1.4, seed: int = 0
+    ) -> None:
+        super().__init__()
+        self.seed = seed
+        self.max_gamma = max_gamma
+        self.augmenter = build_augmenter(params)
+
+    @torch.no_grad()
+    def forward(
+        self, images: torch.Tensor, masks: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, H, W) images in [0, 1] and (B, 1, H, W) masks in {0, 1} -> both warped."""
+        devices = [images.device] if images.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed * 1_000_003 + step)
+            warped = self.augmenter(torch.cat([images, masks.to(images.dtype)], dim=1))
+            log_gamma = (torch.rand(len(images), 1, 1, 1, device=images.device) * 2 - 1) * (
+                torch.log(torch.tensor(self.max_gamma))
+            )
+        out_images = warped[:, :1].clamp(0, 1) ** log_gamma.exp()
+        out_masks = (warped[:, 1:] >= 0.5).to(masks.dtype)
+        return out_images, out_masks

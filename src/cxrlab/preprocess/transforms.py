@@ -2,8 +2,10 @@
 
 Every function takes and returns a 2-D array and has no hidden state, so the
 same options on the same pixels always give the same bytes. Order used by
-:func:`preprocess_pixels`: top crop -> resize to a square -> quantise to the
-output bit depth -> histogram equalisation or CLAHE -> gamma.
+:func:`preprocess_pixels`: top crop -> lungs (crop to the lung box, or zero
+outside the lungs) -> resize to a square -> quantise to the output bit depth ->
+histogram equalisation or CLAHE -> gamma. :func:`preprocess_lung_mask` takes a
+lung mask through the same geometry (top crop, lung box, square resize).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from cxrlab.errors import CxrlabError
 
 ResizeMode = Literal["stretch", "pad", "crop"]
 EqualizeMode = Literal["none", "hist", "clahe"]
+LungsMode = Literal["none", "crop", "mask"]
 
 MIN_SIZE_PX, MAX_SIZE_PX = 32, 1024
 
@@ -39,6 +42,11 @@ class PreprocessOptions:
         bit_depth: 8 (uint8) or 16 (uint16) output.
         draft: let JPEGs decode at a reduced DCT scale when that still leaves at
             least ``size_px`` (several times faster for large files).
+        lungs: ``none``; ``crop`` (to the lung mask's bounding box plus
+            ``lung_margin``, before the square resize); ``mask`` (pixels outside
+            the lungs set to 0). Both need a lung mask per image.
+        lung_margin: with ``crop``, the box grows by this fraction of its own height
+            (top and bottom) and width (left and right), clipped to the image.
     """
 
     size_px: int = 64
@@ -50,6 +58,8 @@ class PreprocessOptions:
     gamma: float = 1.0
     bit_depth: int = 8
     draft: bool = True
+    lungs: LungsMode = "none"
+    lung_margin: float = 0.05
 
     def __post_init__(self) -> None:
         if not MIN_SIZE_PX <= self.size_px <= MAX_SIZE_PX:
@@ -66,6 +76,10 @@ class PreprocessOptions:
             raise CxrlabError(f"--gamma must be positive, got {self.gamma}")
         if self.clahe_clip <= 0 or self.clahe_grid < 1:
             raise CxrlabError("--clahe-clip must be > 0 and --clahe-grid >= 1")
+        if self.lungs not in ("none", "crop", "mask"):
+            raise CxrlabError(f"--lungs must be none, crop or mask, got {self.lungs!r}")
+        if not 0.0 <= self.lung_margin <= 1.0:
+            raise CxrlabError(f"--lung-margin must be a fraction in [0, 1], got {self.lung_margin}")
 
     @property
     def dtype(self) -> np.dtype:
@@ -73,8 +87,10 @@ class PreprocessOptions:
 
     @property
     def draft_px(self) -> int | None:
-        """The smallest decoded side that still allows an exact result after the top crop."""
-        if not self.draft:
+        """The smallest decoded side that still allows an exact result after the top crop
+        (None: decode at full size, always so with ``lungs=crop``: the lung box is smaller
+        than the image)."""
+        if not self.draft or self.lungs == "crop":
             return None
         return int(np.ceil(self.size_px / (1.0 - self.crop_top)))
 
@@ -164,10 +180,86 @@ def apply_gamma(image: np.ndarray, gamma: float) -> np.ndarray:
     return lut.astype(image.dtype)[image]
 
 
-def preprocess_pixels(pixels: np.ndarray, options: PreprocessOptions) -> np.ndarray:
-    """One decoded image (uint8/uint16, any size) -> (size_px, size_px) of ``options.dtype``."""
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w) bool -> (height, width) bool, nearest neighbour (a mask stays binary)."""
+    if mask.shape == (height, width):
+        return mask
+    resized = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    return resized.astype(bool)
+
+
+def lung_box(mask: np.ndarray, margin: float = 0.0) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right), bottom/right exclusive: the bounding box of the True
+    pixels of ``mask`` (H, W), grown by ``margin`` x its height (top and bottom) and
+    width (left and right), rounded, clipped to the image.
+
+    Raises:
+        CxrlabError: when the mask has no True pixel.
+    """
+    rows, columns = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if len(rows) == 0:
+        raise CxrlabError("the lung mask is empty: no lung box")
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    left, right = int(columns[0]), int(columns[-1]) + 1
+    grow_rows, grow_columns = round(margin * (bottom - top)), round(margin * (right - left))
+    height, width = mask.shape
+    return (
+        max(0, top - grow_rows),
+        min(height, bottom + grow_rows),
+        max(0, left - grow_columns),
+        min(width, right + grow_columns),
+    )
+
+
+def _lung_geometry(
+    image: np.ndarray | None, lung_mask: np.ndarray | None, options: PreprocessOptions
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Top crop and the lungs step on a float image (H, W) and/or its lung mask; the mask
+    is first resized (nearest) to the image's size when both are given and differ."""
+    if lung_mask is not None and image is not None:
+        lung_mask = resize_mask(lung_mask, *image.shape)
+    if image is not None:
+        image = crop_top(image, options.crop_top)
+    if lung_mask is not None:
+        lung_mask = crop_top(lung_mask, options.crop_top)
+    if options.lungs == "none":
+        return image, lung_mask
+    if lung_mask is None:
+        raise CxrlabError(f"--lungs {options.lungs} needs a lung mask for every image")
+    if options.lungs == "crop":
+        top, bottom, left, right = lung_box(lung_mask, options.lung_margin)
+        lung_mask = lung_mask[top:bottom, left:right]
+        if image is not None:
+            image = np.ascontiguousarray(image[top:bottom, left:right])
+    elif image is not None:
+        image = np.where(lung_mask, image, 0.0).astype(image.dtype)
+    return image, lung_mask
+
+
+def preprocess_lung_mask(
+    lung_mask: np.ndarray, image_shape: tuple[int, int], options: PreprocessOptions
+) -> np.ndarray:
+    """A lung mask (h, w) bool of an image of ``image_shape`` (H, W) -> (size_px, size_px)
+    bool, cropped and resized exactly as :func:`preprocess_pixels` does the image."""
+    lung_mask = resize_mask(lung_mask, *image_shape)
+    _, lung_mask = _lung_geometry(None, lung_mask, options)
+    square = resize_square(lung_mask.astype(np.float32), options.size_px, options.resize)
+    return square >= 0.5
+
+
+def preprocess_pixels(
+    pixels: np.ndarray, options: PreprocessOptions, lung_mask: np.ndarray | None = None
+) -> np.ndarray:
+    """One decoded image (uint8/uint16, any size) -> (size_px, size_px) of ``options.dtype``.
+
+    Args:
+        pixels: (H, W) uint8 or uint16.
+        options: the choices.
+        lung_mask: (h, w) bool, True = lung, resized to (H, W) if it differs; needed
+            when ``options.lungs`` is ``crop`` or ``mask``.
+    """
     image = to_unit_float(pixels)
-    image = crop_top(image, options.crop_top)
+    image, _ = _lung_geometry(image, lung_mask, options)
     image = resize_square(image, options.size_px, options.resize)
     out = quantize(image, options.bit_depth)
     if options.equalize == "hist":

@@ -66,6 +66,8 @@ def folder_kind(path: str | Path) -> str | None:
         return MASKS
     if "config.yaml" in names:
         text = (path / "config.yaml").read_text(errors="replace")
+        if "\nsegmenter:" in f"\n{text}":
+            return SEGMENTATION_RUN
         if "\narch:" in f"\n{text}":
             return CLASSIFIER_RUN
         if "\nmodel:" in f"\n{text}":

@@ -10,6 +10,11 @@ common public layouts import right: COVID-19 Radiography Database (``COVID``,
 whose name is ambiguous or states no class is an error naming it, never a guess.
 Patients are unknown in such sets: each image is its own patient, unless
 ``--patient-regex`` extracts an id from the file name.
+
+Lung masks: an image in ``<class>/images/`` whose namesake exists in
+``<class>/masks/`` (the Radiography Database layout) gets that file in the
+``mask_path`` column (empty otherwise). The database's masks are themselves
+model-assisted: treat them as pseudo-labels.
 """
 
 from __future__ import annotations
@@ -22,6 +27,23 @@ from cxrlab.data.sources.labels import class_label
 from cxrlab.errors import DatasetError
 
 SKIPPED_FOLDERS = {"masks", "mask", "__macosx"}
+MASK_FOLDERS = ("masks", "mask")
+
+
+def lung_mask_path(file_path: Path) -> str:
+    """The mask beside an image in an ``images/`` folder (``../masks/<name>``, any case,
+    the same name or the same stem as PNG), or "" when there is none."""
+    if file_path.parent.name.lower() != "images":
+        return ""
+    for folder in MASK_FOLDERS:
+        for name in (file_path.name, f"{file_path.stem}.png"):
+            for candidate in (
+                file_path.parent.parent / folder / name,
+                file_path.parent.parent / folder.capitalize() / name,
+            ):
+                if candidate.is_file():
+                    return str(candidate.resolve())
+    return ""
 
 
 def scan_folders(
@@ -71,7 +93,10 @@ def scan_folders(
                     patient_id=f"{source}:{patient}",
                     source=source,
                     row=relative,
-                    extra={"class_folder": class_dir.name},
+                    extra={
+                        "class_folder": class_dir.name,
+                        "mask_path": lung_mask_path(file_path),
+                    },
                 )
             )
     warnings = []

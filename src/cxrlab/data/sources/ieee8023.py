@@ -7,6 +7,11 @@ https://github.com/ieee8023/covid-chestxray-dataset. Layout: ``metadata.csv`` an
 Rows are checked in this order, the first failing check naming the reject reason:
 modality is X-ray, the file exists, view is selected, finding is a label,
 the file was not listed by an earlier row.
+
+Lung masks: ``annotations/lungVAE-masks/<image stem>_mask.png`` (0/255 at the image's
+size, for a few hundred images upstream) are recorded in the ``mask_path`` column
+(empty when an image has none). They are lungVAE predictions (Selvan et al. 2020),
+pseudo-labels rather than manual outlines.
 """
 
 from __future__ import annotations
@@ -34,6 +39,15 @@ DEFAULT_VIEWS = ("PA", "AP", "AP Supine")
 
 #: Metadata columns copied into the manifest.
 KEPT_COLUMNS = ("finding", "license", "url", "doi", "offset", "sex", "age")
+
+#: Where the collection keeps its lungVAE lung masks, relative to the dataset folder.
+MASK_FOLDER = Path("annotations") / "lungVAE-masks"
+
+
+def lung_mask_path(root: Path, filename: str) -> str:
+    """The absolute path of ``filename``'s lungVAE mask, or "" when it has none."""
+    mask = root / MASK_FOLDER / f"{Path(filename).stem}_mask.png"
+    return str(mask.resolve()) if mask.is_file() else ""
 
 
 def _reject(
@@ -122,7 +136,10 @@ def scan_ieee8023(
                 source=source,
                 view=view,
                 row=row,
-                extra={k: record.get(k, "") for k in KEPT_COLUMNS},
+                extra={
+                    **{k: record.get(k, "") for k in KEPT_COLUMNS},
+                    "mask_path": lung_mask_path(root, record["filename"]),
+                },
             )
         )
     return SourceScan(

@@ -1,0 +1,214 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from cxrlab.cli import app
+from cxrlab.data.manifest import read_manifest
+from cxrlab.data.masks import read_masks_table, safe_name
+from cxrlab.errors import CxrlabError
+from cxrlab.preprocess.augment import PairedAugment
+from cxrlab.seg.config import SegConfig
+from cxrlab.seg.data import load_split
+from cxrlab.seg.predict import clean_mask, mask_flags, predict_masks
+from cxrlab.seg.trainer import SegTrainer, dice_scores, train_segmenter
+from cxrlab.utils.outputs import MASKS, SEGMENTATION_RUN, OutputError, folder_kind
+from lung_factory import masked_dataset
+
+runner = CliRunner()
+
+
+def tiny_config(tmp_path, data, name="run", **changes) -> SegConfig:
+    values = dict(
+        data=str(data), out=str(tmp_path / name), size_px=32, channels=[4, 8], res_units=1,
+        epochs=3, batch_size=4, lr=5e-3, device="cpu",
+    )  # fmt: skip
+    values.update(changes)
+    return SegConfig(**values)
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return masked_dataset(tmp_path)
+
+
+def test_folders_with_masks_record_mask_paths_and_do_not_import_masks_as_images(dataset):
+    manifest = read_manifest(dataset)
+    assert len(manifest) == 16  # masks/ are not images
+    with_mask = manifest[manifest["mask_path"] != ""]
+    assert len(with_mask) == 14
+    for image_path, mask_path in zip(with_mask["path"], with_mask["mask_path"], strict=True):
+        assert mask_path.endswith(image_path.split("/")[-1]) and "/masks/" in mask_path
+    assert set(manifest.loc[manifest["mask_path"] == "", "id"]) == {
+        "folders:COVID/images/COVID-7.png",
+        "folders:Normal/images/Normal-7.png",
+    }
+
+
+def test_split_images_and_masks_are_stretched_to_the_working_square(dataset):
+    train = load_split(dataset, "train", 32)
+    assert train.images.shape == train.masks.shape == (len(train), 1, 32, 32)
+    assert set(train.masks.unique().tolist()) == {0.0, 1.0}
+    # the lungs are dark: the mask covers the darkest pixels
+    inside = train.images[train.masks > 0.5].mean()
+    assert inside < train.images[train.masks < 0.5].mean() - 0.1
+
+
+def test_paired_augmentation_moves_image_and_mask_together():
+    mask = torch.zeros(6, 1, 32, 32)
+    mask[:, :, 8:24, 6:14] = 1
+    augment = PairedAugment(max_gamma=1.0, seed=3)
+    images, masks = augment(mask.clone(), mask.clone(), step=5)
+    assert not torch.equal(masks, mask)  # it did warp
+    # image and mask were the same picture: they still are, up to the threshold
+    assert torch.equal((images >= 0.5).float(), masks)
+    # the gamma changes the image's contrast only, never where the lungs are
+    contrast, same_masks = PairedAugment(max_gamma=2.0, seed=3)(mask.clone(), mask.clone(), 5)
+    assert torch.equal(same_masks, masks) and not torch.equal(contrast, images)
+    again_images, again_masks = augment(mask.clone(), mask.clone(), step=5)
+    assert torch.equal(again_masks, masks) and torch.equal(again_images, images)
+
+
+def test_dice_scores_closed_forms():
+    masks = torch.zeros(3, 1, 8, 8)
+    masks[:, :, :4] = 1
+    probability = masks.clone()
+    probability[1] = 0
+    probability[1, :, :2] = 0.9  # half of the mask: Dice 2*16/(16+32)
+    probability[2] = 1 - masks[2]  # disjoint
+    assert dice_scores(probability, masks).tolist() == pytest.approx([1.0, 2 / 3, 0.0])
+
+
+def test_train_writes_the_run_and_chooses_the_epoch_on_validation_dice(tmp_path, dataset):
+    result = train_segmenter(tiny_config(tmp_path, dataset), progress=False)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "epochs.csv", "best.pt", "checkpoints/last.pt", "metrics.json",
+                 "report.txt", "val_contours.png"):  # fmt: skip
+        assert (run / name).is_file(), name
+    assert folder_kind(run) == SEGMENTATION_RUN
+    log = pd.read_csv(run / "epochs.csv")
+    assert list(log["epoch"]) == [1, 2, 3] and log["val_dice"].between(0, 1).all()
+    best = log.loc[log["best"] == 1, "epoch"].max()
+    assert result.best_epoch == best
+    assert result.val_dice == pytest.approx(log["val_dice"].max(), abs=1e-5)
+    assert yaml.safe_load((run / "config.yaml").read_text())["segmenter"] == "monai-unet"
+    contours = np.asarray(Image.open(run / "val_contours.png"))
+    assert contours.ndim == 3 and contours.shape[-1] == 3
+    # a second run into the same folder needs --resume (or --force)
+    with pytest.raises(CxrlabError, match="--resume"):
+        train_segmenter(tiny_config(tmp_path, dataset), progress=False)
+    with pytest.raises(CxrlabError, match="differs in lr"):
+        train_segmenter(tiny_config(tmp_path, dataset, lr=0.1), resume=True, progress=False)
+    # nor into a dataset, nor over its own data, resume or not
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("manifest.csv", "rejects.csv"):
+        (other / name).write_text((dataset / name).read_text())
+    with pytest.raises(OutputError, match="already holds a dataset"):
+        train_segmenter(tiny_config(tmp_path, dataset, "other"), resume=True, progress=False)
+    with pytest.raises(OutputError, match="destroy the input"):
+        train_segmenter(SegConfig(data=str(dataset), out=str(dataset / "seg")), progress=False)
+
+
+def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, dataset, monkeypatch):
+    train_segmenter(tiny_config(tmp_path, dataset, "full"), progress=False)
+    real_epoch = SegTrainer.train_epoch
+
+    def interrupted(self):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self)
+
+    monkeypatch.setattr(SegTrainer, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_segmenter(tiny_config(tmp_path, dataset, "cut"), progress=False)
+    monkeypatch.setattr(SegTrainer, "train_epoch", real_epoch)
+    train_segmenter(tiny_config(tmp_path, dataset, "cut"), resume=True, progress=False)
+    for name in ("best.pt", "checkpoints/last.pt"):
+        full = torch.load(tmp_path / "full" / name, weights_only=True)
+        cut = torch.load(tmp_path / "cut" / name, weights_only=True)
+        for key, value in full["model"].items():
+            assert torch.equal(value, cut["model"][key]), f"{name}: {key} differs after resume"
+    logs = [
+        pd.read_csv(tmp_path / n / "epochs.csv").drop(columns="seconds") for n in ("full", "cut")
+    ]
+    pd.testing.assert_frame_equal(*logs)
+
+
+def test_a_dataset_without_masks_or_splits_is_refused_with_the_fix(tmp_path, dataset):
+    manifest = pd.read_csv(dataset / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest.assign(mask_path="").to_csv(dataset / "manifest.csv", index=False)
+    result = runner.invoke(
+        app, ["seg", "train", "--data", str(dataset), "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2
+    assert "no row has a lung mask" in result.output and "masks" in result.output
+    assert result.output.count("\n") == 1
+
+
+def mask_with(*boxes, shape=(40, 50)) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    for top, bottom, left, right in boxes:
+        mask[top:bottom, left:right] = True
+    return mask
+
+
+def test_cleaning_keeps_the_two_largest_regions_and_fills_holes():
+    raw = mask_with((5, 35, 5, 20), (5, 30, 28, 44), (2, 4, 46, 48))  # two lungs + a speck
+    raw[15:18, 10:13] = False  # a hole
+    kept, regions = clean_mask(raw)
+    assert regions == 3
+    assert np.array_equal(kept, mask_with((5, 35, 5, 20), (5, 30, 28, 44)))
+    small_second = mask_with((5, 35, 5, 25), (10, 12, 30, 32))
+    kept, regions = clean_mask(small_second)
+    assert regions == 2 and np.array_equal(kept, mask_with((5, 35, 5, 25)))  # a speck, not a lung
+    assert clean_mask(np.zeros((8, 8), dtype=bool))[1] == 0
+
+
+@pytest.mark.parametrize(
+    ("mask", "flag"),
+    [
+        (mask_with(), "no lung"),
+        (mask_with((10, 12, 10, 12)), "no lung"),  # 4 pixels of 2000
+        (mask_with((5, 35, 10, 40)), "one lung"),
+        (mask_with((5, 35, 5, 20), (5, 35, 28, 44)), ""),
+        (mask_with((0, 35, 5, 20), (5, 35, 28, 44)), "touches border"),
+        (mask_with((5, 35, 5, 50)), "one lung; touches border"),
+    ],
+)
+def test_quality_flags_name_what_looks_wrong(mask, flag):
+    assert mask_flags(mask) == flag
+
+
+def test_predict_writes_one_mask_per_image_at_its_own_size(tmp_path, dataset):
+    train_segmenter(tiny_config(tmp_path, dataset), progress=False)
+    out = tmp_path / "M"
+    result = runner.invoke(
+        app, ["seg", "predict", str(tmp_path / "run"), "--data", str(dataset), "--out", str(out),
+              "--device", "cpu", "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert folder_kind(out) == MASKS
+    table = read_masks_table(out)
+    manifest = read_manifest(dataset)
+    assert list(table["id"]) == list(manifest["id"])  # every accepted image, masked or not
+    assert list(pd.read_csv(out / "masks.csv").columns) == [
+        "id", "mask_path", "lung_fraction", "components", "flag"
+    ]  # fmt: skip
+    for row, image in zip(table.itertuples(), manifest.itertuples(), strict=True):
+        assert row.mask_path.endswith(f"{safe_name(row.id)}.png") and ":" not in row.mask_path
+        mask = np.asarray(Image.open(row.mask_path))
+        assert mask.shape == (image.height, image.width)  # portrait and landscape alike
+        assert set(np.unique(mask)) <= {0, 255}
+        assert float(row.lung_fraction) == pytest.approx((mask == 255).mean(), abs=1e-4)
+    # --out may not be an input, nor another kind of folder
+    with pytest.raises(OutputError, match="destroy the input"):
+        predict_masks(tmp_path / "run", dataset, dataset / "masks", device="cpu", progress=False)
+    other_run = tmp_path / "other"
+    other_run.mkdir()
+    (other_run / "config.yaml").write_text("segmenter: monai-unet\n")
+    with pytest.raises(OutputError, match="already holds a segmentation run"):
+        predict_masks(tmp_path / "run", dataset, other_run, device="cpu", progress=False)

@@ -64,10 +64,14 @@ def test_lung_masks_are_applied_stored_and_missing_ones_rejected(tmp_path, datas
         for mask in stored:
             top, bottom, left, right = lung_box(mask > 0)
             assert top in (1, 2) and bottom in (30, 31) and left in (1, 2) and right in (30, 31)
-    # idempotent: the same options and masks do nothing; other masks redo the work
+    # idempotent: the same options and masks do nothing; other masks are refused (the
+    # overwrite rule) and redo the work with --force
     assert preprocess_dataset(dataset, out, options, lung_masks=masks, progress=False).reused
     (masks / "masks.csv").write_text((masks / "masks.csv").read_text().replace(",2,", ",1,", 1))
-    assert not preprocess_dataset(dataset, out, options, lung_masks=masks, progress=False).reused
+    with pytest.raises(CxrlabError, match="another --lung-masks"):
+        preprocess_dataset(dataset, out, options, lung_masks=masks, progress=False)
+    redone = preprocess_dataset(dataset, out, options, lung_masks=masks, progress=False, force=True)
+    assert not redone.reused
 
 
 def test_an_empty_mask_is_rejected_with_its_reason(tmp_path, dataset):
@@ -85,10 +89,11 @@ def test_an_empty_mask_is_rejected_with_its_reason(tmp_path, dataset):
 def test_lungs_without_masks_is_refused_with_the_fix(tmp_path, dataset):
     with pytest.raises(CxrlabError, match="--lung-masks MASKS"):
         preprocess_dataset(dataset, tmp_path / "P", PreprocessOptions(size_px=32, lungs="mask"))
+    (tmp_path / "not-masks").mkdir()
     with pytest.raises(CxrlabError, match="masks.csv not found"):
         preprocess_dataset(
             dataset, tmp_path / "P", PreprocessOptions(size_px=32, lungs="mask"),
-            lung_masks=tmp_path,
+            lung_masks=tmp_path / "not-masks",
         )  # fmt: skip
     assert not (tmp_path / "P").exists()
     meta_keys = json.dumps(PreprocessOptions().as_dict())

@@ -447,8 +447,9 @@ class SeedTrainer:
             seconds=self.elapsed,
         )
         values = result.as_dict()
-        values["training_images"] = {
-            origin: int((self.train_images.origins == origin).sum()) for origin in ORIGINS
+        counts = {o: int((self.train_images.origins == o).sum()) for o in ORIGINS}
+        values["training_images"] = {  # oversampled copies only where a control arm made some
+            o: n for o, n in counts.items() if o != "oversampled" or n > 0
         }
         atomic_write_text(self.folder / "metrics.json", json.dumps(values, indent=2) + "\n")
         return result

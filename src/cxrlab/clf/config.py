@@ -76,6 +76,7 @@ class ClfConfig(YamlConfig):
     bootstrap: int = 2000
 
     def __post_init__(self) -> None:
+        self.check_types()
         choices = {
             "arch": ARCHS,
             "head": HEADS,

@@ -83,6 +83,7 @@ class GenConfig(YamlConfig):
     wandb: bool = False
 
     def __post_init__(self) -> None:
+        self.check_types()
         if self.label is not None and self.label not in LABELS:
             raise CxrlabError(f"--label must be positive or negative, got {self.label!r}")
         for name in (

@@ -42,6 +42,30 @@ def format_table(values: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _default_metrics(features: str, weights: Path | None, with_train: bool) -> str | None:
+    """Every metric that applies (None), or, when the network's weights cannot be had,
+    those that need none, saying so: a plain `cxrlab metrics REAL FAKE` works offline."""
+    from cxrlab.metrics.api import default_metric_names
+    from cxrlab.metrics.extractors import EXTRACTORS
+    from cxrlab.metrics.extractors.weights import MissingWeightsError, locate_weights
+    from cxrlab.metrics.registry import METRICS
+
+    try:
+        locate_weights(EXTRACTORS[features].weights_file(), weights)
+    except MissingWeightsError as error:
+        names = [
+            n for n in default_metric_names(features, with_train) if not METRICS[n].needs_network
+        ]
+        typer.secho(
+            f"note: {error}\nnote: computing only the metrics that need no weights: "
+            f"{', '.join(names)} (give --weights or --metrics to choose)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        return ",".join(names)
+    return None
+
+
 @friendly_errors
 def metrics_command(
     real: Annotated[
@@ -119,6 +143,8 @@ def metrics_command(
     if train is not None and not (train / "meta.json").is_file():
         train_source = ImageSource(train, covid=covid)  # a folder has no splits: taken whole
 
+    if metrics is None:
+        metrics = _default_metrics(features.value, weights, with_train=train is not None)
     grid_path = out.with_name(f"{out.stem}-memorization.png")
     results = compute_metrics(
         real_source,

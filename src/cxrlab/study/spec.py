@@ -218,6 +218,8 @@ def _parse_generators(section: dict, path: Path) -> tuple[list[GeneratorSetting]
         k: v for k, v in section.items() if k not in ("augment", "select_by", "collapse_ratio")
     }
     _check_keys(settings, allowed, "generators", path)
+    if isinstance(settings.get("metrics"), str):  # "swd, diversity" as well as a list
+        settings["metrics"] = _metric_names(settings["metrics"])
     generators, names = [], set()
     for number, entry in enumerate(runs, start=1):
         if isinstance(entry, str):
@@ -230,6 +232,8 @@ def _parse_generators(section: dict, path: Path) -> tuple[list[GeneratorSetting]
             raise SpecError(f"{path}: two generator runs are named {name!r}; names must differ")
         names.add(name)
         _check_keys(entry, allowed, f"generators.runs[{number}] ({name})", path)
+        if isinstance(entry.get("metrics"), str):
+            entry["metrics"] = _metric_names(entry["metrics"])
         if entry["model"] not in model_names():
             raise SpecError(
                 f"{path}: generators.runs[{number}] ({name}): unknown model {entry['model']!r}; "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import ClassVar
@@ -22,6 +24,17 @@ class YamlConfig:
     #: Fields that may differ between a run and its ``--resume`` (they do not change
     #: what is trained: where it runs, how long, how often it logs).
     resume_free_fields: ClassVar[tuple[str, ...]] = ("out", "device")
+
+    def check_types(self) -> None:
+        """Refuse a field whose value is not of its declared type (``epochs: two``), with
+        one clear message instead of a comparison error deep inside. Whole numbers are
+        accepted for float fields; ``None`` only where the type allows it."""
+        hints = typing.get_type_hints(type(self))
+        for item in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, item.name)
+            expected = hints[item.name]
+            if not _is_instance(value, expected):
+                raise CxrlabError(f"{item.name} must be {_type_name(expected)}, got {value!r}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -69,3 +82,35 @@ class YamlConfig:
                 f"{path} not found: is {path.parent} a run folder of `{cls.command}`?"
             )
         return cls.from_dict(yaml.safe_load(path.read_text()))
+
+
+def _is_instance(value: object, expected: object) -> bool:
+    """isinstance for the annotations configs use: int, float, str, bool, X | None, list[X]."""
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_instance(value, option) for option in typing.get_args(expected))
+    if expected is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(expected) or (object,)
+        return isinstance(value, (list, tuple)) and all(_is_instance(v, item) for v in value)
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, expected) if isinstance(expected, type) else True
+
+
+def _type_name(expected: object) -> str:
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in typing.get_args(expected) if a is not type(None)]
+        return " or ".join(names) + " (or null)"
+    if origin is list:
+        (item,) = typing.get_args(expected) or (object,)
+        return f"a list of {_type_name(item)}"
+    return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}.get(
+        expected, getattr(expected, "__name__", str(expected))
+    )

@@ -298,3 +298,38 @@ def test_a_study_never_draws_from_a_collapsed_generator(tmp_path):
     assert not (tmp_path / "out" / "synthetic").exists()
     assert any("collapsed" in line for line in lines)
     assert set(result.results["synthetic"].dropna().astype(int)) == {0}
+
+
+def test_wall_time_is_the_time_the_cells_took_not_the_last_invocation(interrupted_study):
+    status = json.loads((interrupted_study["study"] / "study.json").read_text())
+    cells = [json.loads(p.read_text()) for p in interrupted_study["study"].glob("*/**/cell.json")]
+    assert interrupted_study["third"].ran == []  # the third invocation did nothing
+    assert status["wall_seconds"] == pytest.approx(sum(c["seconds"] for c in cells), abs=0.05)
+    assert status["wall_seconds"] > 1.0
+
+
+def test_an_unfinished_generator_cell_refuses_changed_settings(tmp_path):
+    spec = {
+        **TINY,
+        "preprocess": {"size": 32},
+        "synthetic": {"amounts": [0]},
+        "classifier": {**TINY["classifier"], "epochs": 1, "seeds": [0], "explain": 0},
+    }
+    from cxrlab.gen.trainer import GenTrainer
+
+    real_train = GenTrainer.train
+
+    def stop_after_first_checkpoint(self, resume=False):
+        self.config.steps = 2  # the run ends at its first checkpoint, the cell unfinished
+        real_train(self, resume)
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(GenTrainer, "train", stop_after_first_checkpoint)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(write_spec(tmp_path, spec), tmp_path / "out", device="cpu", progress=False,
+                      log=lambda line: None)  # fmt: skip
+    changed = {**spec, "generators": {**spec["generators"], "diffaug": "", "batch_size": 4}}
+    with pytest.raises(CxrlabError, match="batch_size"):
+        run_study(write_spec(tmp_path, changed), tmp_path / "out", device="cpu", progress=False,
+                  log=lambda line: None)  # fmt: skip

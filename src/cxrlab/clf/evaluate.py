@@ -43,8 +43,10 @@ from cxrlab.clf.predict import BEST, load_trained, predict, predictions_frame
 from cxrlab.data.packed import Packed, open_packed
 from cxrlab.data.show import image_grid, save_grid
 from cxrlab.errors import CxrlabError
+from cxrlab.utils import outputs
 from cxrlab.utils.device import resolve_device
 from cxrlab.utils.fs import atomic_path, atomic_write_text
+from cxrlab.utils.outputs import OutputError, check_output
 
 
 def write_predictions(predictions: pd.DataFrame, threshold: float, path: str | Path) -> Path:
@@ -248,6 +250,12 @@ def evaluate_run(
                 "nothing outside the lungs, so the shortcut probe is not meaningful there"
             )
     out = Path(out) if out else run / "eval" / f"{packed.path.name}-{split}"
+    if run.resolve().is_relative_to(out.resolve()):
+        raise OutputError(
+            f"--out {out} is or holds the run {run}; writing it would overwrite the run's own "
+            "metrics: choose another --out (default: RUN/eval/<data>-<split>)"
+        )
+    check_output(out, kind=outputs.EVALUATION, inputs=[data, lung_masks])
     evaluations, explanations, probes = {}, {}, {}
     for seed, folder in folders.items():
         model, state = load_trained(folder, torch_device)

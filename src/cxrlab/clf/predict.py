@@ -50,6 +50,12 @@ def predict(
         loss_sum += model.loss(logits, labels) * len(positions)
         probabilities.append(model.covid_probability(logits).cpu())
     probability = torch.cat(probabilities).double().numpy()
+    if not np.isfinite(probability).all():
+        bad = int((~np.isfinite(probability)).sum())
+        raise CxrlabError(
+            f"the classifier gives non-finite probabilities for {bad} of {len(images)} images: "
+            "its weights diverged (NaN); train again with a lower --lr"
+        )
     return probability, float(loss_sum) / len(images)
 
 

@@ -323,7 +323,14 @@ class SeedTrainer:
             loss_sum += loss.detach() * len(positions)
             counted += len(positions)
         bar.close()
-        return float(loss_sum) / counted
+        mean_loss = float(loss_sum) / counted
+        if not math.isfinite(mean_loss):
+            raise CxrlabError(
+                f"{self.folder}: training diverged in epoch {self.epoch + 1} (non-finite loss); "
+                f"the last finished epoch ({self.epoch}) is kept in checkpoints/{LAST}. "
+                "Train again with a lower --lr into another --out"
+            )
+        return mean_loss
 
     def validate(self) -> tuple[float, float]:
         """Validation loss and AUC of the current weights."""

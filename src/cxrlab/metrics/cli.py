@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from cxrlab.cli_common import Quiet, friendly_errors
+from cxrlab.errors import CxrlabError
 
 
 class FeaturesChoice(str, Enum):
@@ -143,6 +144,8 @@ def metrics_command(
     if train is not None and not (train / "meta.json").is_file():
         train_source = ImageSource(train, covid=covid)  # a folder has no splits: taken whole
 
+    if out.is_dir():
+        raise CxrlabError(f"--out {out} is a folder; give the JSON file to write, e.g. {out}.json")
     if metrics is None:
         metrics = _default_metrics(features.value, weights, with_train=train is not None)
     grid_path = out.with_name(f"{out.stem}-memorization.png")

@@ -40,7 +40,9 @@ from cxrlab.errors import CxrlabError
 from cxrlab.metrics.registry import value_info
 from cxrlab.study.findings import collapsed, control_level
 from cxrlab.study.spec import StudySpec, Variant, _slug, load_spec
+from cxrlab.utils import outputs
 from cxrlab.utils.fs import atomic_write_text
+from cxrlab.utils.outputs import check_output
 
 CELL_FILE = "cell.json"
 RESULTS = "results.csv"
@@ -445,6 +447,9 @@ class StudyRunner:
         from cxrlab.utils.device import resolve_device
 
         resolve_device(self.device)  # --device cuda without CUDA fails before any work
+        # a study folder, or a new one: never the folder holding the spec, or another kind
+        check_output(self.out, kind=outputs.STUDY, inputs=[self.spec.path])
+        self._preflight()
         began = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
         if not (self.out / "spec.yaml").is_file():
@@ -454,7 +459,7 @@ class StudyRunner:
             self.selected.update(self.previous.get("selected_generators", {}))
             self.previous_order = [cell["id"] for cell in self.previous.get("cells", [])]
         self._load_records()
-        self._preflight()
+        self._write_status()  # the folder is a study from its first moment (resumable)
         dataset = self._data()
         variants = self.spec.variants()
         packs = {v.name: self._preprocess(dataset, v) for v in variants}

@@ -29,6 +29,7 @@ STUDY = "study"
 IMAGES = "image folder"
 MASKS = "mask folder"
 SEGMENTATION_RUN = "segmentation run"
+EVALUATION = "classifier evaluation"
 STATS = "stats folder"
 EMPTY = "empty folder"
 OTHER = "folder cxrlab did not write"
@@ -73,6 +74,8 @@ def folder_kind(path: str | Path) -> str | None:
         if "\nmodel:" in f"\n{text}":
             return GENERATOR_RUN
         return OTHER
+    if {"metrics.json", "report.txt"} <= names and any(n.startswith("seed_") for n in names):
+        return EVALUATION
     suffixes = {Path(name).suffix.lower() for name in names}
     if suffixes <= {".png", ".jpg", ".jpeg"} and all((path / n).is_file() for n in names):
         return IMAGES

@@ -357,3 +357,22 @@ def test_loader_refuses_an_unknown_normalization_at_construction(tmp_path):
     packed = make_packed(tmp_path / "P")
     with pytest.raises(CxrlabError, match="minmax"):
         packed_loader(packed, normalize="minmax")
+
+
+def test_the_cli_imports_no_heavy_library_before_a_command_needs_it():
+    """`cxrlab --help` and `cxrlab data import --help` start at once: the import graph of
+    the CLI holds no torch, scikit-learn, pandas, numpy, matplotlib, MONAI or kornia."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "sklearn", "pandas", "numpy", "matplotlib", "monai", "kornia", "scipy")
+    code = (
+        "import sys; import cxrlab.cli; from typer.testing import CliRunner; "
+        "CliRunner().invoke(cxrlab.cli.app, sys.argv[1:]); "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    for args in ([], ["--help"], ["data", "import", "--help"], ["gen", "train", "--help"]):
+        loaded = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        assert loaded == "", f"cxrlab {' '.join(args)} imported {loaded}"

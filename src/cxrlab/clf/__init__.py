@@ -8,28 +8,26 @@
 * :mod:`~cxrlab.clf.explain`: Grad-CAM and the lung-hidden shortcut probe.
 """
 
-from cxrlab.clf.config import ClfConfig
-from cxrlab.clf.evaluate import RunEvaluation, evaluate_run
-from cxrlab.clf.explain import GradCam, hide_lungs, shortcut_verdict
-from cxrlab.clf.metrics import Evaluation, binary_metrics, bootstrap_intervals, youden_threshold
-from cxrlab.clf.models import Classifier, ModelSpec, build_classifier
-from cxrlab.clf.trainer import RunResult, SeedResult, train_classifier
+from cxrlab.utils.lazy import lazy_exports
 
-__all__ = [
-    "Classifier",
-    "ClfConfig",
-    "Evaluation",
-    "GradCam",
-    "ModelSpec",
-    "RunEvaluation",
-    "RunResult",
-    "SeedResult",
-    "binary_metrics",
-    "bootstrap_intervals",
-    "build_classifier",
-    "evaluate_run",
-    "hide_lungs",
-    "shortcut_verdict",
-    "train_classifier",
-    "youden_threshold",
-]
+_EXPORTS = {
+    "Classifier": "cxrlab.clf.models",
+    "ClfConfig": "cxrlab.clf.config",
+    "Evaluation": "cxrlab.clf.metrics",
+    "GradCam": "cxrlab.clf.explain",
+    "ModelSpec": "cxrlab.clf.models",
+    "RunEvaluation": "cxrlab.clf.evaluate",
+    "RunResult": "cxrlab.clf.trainer",
+    "SeedResult": "cxrlab.clf.trainer",
+    "binary_metrics": "cxrlab.clf.metrics",
+    "bootstrap_intervals": "cxrlab.clf.metrics",
+    "build_classifier": "cxrlab.clf.models",
+    "evaluate_run": "cxrlab.clf.evaluate",
+    "hide_lungs": "cxrlab.clf.explain",
+    "shortcut_verdict": "cxrlab.clf.explain",
+    "train_classifier": "cxrlab.clf.trainer",
+    "youden_threshold": "cxrlab.clf.metrics",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

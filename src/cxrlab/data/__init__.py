@@ -9,8 +9,15 @@ Public API (the CLI's ``cxrlab data ...`` commands wrap these):
 * :func:`~cxrlab.data.io.read_image` - the one image reader.
 """
 
-from cxrlab.data.api import build_dataset, import_source, split_dataset
-from cxrlab.data.io import read_image
-from cxrlab.data.manifest import read_manifest
+from cxrlab.utils.lazy import lazy_exports
 
-__all__ = ["build_dataset", "import_source", "read_image", "read_manifest", "split_dataset"]
+_EXPORTS = {
+    "build_dataset": "cxrlab.data.api",
+    "import_source": "cxrlab.data.api",
+    "read_image": "cxrlab.data.io",
+    "read_manifest": "cxrlab.data.manifest",
+    "split_dataset": "cxrlab.data.api",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -17,7 +17,7 @@ Pure functions (float64 where it matters; each module names its reference):
 Feature extractors by name (``inception``, ``xrv``): :mod:`cxrlab.metrics.extractors`.
 """
 
-import importlib
+from cxrlab.utils.lazy import lazy_exports
 
 #: Public name -> module defining it. Imported on first use (PEP 562), so that
 #: ``cxrlab --help`` does not pay for torchmetrics and the networks.
@@ -42,7 +42,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'cxrlab.metrics' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

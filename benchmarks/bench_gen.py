@@ -33,7 +33,7 @@ WARMUP, MEASURED = 5, 40
 def steps_per_second(config: GenConfig) -> float:
     fabric = _fabric(config)
     trainer = GenTrainer(config, fabric, progress=False)
-    step = trainer._vae_step if trainer.recipe.loss == "elbo" else trainer._adversarial_step
+    step = trainer.train_step
     for _ in range(WARMUP):
         step()
     began = time.perf_counter()

@@ -376,3 +376,30 @@ def test_the_cli_imports_no_heavy_library_before_a_command_needs_it():
             [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
         ).stdout.strip()
         assert loaded == "", f"cxrlab {' '.join(args)} imported {loaded}"
+
+
+def test_the_gpu_check_runs_in_its_dry_mode_on_a_cpu(tmp_path):
+    """`make gpu-check` is run on a GPU only now and then: its CPU dry mode keeps it working."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    out = tmp_path / "figures.json"
+    result = subprocess.run(
+        [sys.executable, str(script), "--dry", "--models", "dcgan,vae", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(out.read_text())
+    assert figures["errors"] == []
+    assert [(g["model"], g["size_px"]) for g in figures["generators"]] == [
+        ("dcgan", 32),
+        ("vae", 32),
+    ]
+    assert all(
+        g["steps_per_second"] > 0 and g["sample_312_seconds"] >= 0 for g in figures["generators"]
+    )
+    assert figures["classifier_epoch_seconds"] > 0
+    assert "DDP: skipped" in result.stdout

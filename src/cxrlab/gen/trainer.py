@@ -302,6 +302,12 @@ class GenTrainer:
             self.config.batch_size, self.config.latent_dim, generator=self.noise_rng
         ).to(self.device)
 
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One generator update (with its critic steps): the losses, still on the device."""
+        if self.recipe.loss == "elbo":
+            return self._vae_step()
+        return self._adversarial_step()
+
     def _vae_step(self) -> dict[str, torch.Tensor]:
         images, _ = self._real_batch(self.step)
         logits, mu, logvar = self.g_model(images=images)
@@ -424,12 +430,11 @@ class GenTrainer:
             total=config.steps, initial=self.step, desc=f"{config.model}", disable=not self.progress
         )
         last_row: dict[str, float] = {}
-        step_fn = self._vae_step if self.recipe.loss == "elbo" else self._adversarial_step
         self.generator.train()
         if self.discriminator is not None:
             self.discriminator.train()
         while self.step < config.steps:
-            losses = step_fn()
+            losses = self.train_step()
             self.step += 1
             if self.ema is not None:
                 self.ema.update(self.generator, self.step)

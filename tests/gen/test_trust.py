@@ -233,3 +233,17 @@ def test_metrics_need_a_validation_split_not_trained_on(tmp_path):
     make_packed(tmp_path / "P")
     with pytest.raises(CxrlabError, match="held-out val"):
         RunMetrics(config_for(tmp_path, metrics=["swd"], split="train,val"))
+
+
+def test_wgan_gp_trains_under_fabric_mixed_precision(tmp_path):
+    """The gradient penalty's autograd.grad goes through the unwrapped critic: Fabric's
+    bf16 wrapper refuses it otherwise (found by `make gpu-check` on an H200)."""
+    from lightning_fabric import Fabric
+
+    from cxrlab.gen.trainer import GenTrainer
+
+    make_packed(tmp_path / "P")
+    fabric = Fabric(accelerator="cpu", devices=1, precision="bf16-mixed")
+    trainer = GenTrainer(config_for(tmp_path, "wgan-gp", n_critic=1), fabric, progress=False)
+    losses = trainer.train_step()
+    assert torch.isfinite(losses["gp"]) and float(losses["gp"]) > 0

@@ -333,8 +333,10 @@ class GenTrainer:
             fake_scores = self.d_model(fake_in, conditioning)
             d_loss = discriminator_loss(recipe.loss, real_scores, fake_scores)
             if recipe.gp_weight:
+                # through the unwrapped critic, in float32: Fabric's mixed-precision wrapper
+                # forbids torch.autograd.grad on its outputs (seen on CUDA with bf16)
                 penalty = gradient_penalty(
-                    self.d_model, real_in.float(), fake_in.float(), conditioning
+                    self.discriminator, real_in.float(), fake_in.float(), conditioning
                 )
                 d_loss = d_loss + recipe.gp_weight * penalty
                 out["gp"] = penalty.detach()

@@ -76,3 +76,21 @@ def test_errors_are_one_line_with_the_fix(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 2
     assert "resnet18-f37072fd.pth" in result.output and "--pretrained none" in result.output
+
+
+def test_a_train_that_failed_at_start_is_run_again_by_the_fixed_command(tmp_path):
+    split_packed(tmp_path / "P", size_px=16)
+    common = ["--data", str(tmp_path / "P"), "--out", str(tmp_path / "r"), "--device", "cpu",
+              "--epochs", "1", "--bootstrap", "20", "-q"]  # fmt: skip
+    failed = runner.invoke(
+        app, ["train", "--arch", "resnet18", "--pretrained", "imagenet", *common]
+    )
+    assert failed.exit_code == 2 and "Traceback" not in failed.output
+    fixed = runner.invoke(app, ["train", "--arch", "resnet18", "--pretrained", "none", *common])
+    assert fixed.exit_code == 0, fixed.output
+    assert "already holds a run" not in fixed.output
+    again = runner.invoke(app, ["train", "--arch", "resnet18", "--pretrained", "none", *common])
+    assert again.exit_code == 2 and "already holds a run" in again.output  # now it is a run
+    code = runner.invoke(app, ["train", "--arch", "simple-cnn", "--data", str(tmp_path / "P"),
+                               "--out", str(tmp_path / "P"), "--device", "cpu", "-q"])  # fmt: skip
+    assert code.exit_code == 2 and "is the input" in code.output

@@ -89,6 +89,7 @@ def test_classifier_table_marks_the_best_cell(full_study):
     assert '0.805<br><span class="ci">[' in classifier_best[0]
     assert "t-interval of the mean over seeds" in html
     assert "external ROC-AUC" in html
+    assert "chosen on validation" in html and "validation ROC-AUC" in html
 
 
 def test_generator_table_and_curves(full_study):

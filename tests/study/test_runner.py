@@ -130,6 +130,8 @@ def test_results_have_a_row_per_generator_and_per_classifier_cell_and_seed(inter
     assert (generators["selected"] == 1).all()  # the only generator of its variant
     assert len(classifiers) == 4 * 2
     assert sorted(classifiers["seed"].unique()) == [0, 1]
+    # what the best cell is chosen by: each seed's validation AUC at its chosen epoch
+    assert classifiers["val_roc_auc"].between(0, 1).all()
     assert set(classifiers["synthetic"]) == {0, 8}
     with_synthetic = classifiers[classifiers["synthetic"] == 8]
     assert set(with_synthetic["synthetic_from"]) == {"gen/32px-none/dc", "gen/32px-clahe/dc"}

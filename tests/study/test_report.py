@@ -205,3 +205,14 @@ def test_chromium_on_a_study_without_generators(tmp_path):
     rendered = render_in_chromium(report, tmp_path)
     html = report.read_text(encoding="utf-8")
     assert rendered["images"] == rendered["loaded"] == len(IMG.findall(html)) > 0
+
+
+def test_tables_escape_plain_text_and_keep_marked_html():
+    from cxrlab.study.report import Markup, _table
+
+    html = _table(
+        ["a<b", "c"], [["<script>x</script>", Markup("<br><span>1</span>")], ["a & b", 3]]
+    )
+    assert "<th>a&lt;b</th>" in html
+    assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
+    assert "<td><br><span>1</span></td>" in html and "a &amp; b" in html

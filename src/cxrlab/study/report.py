@@ -245,11 +245,17 @@ def _section(anchor: str, title: str, body: str) -> str:
     return f'<section id="{anchor}">\n<h2>{escape(title)}</h2>\n{body}\n</section>'
 
 
+class Markup(str):
+    """Text that is already HTML: :func:`_table` inserts it as it is; it escapes any
+    other cell, so no caller can forget to."""
+
+
 def _number(value: object, digits: int = 3) -> str:
+    """A number as plain text (escaped where it is inserted), or MISSING."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return escape(str(value)) if value not in (None, "") else MISSING
+        return str(value) if value not in (None, "") else MISSING
     if math.isnan(number):
         return MISSING
     if number.is_integer() and abs(number) >= 1:
@@ -263,7 +269,7 @@ def _with_interval(mean: float, low: float, high: float) -> str:
     text = f"{mean:.3f}"
     if not (pd.isna(low) or pd.isna(high)):
         text += f'<br><span class="ci">[{low:.3f}, {high:.3f}]</span>'
-    return text
+    return Markup(text)
 
 
 def _duration(seconds: object) -> str:
@@ -288,14 +294,15 @@ def _table(
     row_classes: list[str] | None = None,
     caption: str = "",
 ) -> str:
-    """A table; ``headers`` are escaped here, cells must be escaped by the caller."""
+    """A table. Headers and plain-text cells are escaped here; a :class:`Markup` cell is
+    inserted as the HTML it is."""
     numeric = numeric or set()
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = []
     for index, cells in enumerate(rows):
         css = row_classes[index] if row_classes else ""
         tds = "".join(
-            f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
+            f'<td class="num">{_cell_html(c)}</td>' if i in numeric else f"<td>{_cell_html(c)}</td>"
             for i, c in enumerate(cells)
         )
         body.append(f'<tr class="{css}">{tds}</tr>' if css else f"<tr>{tds}</tr>")
@@ -306,10 +313,14 @@ def _table(
     )
 
 
-def _cell_name(cell: object) -> str:
+def _cell_html(cell: object) -> str:
+    return cell if isinstance(cell, Markup) else escape(str(cell))
+
+
+def _cell_name(cell: object) -> Markup:
     """A cell's short name (its last path part), the full id as a tooltip."""
     full = str(cell)
-    return f'<span title="{escape(full)}">{escape(full.rsplit("/", 1)[-1])}</span>'
+    return Markup(f'<span title="{escape(full)}">{escape(full.rsplit("/", 1)[-1])}</span>')
 
 
 def _data_uri(data: bytes) -> str | None:
@@ -490,7 +501,7 @@ def _stats_tables(stats: dict) -> str:
     if isinstance(rejected, dict) and rejected:
         summary.append(("rejected", ", ".join(f"{k} {v}" for k, v in rejected.items())))
     parts = [
-        _table(["", "value"], [[escape(str(k)), escape(str(v))] for k, v in summary])
+        _table(["", "value"], [[str(k), str(v)] for k, v in summary])
         if summary
         else _note("stats.json holds no summary numbers.")
     ]
@@ -507,7 +518,7 @@ def _stats_tables(stats: dict) -> str:
 def _crosstab(table: dict, first: str) -> str:
     labels = list(dict.fromkeys(k for row in table.values() for k in (row or {})))
     rows = [
-        [escape(str(name))] + [_number((row or {}).get(label, 0)) for label in labels]
+        [str(name)] + [_number((row or {}).get(label, 0)) for label in labels]
         for name, row in table.items()
     ]
     return _table([first, *map(str, labels)], rows, numeric=set(range(1, len(labels) + 1)))
@@ -542,7 +553,7 @@ def _classifier_section(study: Study) -> str:
     for _, row in summary.iterrows():
         is_best = best is not None and row["cell"] == best.cell
         cells = ["★ best" if is_best else "", _cell_name(row["cell"])]
-        cells += [escape(str(row[f])) for f in factors]
+        cells += [str(row[f]) for f in factors]
         cells.append(str(row["n_seeds"]))
         cells.append(_number(row.get(SELECTION_METRIC)))
         cells += [_with_interval(row[m], row[f"{m}_low"], row[f"{m}_high"]) for m in metrics]
@@ -628,7 +639,7 @@ def _generator_section(study: Study) -> str:
         is_best = row["cell"] in best
         mark = "★ best" if is_best else ("collapsed" if collapsed_rows.loc[index] else "")
         cells = [mark] + [_cell_name(row["cell"]) for _ in named]
-        cells += [escape(level_text(row[c])) for c in [*factors, *extra]]
+        cells += [level_text(row[c]) for c in [*factors, *extra]]
         cells += [_number(row[m], 4) for m in metrics]
         cells.append(_number(row.get("seconds"), 1))
         if has_selected:

@@ -37,6 +37,7 @@ import pandas as pd
 from scipy import stats
 
 from cxrlab.metrics.registry import value_info
+from cxrlab.study import schema
 
 PRO = "pro"
 CON = "con"
@@ -56,12 +57,17 @@ DEFAULT_AXES = {
     "generator": ["generator", "gen_augment"],
     "classifier": ["arch", "augment", "synthetic"],
 }
-#: Classifier metrics compared between levels (those present in the results).
-CLASSIFIER_METRICS = ("test_roc_auc", "test_sensitivity", "test_specificity", "external_roc_auc")
-#: Classifier metrics summarised per cell in the report table.
-SUMMARY_METRICS = ("test_roc_auc", "test_sensitivity", "test_specificity", "external_roc_auc")
+#: Classifier metrics compared between levels (those present in the results), and
+#: summarised per cell in the report table.
+CLASSIFIER_METRICS = (
+    schema.evaluation_column("test", "roc_auc"),
+    schema.evaluation_column("test", "sensitivity"),
+    schema.evaluation_column("test", "specificity"),
+    schema.evaluation_column("external", "roc_auc"),
+)
+SUMMARY_METRICS = CLASSIFIER_METRICS
 #: What the best classifier cell is chosen by (never a test metric).
-SELECTION_METRIC = "val_roc_auc"
+SELECTION_METRIC = schema.VAL_ROC_AUC
 
 #: Labels of classifier result columns (generator metric columns take theirs from the
 #: metric registry, :mod:`cxrlab.metrics.registry`).

@@ -38,6 +38,7 @@ import pandas as pd
 
 from cxrlab.errors import CxrlabError
 from cxrlab.metrics.registry import value_info
+from cxrlab.study import schema
 from cxrlab.study.findings import collapsed, control_level
 from cxrlab.study.spec import StudySpec, Variant, _slug, load_spec
 from cxrlab.utils import outputs
@@ -51,12 +52,14 @@ STUDY_JSON = "study.json"
 
 @dataclass
 class Cell:
-    """One unit of work: ``id`` names it, ``folder`` (relative to the study) holds it."""
+    """One unit of work: ``id`` names it, ``folder`` (relative to the study) holds it,
+    ``variant`` is the preprocessing variant it belongs to (None: the dataset)."""
 
     id: str
     kind: str
     folder: str
     settings: dict
+    variant: Variant | None = None
 
 
 @dataclass
@@ -119,7 +122,6 @@ class StudyRunner:
         self.cells: list[Cell] = []
         self.rows: dict[str, list[dict]] = {}
         self.selected: dict[str, str] = {}
-        self.variant_by_name = {v.name: v for v in spec.variants()}
         self.previous: dict = {}  # study.json of earlier invocations
         self.previous_order: list[str] = []
         self.records: dict[str, dict] = {}  # cell id -> its cell.json, finished cells only
@@ -229,7 +231,13 @@ class StudyRunner:
 
         settings = dict(variant.values)
         self._do(
-            Cell(f"preprocess/{variant.name}", "preprocess", f"packed/{variant.name}", settings),
+            Cell(
+                f"preprocess/{variant.name}",
+                "preprocess",
+                f"packed/{variant.name}",
+                settings,
+                variant,
+            ),
             work,
         )
         return packed
@@ -261,7 +269,9 @@ class StudyRunner:
                 }
                 for volatile in ("data", "out", "device"):
                     identity.pop(volatile, None)
-                cells.append((Cell(folder, "generator", folder, identity), config))
+                cells.append(
+                    (Cell(folder, schema.GENERATOR_KIND, folder, identity, variant), config)
+                )
         return cells
 
     def _generator(self, cell: Cell, config) -> list[dict]:
@@ -272,12 +282,12 @@ class StudyRunner:
             values = _final_metric_values(Path(config.out) / "metrics.csv")
             return [
                 {
-                    "generator": cell.settings["name"],
-                    "model": config.model,
-                    "gen_augment": cell.settings["gen_augment"],
-                    "steps": result.step,
-                    "seed": config.seed,
-                    "seconds": round(result.seconds, 2),
+                    schema.GENERATOR: cell.settings["name"],
+                    schema.MODEL: config.model,
+                    schema.GEN_AUGMENT: cell.settings["gen_augment"],
+                    schema.STEPS: result.step,
+                    schema.SEED: config.seed,
+                    schema.SECONDS: round(result.seconds, 2),
                     **values,
                 }
             ]
@@ -342,7 +352,7 @@ class StudyRunner:
             )
             return []
 
-        self._do(Cell(folder, "synthetic", folder, settings), work)
+        self._do(Cell(folder, "synthetic", folder, settings, variant), work)
         return target
 
     def _classifier(
@@ -380,7 +390,7 @@ class StudyRunner:
             "explain": spec.explain,
         }
         level = control_level(combo["synthetic"]) if combo["control"] else combo["synthetic"]
-        factors = {**{k: v for k, v in combo.items() if k != "control"}, "synthetic": level}
+        factors = {**{k: v for k, v in combo.items() if k != "control"}, schema.SYNTHETIC: level}
 
         def work() -> list[dict]:
             trained = train_classifier(config, resume=True, progress=self.progress)
@@ -407,21 +417,21 @@ class StudyRunner:
             for seed, seed_result in trained.seeds.items():
                 row = {
                     **factors,
-                    "synthetic_from": source,
-                    "seed": seed,
-                    "seconds": round(seed_result.seconds, 2),
-                    "best_epoch": seed_result.best_epoch,
-                    "threshold": seed_result.threshold,
+                    schema.SYNTHETIC_FROM: source,
+                    schema.SEED: seed,
+                    schema.SECONDS: round(seed_result.seconds, 2),
+                    schema.BEST_EPOCH: seed_result.best_epoch,
+                    schema.THRESHOLD: seed_result.threshold,
                     # what the best cell is chosen by: validation, never test
-                    "val_roc_auc": seed_result.val_auc,
+                    schema.VAL_ROC_AUC: seed_result.val_auc,
                 }
-                row.update(_evaluation_columns("test", test.seeds[seed]))
+                row.update(schema.evaluation_columns("test", test.seeds[seed]))
                 if external is not None:
-                    row.update(_evaluation_columns("external", external.seeds[seed]))
+                    row.update(schema.evaluation_columns("external", external.seeds[seed]))
                 rows.append(row)
             return rows
 
-        self._do(Cell(folder, "classifier", folder, identity), work)
+        self._do(Cell(folder, schema.CLASSIFIER_KIND, folder, identity, variant), work)
 
     def _classifier_folder(self, variant: Variant, combo: dict) -> str:
         parts = [str(combo["arch"])]
@@ -466,7 +476,6 @@ class StudyRunner:
         gen_cells: dict[str, list[Cell]] = {}
         for variant in variants:
             gen_variant = generator_variant(variant)
-            self.variant_by_name[gen_variant.name] = gen_variant
             if self.spec.generators and gen_variant.name not in packs:
                 packs[gen_variant.name] = self._preprocess(dataset, gen_variant)
             gen_cells[variant.name] = []
@@ -523,10 +532,11 @@ class StudyRunner:
             pretrained_weights(config.arch, config.resolved_pretrained)
 
     # ----------------------------------------------------------------- output
-    def _variant_of(self, cell: Cell) -> dict:
-        parts = cell.folder.split("/")
-        variant = self.variant_by_name.get(parts[1]) if len(parts) > 1 else None
-        return {"variant": variant.name, **dict(variant.values)} if variant else {}
+    @staticmethod
+    def _variant_of(cell: Cell) -> dict:
+        """The variant columns of a cell's rows: its name and its preprocessing values."""
+        variant = cell.variant
+        return {schema.VARIANT: variant.name, **dict(variant.values)} if variant else {}
 
     def _write_results(self) -> pd.DataFrame:
         """results.csv from every finished generator and classifier cell in the folder:
@@ -541,12 +551,12 @@ class StudyRunner:
         cells.sort(key=lambda cell: self._rank(cell[0]))
         records = []
         for cell_id, kind, folder, rows in cells:
-            if kind not in ("generator", "classifier"):
+            if kind not in (schema.GENERATOR_KIND, schema.CLASSIFIER_KIND):
                 continue
             for row in rows:
-                record = {"kind": kind, "cell": cell_id, "folder": folder, **row}
-                if kind == "generator":
-                    record["selected"] = int(cell_id in self.selected.values())
+                record = {schema.KIND: kind, schema.CELL: cell_id, schema.FOLDER: folder, **row}
+                if kind == schema.GENERATOR_KIND:
+                    record[schema.SELECTED] = int(cell_id in self.selected.values())
                 records.append(record)
         table = pd.DataFrame.from_records(records).convert_dtypes()
         atomic_write_text(self.out / RESULTS, table.to_csv(index=False, lineterminator="\n"))
@@ -627,19 +637,6 @@ def expand_source_paths(data: dict, spec_path: Path) -> dict:
                 )
             source[key] = expanded
     return data
-
-
-def _evaluation_columns(prefix: str, evaluation) -> dict:
-    values = {
-        f"{prefix}_n_images": evaluation.n_images,
-        f"{prefix}_n_positive": evaluation.n_positive,
-    }
-    for name, value in evaluation.metrics.items():
-        low, high = evaluation.intervals[name]
-        values[f"{prefix}_{name}"] = value
-        values[f"{prefix}_{name}_low"] = low
-        values[f"{prefix}_{name}_high"] = high
-    return values
 
 
 def run_study(

@@ -4,13 +4,27 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench gpu-check sample clean browser
+.PHONY: venv demo test lint bench gpu-check lock sample clean browser
 
-$(STAMP): pyproject.toml
+LOCK   := requirements.lock
+
+# Installs the exact versions of requirements.lock, then cxrlab itself: the same commit
+# installs the same packages next month.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e '.[dev]'
 	touch $(STAMP)
+
+# Refresh requirements.lock from pyproject.toml's ranges in a fresh virtual environment.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	(echo "# Exact versions \`make\` installs (pyproject.toml holds the ranges). Refresh with \`make lock\`."; \
+	 .lock-venv/bin/python -m pip freeze --exclude-editable) > $(LOCK)
+	rm -rf .lock-venv
 
 venv: $(STAMP)
 

@@ -113,3 +113,23 @@ def test_another_kind_or_other_settings_need_force(tmp_path):
     assert check_output(packed, kind=PACKED, same_settings=True) == PACKED
     assert check_output(packed, kind=DATASET, force=True) == PACKED
     assert check_output(tmp_path / "new", kind=PACKED) is None
+
+
+def test_the_lock_file_pins_every_dependency_of_the_project():
+    """`make` installs requirements.lock: each pyproject dependency has an exact version."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["dev"]
+    pinned = {}
+    for line in (root / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pinned[re.sub(r"[-_.]+", "-", name).lower()] = version
+    for requirement in wanted:
+        name = re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[ ]", requirement)[0]).lower()
+        assert name in pinned, f"{name} is not pinned in requirements.lock: run `make lock`"
+    assert pinned["torch"] == "2.14.1" and pinned["torchvision"] == "0.29.1"

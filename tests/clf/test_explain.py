@@ -166,3 +166,17 @@ def test_grad_cam_layer_is_the_deepest_with_maps_of_7_px_or_more():
     cnn = build_classifier(ModelSpec("simple-cnn", 64))
     name, module = cam_layer(cnn, 64)
     assert name == "backbone.10" and isinstance(module, nn.ReLU)  # the last convolution's maps
+
+
+def test_grad_cam_probabilities_are_the_models_and_one_instance_serves_many_calls():
+    torch.manual_seed(0)
+    for head in ("logit", "softmax"):
+        model = build_classifier(ModelSpec("simple-cnn", 32, head=head)).eval()
+        images = torch.rand(3, 1, 32, 32)
+        with torch.no_grad():
+            expected = model.covid_probability(model(images))
+        cam = GradCam(model)
+        for _ in range(3):  # MONAI's hooks stay on the layer: no stale maps between calls
+            cams, probability = cam(images)
+            assert torch.allclose(probability, expected, atol=1e-5)
+        assert cams.shape == (3, 32, 32)

@@ -1,10 +1,9 @@
 """Where does the model look? Grad-CAM heatmaps and a lung-hidden shortcut probe.
 
-Grad-CAM (Selvaraju et al., ICCV 2017): the gradients of the COVID-19 log-odds
-with respect to a layer's feature maps, averaged over space, weight those maps; the
-ReLU of the weighted sum, upsampled to the image, shows the regions that raise the
-score. Hooks on the layer capture the maps and their gradients, so any module can
-be explained; by default the deepest backbone layer whose maps are at least 7 x 7
+Grad-CAM (Selvaraju et al., ICCV 2017; MONAI's ``monai.visualize.GradCAM``): the
+gradients of the COVID-19 log-odds with respect to a layer's feature maps, averaged
+over space, weight those maps; the ReLU of the weighted sum, upsampled to the image,
+shows the regions that raise the score. Any module can be explained; by default the deepest backbone layer whose maps are at least 7 x 7
 (the last one at 224 px; at 64 px ResNet's last maps are 2 x 2, too coarse to tell
 lungs from borders).
 
@@ -19,11 +18,11 @@ Lee, Nature Machine Intelligence 2021).
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
@@ -135,8 +134,26 @@ def cam_layer(
     return max(mapped, key=lambda stage: sides[stage[0]])
 
 
+class _CovidScore(nn.Module):
+    """The classifier seen as one output, the COVID-19 log-odds (B, 1): what Grad-CAM explains."""
+
+    def __init__(self, model: Classifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.covid_score(self.model(images)).float()[:, None]
+
+
+def _peak_normalise(cams: torch.Tensor) -> torch.Tensor:
+    """Each (1, H, W) map divided by its own maximum; all zero where nothing raises the score."""
+    peak = cams.flatten(1).max(dim=1).values.view(-1, *[1] * (cams.ndim - 1))
+    return torch.where(peak > 0, cams / peak.clamp_min(1e-12), torch.zeros_like(cams))
+
+
 class GradCam:
-    """Grad-CAM of a :class:`Classifier` at one layer.
+    """Grad-CAM of a :class:`Classifier` at one layer, computed by MONAI's
+    ``monai.visualize.GradCAM`` on the COVID-19 log-odds.
 
     Args:
         model: the classifier (any mode; it is put in eval mode while explaining).
@@ -144,57 +161,56 @@ class GradCam:
             default :func:`cam_layer` for the images' size.
 
     Call with (B, 1, H, W) images in [0, 1]; returns heatmaps (B, H, W) in [0, 1]
-    (each scaled by its own maximum; all zero where nothing raises the score) and
-    the COVID-19 probabilities (B,). ``layer_name`` tells which layer was used.
+    (ReLU of the gradient-weighted maps, upsampled bilinearly, each scaled by its own
+    maximum; all zero where nothing raises the score) and the COVID-19 probabilities
+    (B,). ``layer_name`` tells which layer was used. MONAI keeps its hooks on the layer,
+    so one GradCam (and one layer) serves every call.
     """
 
     def __init__(self, model: Classifier, layer: nn.Module | None = None) -> None:
         self.model = model
         self.layer = layer
         self.layer_name = "given" if layer is not None else ""
-        self._maps: torch.Tensor | None = None
-        self._grads: torch.Tensor | None = None
+        self._cam = None
 
-    def _keep(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
-        if not isinstance(output, torch.Tensor) or output.ndim != 4:
-            raise CxrlabError(
-                f"Grad-CAM needs a layer with (B, C, h, w) outputs; {type(module).__name__} gives "
-                f"{getattr(output, 'shape', type(output))}"
-            )
-        self._maps = output
-        output.register_hook(self._keep_grad)
+    def _monai_cam(self, size_px: int, device: torch.device):
+        from monai.visualize import GradCAM
 
-    def _keep_grad(self, grad: torch.Tensor) -> None:
-        self._grads = grad
+        if self.layer is None:
+            self.layer_name, self.layer = cam_layer(self.model, size_px, device=device)
+        name = next((n for n, m in self.model.named_modules() if m is self.layer), None)
+        if name is None:
+            raise CxrlabError("Grad-CAM: the given layer is not a module of the classifier")
+        return GradCAM(_CovidScore(self.model), f"model.{name}", postprocessing=_peak_normalise)
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        model = self.model
-        if self.layer is None:
-            self.layer_name, self.layer = cam_layer(model, images.shape[-1], device=images.device)
-        was_training = model.training
-        model.eval()
-        handle = self.layer.register_forward_hook(self._keep)
+        if self._cam is None:
+            self._cam = self._monai_cam(images.shape[-1], images.device)
+        hooks = self._cam.nn_module
+        was_training = self.model.training
         try:
-            with torch.enable_grad():
+            with torch.enable_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # MONAI warns, we raise below
                 # Inputs that need gradients keep a graph even through a frozen backbone.
                 inputs = images.detach().float().requires_grad_(True)
-                logits = model(inputs)
-                model.covid_score(logits).sum().backward()
-            if self._maps is None or self._grads is None:
+                hooks.activations.clear()
+                hooks.gradients.clear()
+                cams = self._cam(inputs, class_idx=0)
+            if not hooks.gradients:
                 raise CxrlabError("Grad-CAM: the layer was not used by the model's forward pass")
-            maps, grads = self._maps.detach().float(), self._grads.detach().float()
-            weights = grads.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
-            cams = F.relu((weights * maps).sum(dim=1, keepdim=True))  # (B, 1, h, w)
-            cams = F.interpolate(cams, size=images.shape[-2:], mode="bilinear", align_corners=False)
-            peak = cams.flatten(1).max(dim=1).values.view(-1, 1, 1, 1)
-            cams = torch.where(peak > 0, cams / peak.clamp_min(1e-12), torch.zeros_like(cams))
-            probability = model.covid_probability(logits.detach())
+            shapes = {getattr(a, "ndim", 0) for a in hooks.activations.values()}
+            if shapes != {4}:
+                raise CxrlabError(
+                    f"Grad-CAM needs a layer with (B, C, h, w) outputs; {type(self.layer).__name__} "
+                    "gives another shape"
+                )
+            probability = torch.sigmoid(hooks.score.detach().float().reshape(-1))
         finally:
-            handle.remove()
-            model.zero_grad(set_to_none=True)
-            model.train(was_training)
-            self._maps = self._grads = None
-        return cams[:, 0], probability
+            self.model.zero_grad(set_to_none=True)
+            self.model.train(was_training)
+            hooks.activations.clear()
+            hooks.gradients.clear()
+        return cams[:, 0].detach(), probability
 
 
 def heat_share_inside(cams: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer.core import TyperCommand
 
-from cxrlab.cli_common import Quiet, friendly_errors
+from cxrlab.cli_common import ListOptionsCommand, Quiet, friendly_errors, numbers
 
 app = typer.Typer(
     help=(
@@ -19,28 +18,7 @@ app = typer.Typer(
 )
 
 
-class SeedsCommand(TyperCommand):
-    """Accepts ``--seeds 0 1 2`` (and ``--seeds 0,1,2``) as well as repeated ``--seeds``."""
-
-    def parse_args(self, ctx, args: list[str]) -> list[str]:
-        rewritten: list[str] = []
-        index = 0
-        while index < len(args):
-            argument = args[index]
-            if argument != "--seeds":
-                rewritten.append(argument)
-                index += 1
-                continue
-            index += 1
-            values = []
-            while index < len(args) and not args[index].startswith("--"):
-                values += [v for v in args[index].split(",") if v]
-                index += 1
-            rewritten += [part for value in values for part in ("--seeds", value)] or ["--seeds"]
-        return super().parse_args(ctx, rewritten)
-
-
-@app.command("train", cls=SeedsCommand)
+@app.command("train", cls=ListOptionsCommand)
 @friendly_errors
 def train(
     arch: Annotated[str, typer.Option(help="simple-cnn, resnet18 or densenet121-xrv.")],
@@ -96,7 +74,7 @@ def train(
         ),
     ] = "cosine",
     seeds: Annotated[
-        list[int] | None, typer.Option(help="Seeds, e.g. --seeds 0 1 2 (one run each).")
+        str | None, typer.Option(help="Seeds, e.g. --seeds 0 1 2 or 0,1,2 (one run each).")
     ] = None,
     bootstrap: Annotated[int, typer.Option(help="Patient-bootstrap resamples for the CIs.")] = 2000,
     resume: Annotated[
@@ -131,7 +109,7 @@ def train(
         lr=lr,
         weight_decay=weight_decay,
         schedule=schedule,
-        seeds=list(seeds) if seeds else [0],
+        seeds=numbers(seeds, int, "--seeds") if seeds else [0],
         device=device,
         bootstrap=bootstrap,
     )

@@ -11,7 +11,7 @@ from cxrlab.data.duplicates import DEFAULT_NEAR_DISTANCE
 from cxrlab.data.ingest import IngestReport, ingest
 from cxrlab.data.io import DEFAULT_MAX_PIXELS
 from cxrlab.data.manifest import DATASET_JSON, read_dataset_info, read_manifest, write_manifest
-from cxrlab.data.sources import IMPORTERS
+from cxrlab.data.sources import IMPORTERS, importer
 from cxrlab.data.split import SPLIT_NAMES, SplitReport, parse_ratios, plan_splits, split_report
 from cxrlab.errors import DatasetError
 from cxrlab.utils.fs import atomic_write_text
@@ -20,7 +20,7 @@ from cxrlab.utils.outputs import DATASET, PACKED, check_output, folder_kind
 
 def _importer(format_name: str):
     try:
-        return IMPORTERS[format_name]
+        return importer(format_name)
     except KeyError:
         raise DatasetError(
             f"unknown source format {format_name!r}; choose one of {sorted(IMPORTERS)}"

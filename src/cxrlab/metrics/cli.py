@@ -9,18 +9,13 @@ from typing import Annotated
 
 import typer
 
-from cxrlab.cli_common import Quiet, friendly_errors
+from cxrlab.cli_common import LabelChoice, Quiet, covid_value, friendly_errors
 from cxrlab.errors import CxrlabError
 
 
 class FeaturesChoice(str, Enum):
     inception = "inception"
     xrv = "xrv"
-
-
-class LabelChoice(str, Enum):
-    positive = "positive"
-    negative = "negative"
 
 
 def _splits(text: str | None) -> str | tuple[str, ...] | None:
@@ -136,7 +131,7 @@ def metrics_command(
     from cxrlab.metrics.images import ImageSource
     from cxrlab.utils.fs import atomic_write_text
 
-    covid = None if label is None else int(label == LabelChoice.positive)
+    covid = covid_value(label)
     real_source = ImageSource(real, split=_splits(real_split), covid=covid)
     train_source = (
         None if train is None else ImageSource(train, split=_splits(train_split), covid=covid)

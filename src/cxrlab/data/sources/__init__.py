@@ -1,29 +1,30 @@
 """One importer per public CXR source. Each returns a :class:`~cxrlab.data.manifest.SourceScan`.
 
-Register new sources in :data:`IMPORTERS`; the CLI's ``data import FORMAT`` choices
-come from it.
+Register new sources in :data:`IMPORTERS` (format name -> ``module:function``); the CLI's
+``data import FORMAT`` choices and the study spec's checks come from it. Importers are
+imported on first use (:func:`importer`), so reading the registry costs nothing.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
-from cxrlab.data.manifest import SourceScan
-from cxrlab.data.sources.covidx import scan_covidx
-from cxrlab.data.sources.folders import scan_folders
-from cxrlab.data.sources.ieee8023 import scan_ieee8023
-from cxrlab.data.sources.partners import scan_actualmed, scan_figure1
-from cxrlab.data.sources.rsna import scan_rsna
-from cxrlab.data.sources.sample import scan_sample
-
-IMPORTERS: dict[str, Callable[..., SourceScan]] = {
-    "ieee8023": scan_ieee8023,
-    "covidx": scan_covidx,
-    "folders": scan_folders,
-    "figure1": scan_figure1,
-    "actualmed": scan_actualmed,
-    "rsna": scan_rsna,
-    "sample": scan_sample,
+IMPORTERS: dict[str, str] = {
+    "ieee8023": "cxrlab.data.sources.ieee8023:scan_ieee8023",
+    "covidx": "cxrlab.data.sources.covidx:scan_covidx",
+    "folders": "cxrlab.data.sources.folders:scan_folders",
+    "figure1": "cxrlab.data.sources.partners:scan_figure1",
+    "actualmed": "cxrlab.data.sources.partners:scan_actualmed",
+    "rsna": "cxrlab.data.sources.rsna:scan_rsna",
+    "sample": "cxrlab.data.sources.sample:scan_sample",
 }
 
-__all__ = ["IMPORTERS"]
+
+def importer(format_name: str) -> Callable:
+    """The scanning function of ``format_name`` (a key of :data:`IMPORTERS`)."""
+    module, function = IMPORTERS[format_name].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+__all__ = ["IMPORTERS", "importer"]

@@ -94,3 +94,17 @@ def test_a_train_that_failed_at_start_is_run_again_by_the_fixed_command(tmp_path
     code = runner.invoke(app, ["train", "--arch", "simple-cnn", "--data", str(tmp_path / "P"),
                                "--out", str(tmp_path / "P"), "--device", "cpu", "-q"])  # fmt: skip
     assert code.exit_code == 2 and "is the input" in code.output
+
+
+def test_clf_train_option_defaults_are_the_configs():
+    """The CLI states no default of its own: each comes from ClfConfig."""
+    import inspect
+
+    from cxrlab.clf.cli import train
+    from cxrlab.clf.config import ClfConfig
+    from cxrlab.utils.config import config_defaults
+
+    defaults = config_defaults(ClfConfig)
+    for name, parameter in inspect.signature(train).parameters.items():
+        if name in defaults and name != "seeds":
+            assert parameter.default == defaults[name], name

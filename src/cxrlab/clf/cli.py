@@ -7,7 +7,12 @@ from typing import Annotated
 
 import typer
 
+from cxrlab.clf.config import ARCHS, AUGMENTS, BALANCES, ClfConfig
 from cxrlab.cli_common import ListOptionsCommand, Quiet, friendly_errors, numbers
+from cxrlab.utils.config import config_defaults
+
+#: ``clf train``'s option defaults: those of :class:`~cxrlab.clf.config.ClfConfig`.
+CLF = config_defaults(ClfConfig)
 
 app = typer.Typer(
     help=(
@@ -21,7 +26,7 @@ app = typer.Typer(
 @app.command("train", cls=ListOptionsCommand)
 @friendly_errors
 def train(
-    arch: Annotated[str, typer.Option(help="simple-cnn, resnet18 or densenet121-xrv.")],
+    arch: Annotated[str, typer.Option(help=f"One of {', '.join(ARCHS)}.")],
     data: Annotated[Path, typer.Option(help="PACKED folder with train/val/test splits.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
     synthetic: Annotated[
@@ -34,53 +39,53 @@ def train(
     synthetic_ratio: Annotated[
         float | None,
         typer.Option(help="Synthetic images per real training image (default: all of them)."),
-    ] = None,
+    ] = CLF["synthetic_ratio"],
     oversample_positive: Annotated[
         int,
         typer.Option(
             help="Add this many copies of real COVID-positive training images (the control "
             "arm of a synthetic experiment: same prevalence, no new images)."
         ),
-    ] = 0,
+    ] = CLF["oversample_positive"],
     augment: Annotated[
         str,
-        typer.Option(
-            help="Online augmentation of training batches: none, mild, anatomical, severe."
-        ),
-    ] = "none",
-    balance: Annotated[
-        str, typer.Option(help="Class imbalance: none, weighted-loss or oversample.")
-    ] = "none",
+        typer.Option(help=f"Online augmentation of training batches: {', '.join(AUGMENTS)}."),
+    ] = CLF["augment"],
+    balance: Annotated[str, typer.Option(help=f"Class imbalance: {', '.join(BALANCES)}.")] = CLF[
+        "balance"
+    ],
     freeze_backbone: Annotated[
         bool, typer.Option("--freeze-backbone", help="Train the head only (DeepCovid's choice).")
-    ] = False,
+    ] = CLF["freeze_backbone"],
     pretrained: Annotated[
         str,
         typer.Option(
             help="auto (xrv for densenet121-xrv, else none), none, imagenet (resnet18), xrv, or a weights file."
         ),
-    ] = "auto",
+    ] = CLF["pretrained"],
     head: Annotated[
         str, typer.Option(help="logit (1 output, sigmoid + BCE) or softmax (2 outputs).")
-    ] = "logit",
-    epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 50,
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 20,
-    lr: Annotated[float, typer.Option(help="Initial AdamW learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
+    ] = CLF["head"],
+    epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = CLF["epochs"],
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = CLF["batch_size"],
+    lr: Annotated[float, typer.Option(help="Initial AdamW learning rate.")] = CLF["lr"],
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = CLF["weight_decay"],
     schedule: Annotated[
         str,
         typer.Option(
             help="cosine (over the whole run), plateau (halve on val-loss plateaus) or constant."
         ),
-    ] = "cosine",
+    ] = CLF["schedule"],
     seeds: Annotated[
         str | None, typer.Option(help="Seeds, e.g. --seeds 0 1 2 or 0,1,2 (one run each).")
     ] = None,
-    bootstrap: Annotated[int, typer.Option(help="Patient-bootstrap resamples for the CIs.")] = 2000,
+    bootstrap: Annotated[int, typer.Option(help="Patient-bootstrap resamples for the CIs.")] = CLF[
+        "bootstrap"
+    ],
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue unfinished seeds from their last epoch.")
     ] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = CLF["device"],
     quiet: Quiet = False,
 ) -> None:
     """Train a classifier per seed; writes config.yaml, seed_N/ (epochs.csv, best.pt,

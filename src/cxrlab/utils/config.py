@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import asdict, fields
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -12,6 +12,18 @@ import yaml
 
 from cxrlab.errors import CxrlabError
 from cxrlab.utils.fs import atomic_write_text
+
+
+def config_defaults(cls) -> dict:
+    """Field name -> default of a config dataclass (fields without one are left out): the
+    CLI's option defaults come from here, so they cannot drift from the config's."""
+    defaults = {}
+    for item in fields(cls):
+        if item.default is not MISSING:
+            defaults[item.name] = item.default
+        elif item.default_factory is not MISSING:
+            defaults[item.name] = item.default_factory()
+    return defaults
 
 
 class YamlConfig:

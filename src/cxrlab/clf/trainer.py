@@ -23,7 +23,6 @@ On CPU a seed gives the same run bitwise, resumed or not.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -54,6 +53,7 @@ from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
 from cxrlab.utils.device import autocast, resolve_device
 from cxrlab.utils.fs import atomic_write_text
 from cxrlab.utils.outputs import check_output
+from cxrlab.utils.runlog import EpochLog, capture_rng, restore_rng
 
 LAST = "last.pt"
 EPOCH_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "best", "seconds"]
@@ -144,28 +144,6 @@ def _better(auc: float, loss: float, best_auc: float, best_loss: float) -> bool:
     key = (auc if math.isfinite(auc) else -math.inf, -loss)
     best = (best_auc if math.isfinite(best_auc) else -math.inf, -best_loss)
     return key > best
-
-
-class _EpochLog:
-    """epochs.csv; on resume, rows after the checkpoint's epoch are dropped."""
-
-    def __init__(self, path: Path, keep_through: int) -> None:
-        self.path = path
-        rows = []
-        if path.is_file() and keep_through > 0:
-            with open(path, newline="") as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) <= keep_through]
-        self.rows = rows
-        self._write()
-
-    def _write(self) -> None:
-        lines = [",".join(EPOCH_COLUMNS)]
-        lines += [",".join(str(row[c]) for c in EPOCH_COLUMNS) for row in self.rows]
-        atomic_write_text(self.path, "\n".join(lines) + "\n")
-
-    def append(self, row: dict) -> None:
-        self.rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        self._write()
 
 
 class SeedTrainer:
@@ -264,13 +242,11 @@ class SeedTrainer:
             "best_epoch": self.best_epoch,
             "best_auc": self.best_auc,
             "best_loss": self.best_loss,
-            "rng_cpu": torch.get_rng_state(),
             "rng_order": self.order_rng.get_state(),
+            **capture_rng(self.device),
         }
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
-        if self.device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def load_state(self, state: dict) -> None:
@@ -278,10 +254,8 @@ class SeedTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and "scheduler" in state:
             self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng_cpu"])
+        restore_rng(state, self.device)
         self.order_rng.set_state(state["rng_order"])
-        if "rng_cuda" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         self.epoch = int(state["epoch"])
         self.best_epoch = int(state["best_epoch"])
         self.best_auc = float(state["best_auc"])
@@ -353,7 +327,7 @@ class SeedTrainer:
         if resume and last.is_file():
             self.load_state(load_checkpoint(last, map_location=self.device))
         self.folder.mkdir(parents=True, exist_ok=True)
-        log = _EpochLog(self.folder / "epochs.csv", keep_through=self.epoch)
+        log = EpochLog(self.folder / "epochs.csv", EPOCH_COLUMNS, keep_through=self.epoch)
         start = time.perf_counter() - self.elapsed
         while self.epoch < config.epochs:
             lr = self.optimizer.param_groups[0]["lr"]

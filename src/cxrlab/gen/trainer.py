@@ -45,6 +45,7 @@ from cxrlab.utils import outputs
 from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
 from cxrlab.utils.device import resolve_device
 from cxrlab.utils.outputs import check_output
+from cxrlab.utils.runlog import capture_rng, restore_rng
 
 SAMPLE_GRID = 64
 CHECKPOINT_PATTERN = re.compile(r"step_(\d+)\.pt$")
@@ -255,17 +256,15 @@ class GenTrainer:
             "config": self.config.as_dict(),
             "generator": self.generator.state_dict(),
             "g_optimizer": self.g_opt.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
             "rng_data": self.data_rng.get_state(),
             "rng_noise": self.noise_rng.get_state(),
+            **capture_rng(self.device),
         }
         if self.discriminator is not None:
             state["discriminator"] = self.discriminator.state_dict()
             state["d_optimizer"] = self.d_opt.state_dict()
         if self.ema is not None:
             state["ema"] = self.ema.module.state_dict()
-        if torch.cuda.is_available() and self.device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def load_state(self, state: dict) -> None:
@@ -276,11 +275,9 @@ class GenTrainer:
             self.d_opt.load_state_dict(state["d_optimizer"])
         if self.ema is not None and "ema" in state:
             self.ema.module.load_state_dict(state["ema"])
-        torch.set_rng_state(state["rng_cpu"])
+        restore_rng(state, self.device)
         self.data_rng.set_state(state["rng_data"])
         self.noise_rng.set_state(state["rng_noise"])
-        if "rng_cuda" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         self.step = int(state["step"])
         self.elapsed = float(state["seconds"])
 

@@ -18,7 +18,6 @@ are empty counts 1). On CPU a run gives the same weights bitwise, resumed or not
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -38,6 +37,7 @@ from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
 from cxrlab.utils.device import autocast, resolve_device
 from cxrlab.utils.fs import atomic_write_text
 from cxrlab.utils.outputs import SEGMENTATION_RUN, check_output
+from cxrlab.utils.runlog import EpochLog, capture_rng, restore_rng
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -91,27 +91,6 @@ def contour_grid(
         channels[0][index][ref & ~pred] = 0
         channels[2][index][ref | pred] = 0
     return np.stack([image_grid(c, columns) for c in channels], axis=-1)
-
-
-class _EpochLog:
-    """epochs.csv; on resume, rows after the checkpoint's epoch are dropped."""
-
-    def __init__(self, path: Path, keep_through: int) -> None:
-        self.path = path
-        self.rows = []
-        if path.is_file() and keep_through > 0:
-            with open(path, newline="") as handle:
-                self.rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) <= keep_through]
-        self._write()
-
-    def _write(self) -> None:
-        lines = [",".join(EPOCH_COLUMNS)]
-        lines += [",".join(str(row[c]) for c in EPOCH_COLUMNS) for row in self.rows]
-        atomic_write_text(self.path, "\n".join(lines) + "\n")
-
-    def append(self, row: dict) -> None:
-        self.rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        self._write()
 
 
 class SegTrainer:
@@ -174,21 +153,17 @@ class SegTrainer:
             "best_epoch": self.best_epoch,
             "best_dice": self.best_dice,
             "best_loss": self.best_loss,
-            "rng_cpu": torch.get_rng_state(),
             "rng_order": self.order_rng.get_state(),
+            **capture_rng(self.device),
         }
-        if self.device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng_cpu"])
+        restore_rng(state, self.device)
         self.order_rng.set_state(state["rng_order"])
-        if "rng_cuda" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         self.epoch = int(state["epoch"])
         self.best_epoch = int(state["best_epoch"])
         self.best_dice = float(state["best_dice"])
@@ -256,7 +231,7 @@ class SegTrainer:
         if resume and last.is_file():
             self.load_state(load_checkpoint(last, map_location=self.device))
         self.run_folder.mkdir(parents=True, exist_ok=True)
-        log = _EpochLog(self.run_folder / "epochs.csv", keep_through=self.epoch)
+        log = EpochLog(self.run_folder / "epochs.csv", EPOCH_COLUMNS, keep_through=self.epoch)
         start = time.perf_counter() - self.elapsed
         while self.epoch < config.epochs:
             lr = self.optimizer.param_groups[0]["lr"]

@@ -444,17 +444,8 @@ def _check_run_folder(config: ClfConfig, resume: bool) -> None:
     missing weights) is not a run yet: the fixed command may start it afresh.
     """
     run = Path(config.out)
-    existing = run / "config.yaml"
-    if not existing.is_file():
-        return
     started = any(run.glob(f"seed_*/checkpoints/{LAST}")) or any(run.glob("seed_*/metrics.json"))
-    if not started:
-        return
-    if not resume:
-        raise CxrlabError(
-            f"{run} already holds a run; pass --resume to continue it or choose another --out"
-        )
-    config.check_resume(ClfConfig.read(existing), run)
+    config.guard_run_folder(run, resume, started=started)
 
 
 def train_classifier(

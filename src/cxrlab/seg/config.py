@@ -40,6 +40,7 @@ class SegConfig(YamlConfig):
     """
 
     command: ClassVar[str] = "cxrlab seg train"
+    run_kind: ClassVar[str] = "segmentation run"
 
     data: str
     out: str

@@ -29,7 +29,6 @@ import torch
 from tqdm.auto import tqdm
 
 from cxrlab.data.show import image_grid, save_grid
-from cxrlab.errors import CxrlabError
 from cxrlab.seg.config import SegConfig
 from cxrlab.seg.data import SegSet, load_split
 from cxrlab.seg.network import build_segmenter
@@ -326,21 +325,8 @@ class SegTrainer:
 
 def _check_run_folder(config: SegConfig, resume: bool, force: bool) -> None:
     run = Path(config.out)
-    existing = run / CONFIG
     check_output(run, kind=SEGMENTATION_RUN, inputs=[config.data], force=force)
-    if not existing.is_file() or force:
-        return
-    if not resume:
-        raise CxrlabError(
-            f"{run} already holds a segmentation run; pass --resume to continue it, --force "
-            "to start again, or choose another --out"
-        )
-    differs = config.differences(SegConfig.read(existing))
-    if differs:
-        raise CxrlabError(
-            f"--resume: {run}/{CONFIG} differs in {', '.join(differs)}; resume with the "
-            "same options or choose another --out"
-        )
+    config.guard_run_folder(run, resume, force=force)
 
 
 def train_segmenter(

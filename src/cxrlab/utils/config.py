@@ -33,6 +33,8 @@ class YamlConfig:
     """
 
     command: ClassVar[str] = "cxrlab"
+    #: What a run folder of this config is called in messages.
+    run_kind: ClassVar[str] = "run"
     #: Fields that may differ between a run and its ``--resume`` (they do not change
     #: what is trained: where it runs, how long, how often it logs).
     resume_free_fields: ClassVar[tuple[str, ...]] = ("out", "device")
@@ -79,6 +81,27 @@ class YamlConfig:
                 f"options (only {', '.join(self.resume_free_fields)} may change) or choose "
                 "another --out"
             )
+
+    def guard_run_folder(
+        self, run: str | Path, resume: bool, *, started: bool = True, force: bool = False
+    ) -> None:
+        """The run-folder rule every trainer follows: a started run (its ``config.yaml``
+        and, per ``started``, at least one finished epoch or step) is never overwritten
+        without ``--resume`` (or ``force``), and is resumed only with the same settings.
+
+        Raises:
+            CxrlabError: naming the folder and the fix, or every changed field.
+        """
+        run = Path(run)
+        existing = run / "config.yaml"
+        if not existing.is_file() or not started or force:
+            return
+        if not resume:
+            raise CxrlabError(
+                f"{run} already holds a {self.run_kind}; pass --resume to continue it or choose "
+                "another --out"
+            )
+        self.check_resume(type(self).read(existing), run)
 
     @classmethod
     def from_dict(cls, values: dict):

@@ -205,7 +205,7 @@ def test_frozen_backbone_feature_cache_trains_and_predicts_as_without_it(tmp_pat
     # 32 train + 16 val once, then 16 val (threshold) + 16 test at the end
     assert cached_images == 32 + 16 + 16 + 16
     # every epoch, plus the first batch that measured the cache too big for the limit
-    assert seen["images"] == 4 * (32 + 16) + 16 + 16 + 32
+    assert seen["images"] == 4 * (32 + 16) + 16 + 16 + 16
     cached_log = pd.read_csv(tmp_path / "cached/seed_0/epochs.csv").drop(columns="seconds")
     recomputed_log = pd.read_csv(tmp_path / "recomputed/seed_0/epochs.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(cached_log, recomputed_log, rtol=1e-5)
@@ -224,3 +224,23 @@ def test_frozen_backbone_feature_cache_trains_and_predicts_as_without_it(tmp_pat
         )
     assert cached.seeds[0].best_epoch == recomputed.seeds[0].best_epoch
     assert cached.seeds[0].threshold == pytest.approx(recomputed.seeds[0].threshold, rel=1e-5)
+
+
+def test_with_augmentation_a_frozen_backbone_still_sees_the_validation_images_once(
+    tmp_path, monkeypatch
+):
+    from cxrlab.clf.models import Classifier
+
+    split_packed(tmp_path / "P", size_px=SIZE)
+    seen = {"images": 0}
+    real_features = Classifier.features
+
+    def counting_features(self, images):
+        seen["images"] += len(images)
+        return real_features(self, images)
+
+    monkeypatch.setattr(Classifier, "features", counting_features)
+    options = dict(arch="resnet18", pretrained="none", freeze_backbone=True, augment="mild")
+    train_classifier(config_for(tmp_path, epochs=3, **options), progress=False)
+    # augmented training images every epoch; validation once, again for the threshold; test
+    assert seen["images"] == 3 * 32 + 16 + 16 + 16

@@ -211,7 +211,9 @@ class SeedTrainer:
         )
         torch.manual_seed(seed)
         self.model = build_classifier(self.spec).to(device)
-        if device.type == "cuda":
+        if device.type == "cuda" or config.freeze_backbone:
+            # on CPU too for a frozen backbone, which only runs inference: oneDNN's
+            # channels-last convolutions are about 1.3x faster there (ResNet-18, 224 px)
             self.model.to(memory_format=torch.channels_last)
         if config.freeze_backbone:
             self.model.freeze_backbone()
@@ -230,10 +232,11 @@ class SeedTrainer:
 
             self.augment = BatchAugment(config.augment, seed=seed)
         self.loss_weights = class_weights(labels) if config.balance == "weighted-loss" else None
-        # A frozen backbone (eval mode: fixed BatchNorm statistics) on images that are
-        # not augmented gives the same feature maps every epoch: computed once, on the
-        # first epoch, the head then trains on them (50 epochs cost little more than 1).
-        self.cache_features = config.freeze_backbone and self.augment is None
+        # A frozen backbone (eval mode: fixed BatchNorm statistics) gives the same feature
+        # maps of an image every epoch: those of the validation images (never augmented)
+        # and, without augmentation, of the training images are computed once, in the
+        # first epoch; the head then trains on them (50 epochs cost little more than 1).
+        self.cache_features = config.freeze_backbone
         self.train_features: torch.Tensor | None = None
         self.val_features: torch.Tensor | None = None
         self.epoch = 0
@@ -299,15 +302,20 @@ class SeedTrainer:
     # ------------------------------------------------------------- epochs
     def _compute_features(self) -> None:
         """Fill the feature cache (when it applies and fits in memory) once per run."""
-        if not self.cache_features or self.train_features is not None:
+        if not self.cache_features:
             return
+        self.cache_features = False  # once per run, whether they fit or not
         self.model.train()  # the frozen backbone stays in eval mode
-        options = {"device": self.device, "max_bytes": FEATURE_CACHE_MAX_BYTES}
-        self.train_features = backbone_features(self.model, self.train_images, **options)
-        if self.train_features is not None:
-            self.val_features = backbone_features(self.model, self.val_images, **options)
-        if self.train_features is None or self.val_features is None:
-            self.cache_features, self.train_features, self.val_features = False, None, None
+        limit = FEATURE_CACHE_MAX_BYTES
+        options = {"device": self.device, "batch_size": self._eval_batch()}
+        self.val_features = backbone_features(
+            self.model, self.val_images, max_bytes=limit, **options
+        )
+        if self.augment is None and self.val_features is not None:
+            limit -= self.val_features.numel() * self.val_features.element_size()
+            self.train_features = backbone_features(
+                self.model, self.train_images, max_bytes=limit, **options
+            )
 
     def train_epoch(self) -> float:
         """One pass over the training images; returns the mean training loss."""
@@ -341,7 +349,12 @@ class SeedTrainer:
                 if self.device.type == "cuda":
                     batch = batch.contiguous(memory_format=torch.channels_last)
                 with autocast(self.device):
-                    logits = self.model(batch)
+                    if self.model.backbone_frozen:  # no autograd bookkeeping for it
+                        with torch.no_grad():
+                            maps = self.model.features(batch)
+                        logits = self.model.head(maps)
+                    else:
+                        logits = self.model(batch)
             loss = self.model.loss(logits, labels, self.loss_weights)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -5,6 +5,7 @@ from cxrlab.errors import CxrlabError
 from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
 from cxrlab.utils.device import resolve_device
 from cxrlab.utils.fs import atomic_dir, atomic_write_text
+from cxrlab.utils.parallel import parallel_imap
 
 
 def test_checkpoint_round_trip_with_rng_state(tmp_path):
@@ -133,3 +134,16 @@ def test_the_lock_file_pins_every_dependency_of_the_project():
         name = re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[ ]", requirement)[0]).lower()
         assert name in pinned, f"{name} is not pinned in requirements.lock: run `make lock`"
     assert pinned["torch"] == "2.14.1" and pinned["torchvision"] == "0.29.1"
+
+
+@pytest.mark.parametrize("n_items", [1, 7, 100, 203])
+def test_parallel_imap_yields_every_result_once_in_order(n_items):
+    # this process computes some chunks while the pool starts, the workers the others
+    items = list(range(-n_items, 0))
+    results = list(parallel_imap(abs, items, workers=2, progress=False, serial_below=1))
+    assert results == [abs(x) for x in items]
+
+
+def test_parallel_imap_raises_the_error_of_an_item():
+    with pytest.raises(TypeError):
+        list(parallel_imap(abs, [1] * 40 + ["x"] + [1] * 40, workers=2, progress=False))

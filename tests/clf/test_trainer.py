@@ -179,3 +179,68 @@ def test_config_rejects_unknown_choices():
         ClfConfig(arch="vgg", data="P", out="R")
     with pytest.raises(CxrlabError, match="needs --synthetic"):
         ClfConfig(arch="simple-cnn", data="P", out="R", synthetic_ratio=1.0)
+
+
+def test_frozen_backbone_feature_cache_trains_and_predicts_as_without_it(tmp_path, monkeypatch):
+    """Frozen ResNet-18 (BatchNorm in eval mode), no augmentation: the backbone's maps
+    are computed once per run, and the run's losses, AUCs, weights and predictions are
+    those of recomputing them every epoch (the cache turned off by a zero size limit)."""
+    from cxrlab.clf.models import Classifier
+
+    split_packed(tmp_path / "P", size_px=SIZE)
+    seen = {"images": 0}
+    real_features = Classifier.features
+
+    def counting_features(self, images):
+        seen["images"] += len(images)
+        return real_features(self, images)
+
+    monkeypatch.setattr(Classifier, "features", counting_features)
+    options = dict(arch="resnet18", pretrained="none", freeze_backbone=True, epochs=4, lr=1e-2)
+    cached = train_classifier(config_for(tmp_path, "cached", **options), progress=False)
+    cached_images, seen["images"] = seen["images"], 0
+    monkeypatch.setattr(trainer, "FEATURE_CACHE_MAX_BYTES", 0)
+    recomputed = train_classifier(config_for(tmp_path, "recomputed", **options), progress=False)
+
+    # 32 train + 16 val once, then 16 val (threshold) + 16 test at the end
+    assert cached_images == 32 + 16 + 16 + 16
+    # every epoch, plus the first batch that measured the cache too big for the limit
+    assert seen["images"] == 4 * (32 + 16) + 16 + 16 + 16
+    cached_log = pd.read_csv(tmp_path / "cached/seed_0/epochs.csv").drop(columns="seconds")
+    recomputed_log = pd.read_csv(tmp_path / "recomputed/seed_0/epochs.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(cached_log, recomputed_log, rtol=1e-5)
+    assert cached_log["train_loss"].iloc[-1] < cached_log["train_loss"].iloc[0]  # it learns
+    cached_model = torch.load(tmp_path / "cached/seed_0/best.pt", weights_only=True)["model"]
+    recomputed_model = torch.load(tmp_path / "recomputed/seed_0/best.pt", weights_only=True)[
+        "model"
+    ]
+    for key, value in cached_model.items():  # BatchNorm statistics included
+        torch.testing.assert_close(value, recomputed_model[key], rtol=1e-5, atol=1e-6)
+    for name in ("predictions_val.csv", "predictions_test.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(tmp_path / "cached/seed_0" / name),
+            pd.read_csv(tmp_path / "recomputed/seed_0" / name),
+            rtol=1e-5,
+        )
+    assert cached.seeds[0].best_epoch == recomputed.seeds[0].best_epoch
+    assert cached.seeds[0].threshold == pytest.approx(recomputed.seeds[0].threshold, rel=1e-5)
+
+
+def test_with_augmentation_a_frozen_backbone_still_sees_the_validation_images_once(
+    tmp_path, monkeypatch
+):
+    from cxrlab.clf.models import Classifier
+
+    split_packed(tmp_path / "P", size_px=SIZE)
+    seen = {"images": 0}
+    real_features = Classifier.features
+
+    def counting_features(self, images):
+        seen["images"] += len(images)
+        return real_features(self, images)
+
+    monkeypatch.setattr(Classifier, "features", counting_features)
+    options = dict(arch="resnet18", pretrained="none", freeze_backbone=True, augment="mild")
+    train_classifier(config_for(tmp_path, epochs=3, **options), progress=False)
+    # augmented training images every epoch; validation once, again for the threshold; test
+    assert seen["images"] == 3 * 32 + 16 + 16 + 16

@@ -60,6 +60,15 @@ def test_preprocess_shapes_order_and_reuse(dataset, tmp_path):
     assert not changed.reused
 
 
+def test_preprocess_in_worker_processes_gives_the_bytes_of_one_process(dataset, tmp_path):
+    # workers=2: a pool, with this process decoding too while the pool starts
+    options = PreprocessOptions(size_px=32, equalize="clahe")
+    preprocess_dataset(dataset, tmp_path / "one", options, workers=1, progress=False)
+    preprocess_dataset(dataset, tmp_path / "two", options, workers=2, progress=False)
+    for name in ("images.npy", "manifest.csv", "rejects.csv"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
 def test_preprocess_sixteen_bit_and_splits(dataset, tmp_path):
     report = preprocess_dataset(
         dataset,
@@ -80,7 +89,7 @@ def test_preprocess_sixteen_bit_and_splits(dataset, tmp_path):
 
 
 def test_interrupted_preprocess_leaves_no_packed_folder(dataset, tmp_path, monkeypatch):
-    import cxrlab.data.packed as packed_module
+    import cxrlab.data.pack_worker as packed_module  # the per-image work
 
     calls = {"n": 0}
     real = packed_module.preprocess_pixels

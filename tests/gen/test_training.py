@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from PIL import Image
@@ -125,13 +127,19 @@ def test_metrics_are_logged_at_each_save_interval(tmp_path):
     config = config_for(tmp_path, "gan", metrics=["swd", "diversity"], metrics_n=8, log_interval=3)
     from cxrlab.gen.run_metrics import RunMetrics
 
-    train_generator(config, progress=False, metrics_fn=RunMetrics(config))
+    result = train_generator(config, progress=False, metrics_fn=RunMetrics(config))
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     metric_rows = [r for r in rows if r["swd"]]
     assert [int(r["step"]) for r in metric_rows] == [3, 6]
     assert all(
         float(r["metrics_seconds"]) > 0 and float(r["ms_ssim_fake"]) > 0 for r in metric_rows
     )
+    # the run's share of time on metrics: both evaluations, within the run's seconds
+    assert result.metrics_seconds == pytest.approx(
+        sum(float(r["metrics_seconds"]) for r in metric_rows)
+    )
+    assert 0 < result.metrics_share < 1
+    assert result.seconds >= result.metrics_seconds
 
 
 def test_ema_warms_up_then_follows_slowly():
@@ -146,3 +154,17 @@ def test_ema_warms_up_then_follows_slowly():
     for step in range(1, 5000):
         ema.update(model, step)
     assert ema.module.weight.item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_gen_train_ends_with_the_share_of_time_its_metrics_took(tmp_path):
+    from typer.testing import CliRunner
+
+    from cxrlab.cli import app
+
+    make_packed(tmp_path / "P")
+    args = ["gen", "train", "--model", "gan", "--data", str(tmp_path / "P"), "--size", "32"]
+    args += ["--out", str(tmp_path / "run"), "--steps", "4", "--batch-size", "4", "-q"]
+    args += ["--save-interval", "2", "--metrics", "swd,diversity", "--metrics-n", "8"]
+    result = CliRunner().invoke(app, [*args, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"step 4 in \d+ s \(metrics \d+ s, \d+% of it\)", result.output)

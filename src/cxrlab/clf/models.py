@@ -105,7 +105,12 @@ class Classifier(nn.Module):
         return normalize_batch(images, self.normalize)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(self.prepare(images)))
+        return self.head(self.features(images))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) grey images in [0, 1] -> (B, C, h, w) the backbone's feature maps;
+        ``head`` of these is the logits."""
+        return self.backbone(self.prepare(images))
 
     # -------------------------------------------------------------- outputs
     def covid_probability(self, logits: torch.Tensor) -> torch.Tensor:

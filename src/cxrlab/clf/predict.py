@@ -30,23 +30,30 @@ def predict(
     device: torch.device,
     batch_size: int = 64,
     transform: BatchTransform | None = None,
+    features: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, float]:
     """COVID-19 probabilities (N,) of every image, and the mean (unweighted) loss.
 
     The model is put in eval mode; images are neither augmented nor shuffled.
+    ``features``: (N, C, h, w) the backbone's maps of ``images``, computed before (a
+    frozen backbone's, see :func:`backbone_features`): only the head runs.
     """
     model.eval()
     probabilities, loss_sum = [], torch.zeros((), device=device)
     for start in range(0, len(images), batch_size):
         positions = np.arange(start, min(start + batch_size, len(images)))
-        batch = images.batch(positions).to(device, non_blocking=True)
-        if transform is not None:
-            batch = transform(batch, positions)
-        if device.type == "cuda":
-            batch = batch.contiguous(memory_format=torch.channels_last)
         labels = torch.from_numpy(images.labels[positions]).to(device)
-        with autocast(device):
-            logits = model(batch)
+        if features is not None:
+            with autocast(device):
+                logits = model.head(features[start : start + len(positions)])
+        else:
+            batch = images.batch(positions).to(device, non_blocking=True)
+            if transform is not None:
+                batch = transform(batch, positions)
+            if device.type == "cuda":
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with autocast(device):
+                logits = model(batch)
         loss_sum += model.loss(logits, labels) * len(positions)
         probabilities.append(model.covid_probability(logits).cpu())
     probability = torch.cat(probabilities).double().numpy()
@@ -57,6 +64,37 @@ def predict(
             "its weights diverged (NaN); train again with a lower --lr"
         )
     return probability, float(loss_sum) / len(images)
+
+
+@torch.no_grad()
+def backbone_features(
+    model: Classifier,
+    images: ImageSet,
+    *,
+    device: torch.device,
+    batch_size: int = 64,
+    max_bytes: int | None = None,
+) -> torch.Tensor | None:
+    """(N, C, h, w) the backbone's feature maps of every image, on ``device``; None when
+    they would take more than ``max_bytes``.
+
+    Only meaningful for a frozen backbone (its weights and BatchNorm statistics fixed:
+    :meth:`Classifier.freeze_backbone`) on images that are not augmented: then the maps
+    are the same every epoch, and the head can train on them without recomputing them.
+    """
+    maps = []
+    for start in range(0, len(images), batch_size):
+        positions = np.arange(start, min(start + batch_size, len(images)))
+        batch = images.batch(positions).to(device, non_blocking=True)
+        if device.type == "cuda":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with autocast(device):
+            maps.append(model.features(batch))
+        if max_bytes is not None and start == 0:
+            per_image = maps[0][0].numel() * maps[0].element_size()
+            if per_image * len(images) > max_bytes:
+                return None
+    return torch.cat(maps)
 
 
 def predictions_frame(images: ImageSet, probability: np.ndarray) -> pd.DataFrame:

@@ -45,7 +45,7 @@ from cxrlab.clf.metrics import (
     youden_threshold,
 )
 from cxrlab.clf.models import ModelSpec, build_classifier
-from cxrlab.clf.predict import BEST, predict, predictions_frame
+from cxrlab.clf.predict import BEST, backbone_features, predict, predictions_frame
 from cxrlab.data.packed import open_packed
 from cxrlab.errors import CxrlabError
 from cxrlab.utils import outputs
@@ -59,6 +59,8 @@ LAST = "last.pt"
 EPOCH_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "best", "seconds"]
 PLATEAU_PATIENCE_EPOCHS = 5
 PLATEAU_FACTOR = 0.5
+#: The largest feature cache (train + val maps of a frozen backbone) kept in memory.
+FEATURE_CACHE_MAX_BYTES = 2 * 1024**3
 
 
 @dataclass
@@ -187,7 +189,9 @@ class SeedTrainer:
         )
         torch.manual_seed(seed)
         self.model = build_classifier(self.spec).to(device)
-        if device.type == "cuda":
+        if device.type == "cuda" or config.freeze_backbone:
+            # on CPU too for a frozen backbone, which only runs inference: oneDNN's
+            # channels-last convolutions are about 1.3x faster there (ResNet-18, 224 px)
             self.model.to(memory_format=torch.channels_last)
         if config.freeze_backbone:
             self.model.freeze_backbone()
@@ -206,6 +210,13 @@ class SeedTrainer:
 
             self.augment = BatchAugment(config.augment, seed=seed)
         self.loss_weights = class_weights(labels) if config.balance == "weighted-loss" else None
+        # A frozen backbone (eval mode: fixed BatchNorm statistics) gives the same feature
+        # maps of an image every epoch: those of the validation images (never augmented)
+        # and, without augmentation, of the training images are computed once, in the
+        # first epoch; the head then trains on them (50 epochs cost little more than 1).
+        self.cache_features = config.freeze_backbone
+        self.train_features: torch.Tensor | None = None
+        self.val_features: torch.Tensor | None = None
         self.epoch = 0
         self.best_epoch = 0
         self.best_auc = -math.inf
@@ -263,6 +274,23 @@ class SeedTrainer:
         self.elapsed = float(state["seconds"])
 
     # ------------------------------------------------------------- epochs
+    def _compute_features(self) -> None:
+        """Fill the feature cache (when it applies and fits in memory) once per run."""
+        if not self.cache_features:
+            return
+        self.cache_features = False  # once per run, whether they fit or not
+        self.model.train()  # the frozen backbone stays in eval mode
+        limit = FEATURE_CACHE_MAX_BYTES
+        options = {"device": self.device, "batch_size": self._eval_batch()}
+        self.val_features = backbone_features(
+            self.model, self.val_images, max_bytes=limit, **options
+        )
+        if self.augment is None and self.val_features is not None:
+            limit -= self.val_features.numel() * self.val_features.element_size()
+            self.train_features = backbone_features(
+                self.model, self.train_images, max_bytes=limit, **options
+            )
+
     def train_epoch(self) -> float:
         """One pass over the training images; returns the mean training loss."""
         config, images = self.config, self.train_images
@@ -281,15 +309,26 @@ class SeedTrainer:
             leave=False,
             disable=not self.progress,
         )
+        self._compute_features()
         for index, positions in enumerate(bar):
-            batch = images.batch(positions).to(self.device, non_blocking=True)
             labels = torch.from_numpy(images.labels[positions]).to(self.device)
-            if self.augment is not None:  # training batches only, never val/test
-                batch = self.augment(batch, self.epoch * len(batches) + index)
-            if self.device.type == "cuda":
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device):
-                logits = self.model(batch)
+            if self.train_features is not None:
+                maps = self.train_features[torch.from_numpy(positions).to(self.device)]
+                with autocast(self.device):
+                    logits = self.model.head(maps)
+            else:
+                batch = images.batch(positions).to(self.device, non_blocking=True)
+                if self.augment is not None:  # training batches only, never val/test
+                    batch = self.augment(batch, self.epoch * len(batches) + index)
+                if self.device.type == "cuda":
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                with autocast(self.device):
+                    if self.model.backbone_frozen:  # no autograd bookkeeping for it
+                        with torch.no_grad():
+                            maps = self.model.features(batch)
+                        logits = self.model.head(maps)
+                    else:
+                        logits = self.model(batch)
             loss = self.model.loss(logits, labels, self.loss_weights)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -309,7 +348,11 @@ class SeedTrainer:
     def validate(self) -> tuple[float, float]:
         """Validation loss and AUC of the current weights."""
         probability, loss = predict(
-            self.model, self.val_images, device=self.device, batch_size=self._eval_batch()
+            self.model,
+            self.val_images,
+            device=self.device,
+            batch_size=self._eval_batch(),
+            features=self.val_features,
         )
         return loss, _auc(self.val_images.labels, probability)
 

@@ -18,12 +18,15 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from cxrlab.data.io import read_image
 from cxrlab.errors import CxrlabError, ImageReadError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MASKS_CSV = "masks.csv"
 MASK_COLUMNS = ["id", "mask_path", "lung_fraction", "components", "flag"]
@@ -56,6 +59,8 @@ def safe_name(image_id: str) -> str:
 
 def unique_names(image_ids: list[str]) -> list[str]:
     """:func:`safe_name` of every id, a short hash added where two ids would collide."""
+    import pandas as pd
+
     stems = [safe_name(i) for i in image_ids]
     counts = pd.Series(stems).value_counts()
     return [
@@ -70,6 +75,8 @@ def read_masks_table(folder: str | Path) -> pd.DataFrame:
     Raises:
         CxrlabError: when the folder has no ``masks.csv`` or it lacks columns.
     """
+    import pandas as pd  # here, not above: worker processes import this module for read_lung_mask
+
     folder = Path(folder)
     path = folder / MASKS_CSV
     if not path.is_file():

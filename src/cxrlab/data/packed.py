@@ -26,20 +26,16 @@ import numpy as np
 import pandas as pd
 
 from cxrlab import __version__
-from cxrlab.data.io import read_image
 from cxrlab.data.manifest import (
     REJECT_COLUMNS,
     dataframe_to_csv_text,
     manifest_digest,
     read_manifest,
 )
-from cxrlab.data.masks import LungMaskError, mask_paths_by_id, read_lung_mask
-from cxrlab.errors import CxrlabError, DatasetError, ImageReadError
-from cxrlab.preprocess.transforms import (
-    PreprocessOptions,
-    preprocess_lung_mask,
-    preprocess_pixels,
-)
+from cxrlab.data.masks import mask_paths_by_id
+from cxrlab.data.pack_worker import preprocess_one
+from cxrlab.errors import CxrlabError, DatasetError
+from cxrlab.preprocess.transforms import PreprocessOptions
 from cxrlab.utils.fs import atomic_dir, sha256_file
 from cxrlab.utils.outputs import PACKED as PACKED_KIND
 from cxrlab.utils.outputs import OutputError, check_output
@@ -67,29 +63,6 @@ class PackReport:
         if self.n_rejected:
             text += f"; {self.n_rejected} could not be read (see rejects.csv)"
         return text
-
-
-def _preprocess_one(job: tuple[str, PreprocessOptions, str | None]) -> dict:
-    """Worker: ``{"image": (S, S), "mask": (S, S) bool or None}`` or ``{"reason", "detail"}``.
-
-    ``mask_path`` None: no lung masks asked for; "": the image has none (rejected).
-    """
-    path, options, mask_path = job
-    try:
-        lung_mask = None if mask_path is None else read_lung_mask(mask_path)
-        image = read_image(path, draft_px=options.draft_px)
-        if lung_mask is None:
-            pixels = preprocess_pixels(image.pixels, options)
-        else:
-            pixels = preprocess_pixels(image.pixels, options, lung_mask)
-    except ImageReadError as error:
-        return {"reason": error.reason, "detail": error.detail}
-    except LungMaskError as error:
-        return {"reason": error.reason, "detail": str(error)}
-    mask = None
-    if lung_mask is not None:
-        mask = preprocess_lung_mask(lung_mask, image.pixels.shape, options)
-    return {"image": pixels, "mask": mask}
 
 
 def packed_meta(
@@ -256,7 +229,7 @@ def preprocess_dataset(
         rejects = []
         for index, result in enumerate(
             parallel_imap(
-                _preprocess_one, jobs, workers=workers, desc="preprocessing", progress=progress
+                preprocess_one, jobs, workers=workers, desc="preprocessing", progress=progress
             )
         ):
             if "reason" in result:
@@ -275,7 +248,7 @@ def preprocess_dataset(
             else:
                 array[index] = result["image"]
                 if masks is not None:
-                    masks[index] = result["mask"].astype(np.uint8) * 255
+                    masks[index] = result["mask"]
         array.flush()
         del array
         names = [IMAGES] if masks is None else [IMAGES, MASKS]

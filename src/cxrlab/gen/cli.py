@@ -109,7 +109,12 @@ def train(
     row = ", ".join(
         f"{k} {v:.4g}" for k, v in result.last_row.items() if k not in ("step", "seconds")
     )
-    typer.echo(f"{result.run}: step {result.step} in {result.seconds:.0f} s; {row}")
+    timing = f"step {result.step} in {result.seconds:.0f} s"
+    if result.metrics_seconds:
+        timing += (
+            f" (metrics {result.metrics_seconds:.0f} s, {100 * result.metrics_share:.0f}% of it)"
+        )
+    typer.echo(f"{result.run}: {timing}; {row}")
     typer.echo(f"samples in {result.run / 'samples'}, checkpoints in {result.run / 'checkpoints'}")
 
 

@@ -56,10 +56,19 @@ MetricsFn = Callable[[nn.Module, int], dict[str, float]]
 
 @dataclass
 class TrainResult:
+    """A finished run: ``seconds`` of training in all (metrics included, over resumes
+    too), ``metrics_seconds`` of them spent on metrics at save intervals."""
+
     run: Path
     step: int
     seconds: float
     last_row: dict[str, float]
+    metrics_seconds: float = 0.0
+
+    @property
+    def metrics_share(self) -> float:
+        """The fraction of the training time the metrics took (0 without metrics)."""
+        return self.metrics_seconds / self.seconds if self.seconds > 0 else 0.0
 
 
 def build_recipe(config: GenConfig) -> Recipe:
@@ -470,13 +479,16 @@ class GenTrainer:
                 fabric.barrier()
             bar.update(1)
         bar.close()
+        self.elapsed = time.perf_counter() - start  # with the last save's metrics
+        metrics_seconds = 0.0
         if rank_zero:
+            metrics_seconds = log.metrics_seconds()
             log.close()
             if tensorboard is not None:
                 tensorboard.close()
             if writer is not None:
                 writer.finish()
-        return TrainResult(self.run, self.step, self.elapsed, last_row)
+        return TrainResult(self.run, self.step, self.elapsed, last_row, metrics_seconds)
 
     def _is_save_step(self, step: int) -> bool:
         return step % self.config.save_interval == 0 or step == self.config.steps
@@ -572,6 +584,10 @@ class _MetricsLog:
             int(float(row["step"])) == step and str(row.get("metrics_seconds") or "") != ""
             for row in self.rows
         )
+
+    def metrics_seconds(self) -> float:
+        """Seconds spent on metrics in the run so far (resumed parts included)."""
+        return sum(float(row.get("metrics_seconds") or 0) for row in self.rows)
 
     def close(self) -> None:
         self.handle.close()

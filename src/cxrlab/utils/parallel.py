@@ -5,8 +5,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -33,15 +34,24 @@ def _single_threaded_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def _context(preload: list[str]) -> multiprocessing.context.BaseContext:
     """Never plain fork: forking a process that already runs torch/OpenMP threads can
     deadlock the children. A fork server is started once, clean, with the decoding
-    modules preloaded, so later pools start in milliseconds."""
+    modules (and the mapped function's module) preloaded, so that every worker forked
+    from it starts with them imported, and later pools start in milliseconds."""
     if sys.platform.startswith("linux"):
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["cxrlab.data.io", "cxrlab.preprocess.transforms"])
+        context.set_forkserver_preload(["cxrlab.data.io", "cxrlab.preprocess.transforms", *preload])
         return context
     return multiprocessing.get_context("spawn")
+
+
+def _ready() -> None:
+    """Nothing: submitted once to start the pool's processes."""
+
+
+def _run_chunk(function: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
+    return [function(item) for item in chunk]
 
 
 def parallel_imap(
@@ -55,9 +65,16 @@ def parallel_imap(
 ) -> Iterator[R]:
     """Yield ``function(x)`` for each item, in order, computed in worker processes.
 
-    ``function`` must be a module-level function (it is pickled). Small inputs
-    (fewer than ``serial_below`` items) and ``workers=1`` run in this process.
-    Results stream out, so a caller can write them to disk without holding all.
+    ``function`` must be a module-level function (it is pickled); keep its module
+    light, since every worker imports it. Small inputs (fewer than ``serial_below``
+    items) and ``workers=1`` run in this process. Results stream out, so a caller can
+    write them to disk without holding all.
+
+    Starting a pool takes a second or more (a fork server, the workers' imports);
+    meanwhile, and whenever the next result in order is not ready yet, this process
+    computes the next chunk nobody has taken, so no core waits for the pool. The
+    results are the same as a one-process run: each item goes through ``function``
+    exactly once, and they come out in the items' order.
     """
     workers = default_workers() if workers is None else max(1, workers)
     bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="img", leave=False)
@@ -67,13 +84,58 @@ def parallel_imap(
                 yield function(item)
                 bar.update(1)
             return
-        chunksize = max(1, min(16, len(items) // (workers * 32)))
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=_context(), initializer=_single_threaded_worker
-        ) as pool:
-            for result in pool.map(function, items, chunksize=chunksize):
-                yield result
-                bar.update(1)
+        # Small chunks: the first results come early and the tail is shared evenly;
+        # a chunk still amortises the pickling round trip over a few items.
+        size = max(1, min(8, len(items) // (workers * 16)))
+        chunks = [items[start : start + size] for start in range(0, len(items), size)]
+        in_flight = workers * 4  # chunks queued in the pool at any time
+        futures: dict[int, Future] = {}
+        done_here: dict[int, list[R]] = {}
+        next_free = 0  # chunks [next_free:] are taken by nobody yet
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=_context([function.__module__]),
+            initializer=_single_threaded_worker,
+        )
+        # The first submit blocks until the fork server has imported its modules:
+        # a thread waits for that while this one computes.
+        pool_ready = threading.Event()
+
+        def start_pool() -> None:
+            try:
+                pool.submit(_ready)
+            finally:
+                pool_ready.set()
+
+        threading.Thread(target=start_pool, daemon=True).start()
+
+        def top_up() -> None:
+            nonlocal next_free
+            while next_free < len(chunks) and len(futures) < in_flight:
+                futures[next_free] = pool.submit(_run_chunk, function, chunks[next_free])
+                next_free += 1
+
+        try:
+            for index in range(len(chunks)):
+                while True:
+                    if pool_ready.is_set():
+                        top_up()
+                    ready = index in done_here or (index in futures and futures[index].done())
+                    if ready or next_free == len(chunks):
+                        break
+                    # chunk `index` is not done: compute the next untaken one here
+                    done_here[next_free] = _run_chunk(function, chunks[next_free])
+                    next_free += 1
+                if index in done_here:
+                    results = done_here.pop(index)
+                else:
+                    results = futures.pop(index).result()
+                for result in results:
+                    yield result
+                    bar.update(1)
+        finally:
+            pool_ready.wait()
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
 

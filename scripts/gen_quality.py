@@ -20,7 +20,7 @@ import torch
 
 from cxrlab.data.packed import open_packed
 from cxrlab.gen.config import GenConfig
-from cxrlab.gen.sample import generate, load_generator
+from cxrlab.gen.sample import generate_uint8, load_generator
 from cxrlab.gen.trainer import train_generator
 from cxrlab.metrics.diversity import mean_ms_ssim
 
@@ -90,7 +90,7 @@ def main() -> None:
         train_generator(config, resume=True, progress=False)
         seconds = training_seconds(run, time.perf_counter() - began)
         loaded = load_generator(run, device="cpu")
-        fake = generate(loaded, 64, label="positive" if loaded.conditional else None, seed=1)
+        fake = generate_uint8(loaded, 64, label="positive" if loaded.conditional else None, seed=1)
         fake_unit = torch.from_numpy(fake.astype(np.float32) / 255.0)[:, None]
         summary[name] = {
             "seconds": round(seconds, 1),

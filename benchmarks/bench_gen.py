@@ -5,10 +5,17 @@ time for 10,000 steps is measured steps/s extrapolated; the ratio is
 thesis seconds / our projected seconds (> 1: faster than the thesis' GPU runs).
 gan and dcgan have no table 4.5 entry at 64 px; gan is compared with cgan's figure.
 Targets: gan, cgan, wgan and wgan-gp faster than the thesis on this 2-core CPU.
+
+Diffusion rows (no thesis figure): training steps/s of ddpm and of both ldm phases
+(autoencoder, latent denoiser) at the default width 64, and the seconds to draw the
+thesis' 312 synthetic images with DDIM in 50 steps (``gen sample``'s default), beside
+the seconds the dcgan generator takes for the same 312 images.
+``--diffusion`` runs only those rows.
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +27,7 @@ from common import dev_dataset
 from cxrlab.data.api import split_dataset
 from cxrlab.data.packed import preprocess_dataset
 from cxrlab.gen.config import GenConfig
+from cxrlab.gen.sampling import SamplingOptions, generate
 from cxrlab.gen.trainer import GenTrainer, _fabric
 from cxrlab.preprocess.transforms import PreprocessOptions
 
@@ -30,10 +38,26 @@ MODELS = ["gan", "cgan", "wgan", "wgan-gp", "dcgan", "vae"]
 WARMUP, MEASURED = 5, 40
 
 
-def steps_per_second(config: GenConfig) -> float:
-    fabric = _fabric(config)
-    trainer = GenTrainer(config, fabric, progress=False)
-    step = trainer._vae_step if trainer.recipe.loss == "elbo" else trainer._adversarial_step
+DIFFUSION = {  # row name -> settings; ldm-autoencoder stays in its first phase
+    "ddpm": {"model": "ddpm"},
+    "ldm-autoencoder": {"model": "ldm", "autoencoder_steps": 10_000},
+    "ldm-denoiser": {"model": "ldm", "autoencoder_steps": 0},
+}
+SYNTHETIC_IMAGES, DDIM_STEPS = 312, 50
+
+
+def make_trainer(config: GenConfig) -> GenTrainer:
+    return GenTrainer(config, _fabric(config), progress=False)
+
+
+def steps_per_second(config: GenConfig, trainer: GenTrainer | None = None) -> float:
+    trainer = trainer or make_trainer(config)
+    if trainer.recipe.train_step is not None:
+
+        def step():
+            return trainer.recipe.train_step(trainer)
+    else:
+        step = trainer._vae_step if trainer.recipe.loss == "elbo" else trainer._adversarial_step
     for _ in range(WARMUP):
         step()
     began = time.perf_counter()
@@ -44,6 +68,39 @@ def steps_per_second(config: GenConfig) -> float:
     return MEASURED / (time.perf_counter() - began)
 
 
+def sampling_seconds(trainer: GenTrainer) -> float:
+    """Seconds to draw 312 COVID-positive images (DDIM, 50 steps for diffusion)."""
+    options = SamplingOptions(sampler="ddim", steps=DDIM_STEPS, guidance=0.0)
+    began = time.perf_counter()
+    generate(
+        trainer.sampler(),
+        trainer.recipe,
+        SYNTHETIC_IMAGES,
+        latent_dim=trainer.config.latent_dim,
+        covid=1,
+        options=options,
+    )
+    return time.perf_counter() - began
+
+
+def diffusion_rows(packed: Path, tmp: Path) -> None:
+    print(
+        f"diffusion at 64 px, batch 32, width 64, CPU ({torch.get_num_threads()} threads); "
+        f"sampling {SYNTHETIC_IMAGES} images, DDIM {DDIM_STEPS} steps"
+    )
+    print(f"{'model':16s} {'steps/s':>8s} {'10k steps (s)':>14s} {'312 images (s)':>15s}")
+    common = {"data": str(packed), "size_px": 64, "batch_size": 32, "device": "cpu"}
+    dcgan = make_trainer(GenConfig(out=str(tmp / "dcgan-sampling"), model="dcgan", **common))
+    print(f"{'dcgan':16s} {'':>8s} {'':>14s} {sampling_seconds(dcgan):15.2f}  (one pass)")
+    for name, settings in DIFFUSION.items():
+        config = GenConfig(out=str(tmp / name), **common, **settings)
+        trainer = make_trainer(config)
+        rate = steps_per_second(config, trainer)
+        seconds = "" if name == "ldm-autoencoder" else f"{sampling_seconds(trainer):15.2f}"
+        print(f"{name:16s} {rate:8.2f} {10_000 / rate:14.0f} {seconds:>15s}", flush=True)
+        assert np.isfinite(rate)
+
+
 def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     with tempfile.TemporaryDirectory(prefix="cxrlab-bench-") as tmp:
@@ -51,6 +108,9 @@ def main() -> None:
         split_dataset(dataset, seed=0)
         packed = Path(tmp) / "P64"
         preprocess_dataset(dataset, packed, PreprocessOptions(size_px=64), progress=False)
+        if "--diffusion" in sys.argv:
+            diffusion_rows(packed, Path(tmp))
+            return
         print(
             f"gen training speed at 64 px, batch 32, CPU ({torch.get_num_threads()} threads), {what}"
         )
@@ -75,6 +135,7 @@ def main() -> None:
             note = f"  (vs {COMPARE_WITH[name]})" if name in COMPARE_WITH else ""
             print(f"{name:8s} {rate:8.2f} {projected:14.0f} {thesis} {ratio}{note}", flush=True)
         assert np.isfinite(rate)
+        diffusion_rows(packed, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -185,3 +185,30 @@ def test_samples_come_from_the_trained_network_class_by_class(tmp_path):
     }
     assert means["negative"] == pytest.approx(-0.6, abs=0.2), means
     assert means["positive"] == pytest.approx(0.6, abs=0.2), means
+
+
+def _ddp_ldm(fabric, tmp_path):
+    from cxrlab.gen.trainer import GenTrainer
+
+    config = tiny(tmp_path, "ldm", steps=4, autoencoder_steps=2, devices=2)
+    trainer = GenTrainer(config, fabric, progress=False)
+    trainer.train()
+    modules = {"generator": trainer.generator, **trainer.recipe.extra_modules}
+    weights = {
+        name: torch.cat([p.detach().flatten() for p in m.parameters()])
+        for name, m in modules.items()
+    }
+    torch.save(weights, tmp_path / f"rank{fabric.global_rank}.pt")
+
+
+@pytest.mark.slow
+def test_two_process_ddp_ldm_replicas_hold_identical_weights(tmp_path):
+    from lightning_fabric import Fabric
+
+    make_packed(tmp_path / "P")
+    Fabric(accelerator="cpu", devices=2, strategy="ddp_spawn").launch(_ddp_ldm, tmp_path)
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert set(rank0) == {"generator", "autoencoder", "discriminator"}
+    for name, weights in rank0.items():
+        assert torch.equal(weights, rank1[name]), f"{name} differs between replicas"

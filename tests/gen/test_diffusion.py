@@ -212,3 +212,19 @@ def test_two_process_ddp_ldm_replicas_hold_identical_weights(tmp_path):
     assert set(rank0) == {"generator", "autoencoder", "discriminator"}
     for name, weights in rank0.items():
         assert torch.equal(weights, rank1[name]), f"{name} differs between replicas"
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ldm"])
+@pytest.mark.parametrize("size_px", [32, 64, 128, 256])
+def test_every_size_denoises_and_decodes_to_the_right_shapes(name, size_px):
+    from cxrlab.gen.models import DiffusionOptions, ModelOptions, build_model
+
+    options = ModelOptions(diffusion=DiffusionOptions(width=8, res_blocks=1, timesteps=10))
+    model = build_model(name, size_px, options).generator.eval()
+    side = size_px // 4 if name == "ldm" else size_px
+    noisy = torch.randn(2, model.channels, side, side)
+    with torch.no_grad():
+        prediction = model(noisy, torch.tensor([0, 9]), torch.tensor([0, 2]))
+        assert prediction.shape == noisy.shape
+        if name == "ldm":
+            assert model.decode(noisy).shape == (2, 1, size_px, size_px)

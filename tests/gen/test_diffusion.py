@@ -228,3 +228,16 @@ def test_every_size_denoises_and_decodes_to_the_right_shapes(name, size_px):
         assert prediction.shape == noisy.shape
         if name == "ldm":
             assert model.decode(noisy).shape == (2, 1, size_px, size_px)
+
+
+@pytest.mark.parametrize(("total", "steps"), [(20, 5), (1000, 50), (1000, 30), (20, 20), (7, 3)])
+def test_ddim_visits_strided_levels_and_ends_on_the_clean_image(total, steps):
+    from cxrlab.gen.models import DiffusionOptions
+    from cxrlab.gen.models.diffusion import DiffusionFamily
+
+    family = DiffusionFamily(32, DiffusionOptions(timesteps=total), latent=False)
+    scheduler, _ = family._sampling_scheduler("ddim", steps)
+    levels = scheduler.timesteps.tolist()
+    stride = total // steps
+    assert len(levels) == steps and levels[0] <= total - 1 and 0 <= levels[-1] < stride
+    assert all(a - b == stride for a, b in zip(levels, levels[1:], strict=False))

@@ -190,8 +190,8 @@ class DiffusionFamily:
         return {**args, "schedule": "scaled_linear_beta", **SCALED_LINEAR}
 
     def _sampling_scheduler(self, sampler: str, steps: int):
-        """The scheduler for ``sampler`` at ``steps`` evenly strided noise levels, from
-        T - 1 down (the last step reaches the clean image)."""
+        """The scheduler for ``sampler`` at ``steps`` evenly strided noise levels, the last
+        one below the stride, so that the last step reaches the clean image."""
         from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
         total = self.settings.timesteps
@@ -203,8 +203,9 @@ class DiffusionFamily:
         scheduler = DDIMScheduler(**self._schedule_args())
         scheduler.set_timesteps(steps)
         stride = total // steps
-        # MONAI steps from t to t - T // steps: visit exactly those levels, starting at T - 1
-        scheduler.timesteps = torch.arange(total - 1, -1, -stride)[:steps]
+        # MONAI steps from t to t - T // steps: visit exactly those levels ("trailing"
+        # spacing: T - 1 when steps divides T), so the last step goes to t < 0 (clean)
+        scheduler.timesteps = torch.arange(steps * stride - 1, -1, -stride)
         return scheduler, (lambda out, t, x, g: scheduler.step(out, t, x, eta=eta, generator=g)[0])
 
     # ------------------------------------------------------------------ training

@@ -165,9 +165,10 @@ class GenConfig(YamlConfig):
             )
         for name, default in _GAN_ONLY.items():
             if getattr(self, name) != default:
+                hint = " (the denoiser's learning rate is --lr-g)" if name == "lr_d" else ""
                 raise CxrlabError(
                     f"--{name.replace('_', '-')} applies to the GAN families' discriminators; "
-                    f"{self.model} has none: leave it out (learning rate: --lr-g)"
+                    f"{self.model} trains none with it: leave it out{hint}"
                 )
 
     def diffusion_options(self):

@@ -5,10 +5,20 @@ time for 10,000 steps is measured steps/s extrapolated; the ratio is
 thesis seconds / our projected seconds (> 1: faster than the thesis' GPU runs).
 gan and dcgan have no table 4.5 entry at 64 px; gan is compared with cgan's figure.
 Targets: gan, cgan, wgan and wgan-gp faster than the thesis on this 2-core CPU.
+
+Diffusion rows (no thesis figure): training steps/s of ddpm and of both ldm phases
+(autoencoder, latent denoiser) with the CPU-sized networks of
+scripts/diffusion_quality.py (UNet width 32, one residual block per level; the
+default width 64 with two blocks is about 5.6x slower per forward pass here), and
+the seconds to draw the thesis' 312 synthetic images with DDIM in 50 steps (``gen
+sample``'s default), projected from one timed batch of 64 (sampling time grows
+linearly with the number of batches), beside the dcgan generator's time for 312.
+``--diffusion`` runs only those rows.
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +30,7 @@ from common import dev_dataset
 from cxrlab.data.api import split_dataset
 from cxrlab.data.packed import preprocess_dataset
 from cxrlab.gen.config import GenConfig
+from cxrlab.gen.sampling import SamplingOptions, generate
 from cxrlab.gen.trainer import GenTrainer, _fabric
 from cxrlab.preprocess.transforms import PreprocessOptions
 
@@ -30,9 +41,21 @@ MODELS = ["gan", "cgan", "wgan", "wgan-gp", "dcgan", "vae"]
 WARMUP, MEASURED = 5, 40
 
 
-def steps_per_second(config: GenConfig) -> float:
-    fabric = _fabric(config)
-    trainer = GenTrainer(config, fabric, progress=False)
+CPU_SIZED = {"width": 32, "res_blocks": 1}
+DIFFUSION = {  # row name -> settings; ldm-autoencoder stays in its first phase
+    "ddpm": {"model": "ddpm", **CPU_SIZED},
+    "ldm-autoencoder": {"model": "ldm", "autoencoder_steps": 10_000, **CPU_SIZED},
+    "ldm-denoiser": {"model": "ldm", "autoencoder_steps": 0, **CPU_SIZED},
+}
+SYNTHETIC_IMAGES, TIMED_IMAGES, DDIM_STEPS = 312, 64, 50
+
+
+def make_trainer(config: GenConfig) -> GenTrainer:
+    return GenTrainer(config, _fabric(config), progress=False)
+
+
+def steps_per_second(config: GenConfig, trainer: GenTrainer | None = None) -> float:
+    trainer = trainer or make_trainer(config)
     step = trainer.train_step
     for _ in range(WARMUP):
         step()
@@ -44,6 +67,43 @@ def steps_per_second(config: GenConfig) -> float:
     return MEASURED / (time.perf_counter() - began)
 
 
+def sampling_seconds(trainer: GenTrainer, n: int = SYNTHETIC_IMAGES) -> float:
+    """Seconds to draw ``n`` COVID-positive images in batches of 64 (DDIM, 50 steps for
+    diffusion), projected to 312 images."""
+    options = SamplingOptions(sampler="ddim", steps=DDIM_STEPS, guidance=0.0)
+    began = time.perf_counter()
+    generate(
+        trainer.sampler(),
+        trainer.recipe,
+        n,
+        latent_dim=trainer.config.latent_dim,
+        covid=1,
+        options=options,
+        batch_size=TIMED_IMAGES,
+    )
+    return (time.perf_counter() - began) * SYNTHETIC_IMAGES / n
+
+
+def diffusion_rows(packed: Path, tmp: Path) -> None:
+    print(
+        f"diffusion at 64 px, batch 32, UNet width 32, CPU ({torch.get_num_threads()} threads); "
+        f"{SYNTHETIC_IMAGES} images with DDIM {DDIM_STEPS} steps, projected from {TIMED_IMAGES}"
+    )
+    print(f"{'model':16s} {'steps/s':>8s} {'10k steps (s)':>14s} {'312 images (s)':>15s}")
+    common = {"data": str(packed), "size_px": 64, "batch_size": 32, "device": "cpu"}
+    dcgan = make_trainer(GenConfig(out=str(tmp / "dcgan-sampling"), model="dcgan", **common))
+    print(f"{'dcgan':16s} {'':>8s} {'':>14s} {sampling_seconds(dcgan):15.2f}  (one pass)")
+    for name, settings in DIFFUSION.items():
+        config = GenConfig(out=str(tmp / name), **common, **settings)
+        trainer = make_trainer(config)
+        rate = steps_per_second(config, trainer)
+        seconds = (
+            "" if name == "ldm-autoencoder" else f"{sampling_seconds(trainer, TIMED_IMAGES):15.1f}"
+        )
+        print(f"{name:16s} {rate:8.2f} {10_000 / rate:14.0f} {seconds:>15s}", flush=True)
+        assert np.isfinite(rate)
+
+
 def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     with tempfile.TemporaryDirectory(prefix="cxrlab-bench-") as tmp:
@@ -51,6 +111,9 @@ def main() -> None:
         split_dataset(dataset, seed=0)
         packed = Path(tmp) / "P64"
         preprocess_dataset(dataset, packed, PreprocessOptions(size_px=64), progress=False)
+        if "--diffusion" in sys.argv:
+            diffusion_rows(packed, Path(tmp))
+            return
         print(
             f"gen training speed at 64 px, batch 32, CPU ({torch.get_num_threads()} threads), {what}"
         )
@@ -75,6 +138,7 @@ def main() -> None:
             note = f"  (vs {COMPARE_WITH[name]})" if name in COMPARE_WITH else ""
             print(f"{name:8s} {rate:8.2f} {projected:14.0f} {thesis} {ratio}{note}", flush=True)
         assert np.isfinite(rate)
+        diffusion_rows(packed, Path(tmp))
 
 
 if __name__ == "__main__":

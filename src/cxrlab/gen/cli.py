@@ -10,7 +10,7 @@ import typer
 from cxrlab.cli_common import Quiet, friendly_errors
 
 app = typer.Typer(
-    help="Train GAN/WGAN/WGAN-GP/CGAN/DCGAN/VAE models of CXRs and sample synthetic images.",
+    help="Train GAN/WGAN/WGAN-GP/CGAN/DCGAN/VAE/diffusion models of CXRs and sample synthetic images.",
     no_args_is_help=True,
 )
 
@@ -18,7 +18,7 @@ app = typer.Typer(
 @app.command("train")
 @friendly_errors
 def train(
-    model: Annotated[str, typer.Option(help="gan, wgan, wgan-gp, cgan, dcgan or vae.")],
+    model: Annotated[str, typer.Option(help="gan, wgan, wgan-gp, cgan, dcgan, vae, ddpm or ldm.")],
     data: Annotated[Path, typer.Option(help="PACKED folder of real images.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
     size: Annotated[
@@ -87,11 +87,46 @@ def train(
         int | None, typer.Option(help="Critic steps per generator step (default: the family's).")
     ] = None,
     wandb: Annotated[bool, typer.Option(help="Also log to Weights & Biases.")] = False,
+    prediction: Annotated[
+        str,
+        typer.Option(help="ddpm/ldm: the network predicts v (robust at high noise) or epsilon."),
+    ] = "v",
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="ddpm/ldm: cosine or scaled_linear (default: ddpm cosine, ldm scaled_linear)."
+        ),
+    ] = None,
+    diffusion_steps: Annotated[
+        int, typer.Option(help="ddpm/ldm: noise levels of the forward process.")
+    ] = 1000,
+    autoencoder_steps: Annotated[
+        int,
+        typer.Option(help="ldm: the first steps train the KL autoencoder, the rest the denoiser."),
+    ] = 2000,
+    sampler: Annotated[
+        str, typer.Option(help="ddpm/ldm: sampler of grids, metrics and gen sample: ddim or ddpm.")
+    ] = "ddim",
+    sample_steps: Annotated[
+        int, typer.Option(help="ddpm/ldm: denoising steps of grids, metrics and gen sample.")
+    ] = 50,
+    guidance: Annotated[
+        float,
+        typer.Option(help="ddpm/ldm without --label: classifier-free guidance weight (0: none)."),
+    ] = 0.0,
+    width: Annotated[
+        int | None, typer.Option(help="ddpm/ldm: UNet channels at full resolution (default 64).")
+    ] = None,
+    res_blocks: Annotated[int, typer.Option(help="ddpm/ldm: residual blocks per UNet level.")] = 2,
     quiet: Quiet = False,
 ) -> None:
     """Train one generative model; writes config.yaml, metrics.csv, samples/ and checkpoints/ in --out.
 
     Recommended for a few hundred images: --model dcgan --diffaug translation,cutout,brightness,contrast --ema 0.999
+
+    Diffusion: --model ddpm (pixels) or ldm (latents of a KL autoencoder trained in the
+    first --autoencoder-steps); without --label one run learns both classes and samples
+    either with classifier-free guidance (gen sample RUN --label positive --guidance 2).
     """
     from cxrlab.gen.config import GenConfig
     from cxrlab.gen.train_api import train_with_metrics
@@ -104,6 +139,9 @@ def train(
         metrics_n=metrics_n, features=features, seed=seed, device=device, devices=devices,
         latent_dim=latent_dim, generator=generator, diffaug=diffaug, spectral_norm=spectral_norm, loss=loss,
         ema=ema, augment=augment, lr_g=lr_g, lr_d=lr_d, n_critic=n_critic, wandb=wandb,
+        prediction=prediction, schedule=schedule, diffusion_steps=diffusion_steps,
+        autoencoder_steps=autoencoder_steps, sampler=sampler, sample_steps=sample_steps,
+        guidance=guidance, width=width, res_blocks=res_blocks,
     )  # fmt: skip
     result = train_with_metrics(config, resume=resume, progress=not quiet)
     row = ", ".join(
@@ -140,14 +178,17 @@ def sample(
     ] = False,
     seed: Annotated[int, typer.Option(help="Random seed (the same seed, the same images).")] = 0,
     sampler: Annotated[
-        str, typer.Option(help="Iterative families (diffusion): ddim or ddpm (default: ddim).")
+        str, typer.Option(help="Diffusion: ddim or ddpm (default: the run's --sampler).")
     ] = "default",
     sample_steps: Annotated[
-        int | None, typer.Option(help="Iterative families: denoising steps (default: 50).")
+        int | None, typer.Option(help="Diffusion: denoising steps (default: the run's).")
     ] = None,
     guidance: Annotated[
-        float, typer.Option(help="Conditional diffusion: classifier-free guidance weight.")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            help="Conditional diffusion: classifier-free guidance weight (default: the run's)."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Annotated[
         bool, typer.Option(help="Replace an existing --out of another kind or other images.")

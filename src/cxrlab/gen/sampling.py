@@ -28,15 +28,15 @@ class SamplingOptions:
     """How an iterative family samples (ignored by single-pass generators).
 
     Attributes:
-        sampler: ``default`` (the family's choice), or a family's named sampler
+        sampler: ``default`` (the run's choice), or a family's named sampler
             (``ddim``, ``ddpm`` for diffusion models).
-        steps: denoising steps (None: the family's default).
-        guidance: classifier-free guidance weight (0: none).
+        steps: denoising steps (None: the run's default).
+        guidance: classifier-free guidance weight (0: none; None: the run's default).
     """
 
     sampler: str = "default"
     steps: int | None = None
-    guidance: float = 0.0
+    guidance: float | None = None
 
 
 def sampling_label(conditional: bool, trained_label: str | None, asked: str | None) -> str | None:

@@ -74,7 +74,10 @@ class TrainResult:
 def build_recipe(config: GenConfig) -> Recipe:
     """The family's recipe with the run's overrides applied."""
     options = ModelOptions(
-        latent_dim=config.latent_dim, spectral_norm=config.spectral_norm, generator=config.generator
+        latent_dim=config.latent_dim,
+        spectral_norm=config.spectral_norm,
+        generator=config.generator,
+        diffusion=config.diffusion_options(),
     )
     recipe = build_model(config.model, config.size_px, options)
     if config.loss and recipe.loss != "elbo":
@@ -234,6 +237,16 @@ class GenTrainer:
                 self.recipe.d_optimizer, self.discriminator.parameters(), self.device
             )
             self.d_model, self.d_opt = fabric.setup(self.discriminator, self.d_opt)
+        # networks a family trains beside the generator (the LDM's autoencoder and critic)
+        self.extra_models: dict[str, nn.Module] = {}
+        self.extra_optimizers: dict[str, torch.optim.Optimizer] = {}
+        for name, module in self.recipe.extra_modules.items():
+            if self.device.type == "cuda":
+                module.to(memory_format=torch.channels_last)
+            optimizer = make_optimizer(
+                self.recipe.extra_optimizers[name], module.parameters(), self.device
+            )
+            self.extra_models[name], self.extra_optimizers[name] = fabric.setup(module, optimizer)
         self.ema = _EMA(self.generator, config.ema) if config.ema > 0 else None
 
         real, labels = load_real_images(config)
@@ -274,6 +287,13 @@ class GenTrainer:
             state["d_optimizer"] = self.d_opt.state_dict()
         if self.ema is not None:
             state["ema"] = self.ema.module.state_dict()
+        if self.extra_models:
+            state["extra_modules"] = {
+                name: module.state_dict() for name, module in self.recipe.extra_modules.items()
+            }
+            state["extra_optimizers"] = {
+                name: optimizer.state_dict() for name, optimizer in self.extra_optimizers.items()
+            }
         return state
 
     def load_state(self, state: dict) -> None:
@@ -284,6 +304,9 @@ class GenTrainer:
             self.d_opt.load_state_dict(state["d_optimizer"])
         if self.ema is not None and "ema" in state:
             self.ema.module.load_state_dict(state["ema"])
+        for name, module in self.recipe.extra_modules.items():
+            module.load_state_dict(state["extra_modules"][name])
+            self.extra_optimizers[name].load_state_dict(state["extra_optimizers"][name])
         restore_rng(state, self.device)
         self.data_rng.set_state(state["rng_data"])
         self.noise_rng.set_state(state["rng_noise"])
@@ -310,6 +333,8 @@ class GenTrainer:
 
     def train_step(self) -> dict[str, torch.Tensor]:
         """One generator update (with its critic steps): the losses, still on the device."""
+        if self.recipe.train_step is not None:  # a family with its own objective (diffusion)
+            return self.recipe.train_step(self)
         if self.recipe.loss == "elbo":
             return self._vae_step()
         return self._adversarial_step()
@@ -441,6 +466,8 @@ class GenTrainer:
         self.generator.train()
         if self.discriminator is not None:
             self.discriminator.train()
+        for module in self.recipe.extra_modules.values():
+            module.train()
         while self.step < config.steps:
             losses = self.train_step()
             self.step += 1
@@ -515,6 +542,7 @@ class GenTrainer:
     def _check_weights(self) -> None:
         """Never checkpoint NaN weights: the previous checkpoint stays the newest."""
         modules = {"generator": self.generator, "discriminator": self.discriminator}
+        modules.update(self.recipe.extra_modules)
         for name, module in modules.items():
             if module is None:
                 continue
@@ -534,6 +562,8 @@ class GenTrainer:
         }
 
     def _loss_names(self) -> list[str]:
+        if self.recipe.train_step is not None:
+            return list(self.recipe.loss_names)
         if self.recipe.loss == "elbo":
             return ["loss", "reconstruction", "kl"]
         names = ["d_loss", "g_loss", "d_real", "d_fake"]

@@ -5,6 +5,9 @@ paper that defined the family) trains them. The trainer knows nothing else about
 a family. Generators map ``(z (B, latent), labels (B,) or None)`` to images
 ``(B, 1, S, S)`` in [-1, 1]; discriminators/critics map ``(images, labels)`` to
 ``(B,)`` scores (logits for ``bce``, unbounded for ``wasserstein``/``hinge``).
+Diffusion families (``ddpm``, ``ldm``) bring their own training step and sampler
+(``Recipe.train_step``, ``Recipe.sample``) and any extra networks they train
+(``Recipe.extra_modules``); the trainer saves, restores and steps those generically.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from torch import nn
 
 from cxrlab.errors import CxrlabError
 
-LOSSES = ("bce", "wasserstein", "hinge", "elbo")
+LOSSES = ("bce", "wasserstein", "hinge", "elbo", "diffusion")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,38 @@ class ModelOptions:
     spectral_norm: bool = False
     generator: str = "default"
     num_classes: int = 2
+    diffusion: DiffusionOptions | None = None
+
+
+@dataclass(frozen=True)
+class DiffusionOptions:
+    """Settings of the diffusion families (see :class:`~cxrlab.gen.config.GenConfig`).
+
+    Attributes:
+        prediction: what the network predicts: ``epsilon`` (the noise) or ``v``
+            (``sqrt(alpha_bar) * noise - sqrt(1 - alpha_bar) * x0``).
+        schedule: ``cosine`` or ``scaled_linear``; None: the family's choice.
+        timesteps: noise levels of the forward process (training).
+        autoencoder_steps: ``ldm``: the first steps train the autoencoder.
+        sampler: ``ddim`` or ``ddpm``, the default of grids, metrics and ``gen sample``.
+        sample_steps: default denoising steps.
+        guidance: default classifier-free guidance weight (0: none).
+        width: channels of the UNet's first level (None: the family's choice).
+        res_blocks: residual blocks per UNet level.
+        class_conditional: learn both classes with class embeddings and label dropout
+            (False when the run trains on one class).
+    """
+
+    prediction: str = "v"
+    schedule: str | None = None
+    timesteps: int = 1000
+    autoencoder_steps: int = 2000
+    sampler: str = "ddim"
+    sample_steps: int = 50
+    guidance: float = 0.0
+    width: int | None = None
+    res_blocks: int = 2
+    class_conditional: bool = True
 
 
 @dataclass
@@ -65,6 +100,17 @@ class Recipe:
     #: ``sample(model, n, labels, generator, options) -> (n, 1, S, S)`` in [-1, 1];
     #: None: one pass of ``generator(z, labels)`` (see :mod:`cxrlab.gen.sampling`).
     sample: Callable | None = None
+    #: Families with their own objective (diffusion): ``train_step(trainer) -> {name:
+    #: 0-dim loss tensor}``, called once per step instead of the adversarial/ELBO step;
+    #: it draws batches with ``trainer._real_batch`` and all noise from ``trainer.noise_rng``.
+    train_step: Callable | None = None
+    #: Loss names ``train_step`` returns (the first columns of metrics.csv).
+    loss_names: list[str] = field(default_factory=list)
+    #: Networks trained beside the generator (the LDM's autoencoder and patch
+    #: discriminator), each with the optimizer of the same name in ``extra_optimizers``;
+    #: the trainer sets them up with Fabric, checkpoints and restores them.
+    extra_modules: dict[str, nn.Module] = field(default_factory=dict)
+    extra_optimizers: dict[str, OptimizerSpec] = field(default_factory=dict)
 
 
 ModelBuilder = Callable[[int, ModelOptions], Recipe]
@@ -88,7 +134,7 @@ def check_size(size_px: int) -> int:
 
 def build_model(name: str, size_px: int, options: ModelOptions | None = None) -> Recipe:
     """Build family ``name`` for square ``size_px`` images."""
-    from cxrlab.gen.models import conv, mlp, vae  # noqa: F401  (registers the families)
+    from cxrlab.gen.models import conv, diffusion, mlp, vae  # noqa: F401  (registers the families)
 
     if name not in MODELS:
         raise CxrlabError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
@@ -97,6 +143,6 @@ def build_model(name: str, size_px: int, options: ModelOptions | None = None) ->
 
 
 def model_names() -> list[str]:
-    from cxrlab.gen.models import conv, mlp, vae  # noqa: F401
+    from cxrlab.gen.models import conv, diffusion, mlp, vae  # noqa: F401
 
     return sorted(MODELS)

@@ -247,3 +247,22 @@ def test_wgan_gp_trains_under_fabric_mixed_precision(tmp_path):
     trainer = GenTrainer(config_for(tmp_path, "wgan-gp", n_critic=1), fabric, progress=False)
     losses = trainer.train_step()
     assert torch.isfinite(losses["gp"]) and float(losses["gp"]) > 0
+
+
+def test_gen_train_option_defaults_are_the_configs():
+    """The CLI states no default of its own: each comes from GenConfig."""
+    import inspect
+
+    from cxrlab.gen.cli import train
+    from cxrlab.gen.config import GenConfig
+    from cxrlab.utils.config import config_defaults
+
+    defaults = config_defaults(GenConfig)
+    aliases = {"size": "size_px"}
+    checked = 0
+    for name, parameter in inspect.signature(train).parameters.items():
+        field = aliases.get(name, name)
+        if field in defaults and name not in ("metrics", "resume"):
+            assert parameter.default == defaults[field], name
+            checked += 1
+    assert checked >= 30

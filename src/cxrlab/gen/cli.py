@@ -8,6 +8,11 @@ from typing import Annotated
 import typer
 
 from cxrlab.cli_common import Quiet, friendly_errors
+from cxrlab.gen.config import GenConfig
+from cxrlab.utils.config import config_defaults
+
+#: ``gen train``'s option defaults: those of :class:`~cxrlab.gen.config.GenConfig`.
+GEN = config_defaults(GenConfig)
 
 app = typer.Typer(
     help="Train GAN/WGAN/WGAN-GP/CGAN/DCGAN/VAE/diffusion models of CXRs and sample synthetic images.",
@@ -23,101 +28,115 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
     size: Annotated[
         int, typer.Option(help="Image side in px (power of two, 32-256); must match PACKED.")
-    ] = 64,
+    ] = GEN["size_px"],
     label: Annotated[
         str | None, typer.Option(help="Train on one class: positive or negative (default: all).")
-    ] = None,
+    ] = GEN["label"],
     split: Annotated[
         str, typer.Option(help="Split(s) of PACKED to train on, comma-separated.")
-    ] = "train",
-    steps: Annotated[int, typer.Option(help="Generator updates (one batch each).")] = 10000,
-    batch_size: Annotated[int, typer.Option(help="Images per batch and device.")] = 32,
-    sample_interval: Annotated[int, typer.Option(help="Steps between sample grids.")] = 200,
+    ] = GEN["split"],
+    steps: Annotated[int, typer.Option(help="Generator updates (one batch each).")] = GEN["steps"],
+    batch_size: Annotated[int, typer.Option(help="Images per batch and device.")] = GEN[
+        "batch_size"
+    ],
+    sample_interval: Annotated[int, typer.Option(help="Steps between sample grids.")] = GEN[
+        "sample_interval"
+    ],
     save_interval: Annotated[
         int, typer.Option(help="Steps between checkpoints (and metrics).")
-    ] = 1000,
-    log_interval: Annotated[int, typer.Option(help="Steps between rows of metrics.csv.")] = 10,
+    ] = GEN["save_interval"],
+    log_interval: Annotated[int, typer.Option(help="Steps between rows of metrics.csv.")] = GEN[
+        "log_interval"
+    ],
     metrics: Annotated[
         str | None, typer.Option(help="Metrics at save intervals, e.g. swd,diversity or fid,kid.")
     ] = None,
     no_metrics: Annotated[
         bool, typer.Option("--no-metrics", help="No metrics during training.")
     ] = False,
-    metrics_n: Annotated[int, typer.Option(help="Generated images per metric evaluation.")] = 256,
+    metrics_n: Annotated[int, typer.Option(help="Generated images per metric evaluation.")] = GEN[
+        "metrics_n"
+    ],
     features: Annotated[
         str, typer.Option(help="Feature extractor for fid/kid/is/prdc: inception or xrv.")
-    ] = "inception",
+    ] = GEN["features"],
     resume: Annotated[
         bool, typer.Option(help="Continue from the newest checkpoint in --out.")
     ] = False,
-    seed: Annotated[int, typer.Option(help="Random seed (bitwise reproducible on CPU).")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed (bitwise reproducible on CPU).")] = GEN[
+        "seed"
+    ],
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = GEN["device"],
     devices: Annotated[
         int, typer.Option(help="Data-parallel processes (Lightning Fabric DDP).")
-    ] = 1,
-    latent_dim: Annotated[int, typer.Option(help="Size of the noise vector z.")] = 100,
+    ] = GEN["devices"],
+    latent_dim: Annotated[int, typer.Option(help="Size of the noise vector z.")] = GEN[
+        "latent_dim"
+    ],
     generator: Annotated[
         str, typer.Option(help="wgan/wgan-gp: 'conv' swaps the MLP generator for DCGAN's.")
-    ] = "default",
+    ] = GEN["generator"],
     diffaug: Annotated[
         str, typer.Option(help="DiffAugment policy, e.g. translation,cutout,brightness,contrast.")
-    ] = "",
+    ] = GEN["diffaug"],
     spectral_norm: Annotated[
         bool, typer.Option(help="Spectral normalisation in the discriminator.")
-    ] = False,
+    ] = GEN["spectral_norm"],
     loss: Annotated[
         str | None, typer.Option(help="Override the adversarial loss: bce, wasserstein or hinge.")
-    ] = None,
+    ] = GEN["loss"],
     ema: Annotated[
         float, typer.Option(help="EMA decay of the generator's weights, e.g. 0.999 (0: off).")
-    ] = 0.0,
+    ] = GEN["ema"],
     augment: Annotated[
         str | None,
         typer.Option(
             help="Classical online augmentation of real images: mild, anatomical, severe."
         ),
-    ] = None,
+    ] = GEN["augment"],
     lr_g: Annotated[
         float | None, typer.Option(help="Generator learning rate (default: the family's).")
-    ] = None,
+    ] = GEN["lr_g"],
     lr_d: Annotated[
         float | None, typer.Option(help="Discriminator learning rate (default: the family's).")
-    ] = None,
+    ] = GEN["lr_d"],
     n_critic: Annotated[
         int | None, typer.Option(help="Critic steps per generator step (default: the family's).")
-    ] = None,
-    wandb: Annotated[bool, typer.Option(help="Also log to Weights & Biases.")] = False,
+    ] = GEN["n_critic"],
+    wandb: Annotated[bool, typer.Option(help="Also log to Weights & Biases.")] = GEN["wandb"],
     prediction: Annotated[
         str,
         typer.Option(help="ddpm/ldm: the network predicts v (robust at high noise) or epsilon."),
-    ] = "v",
+    ] = GEN["prediction"],
     schedule: Annotated[
         str | None,
         typer.Option(
             help="ddpm/ldm: cosine or scaled_linear (default: ddpm cosine, ldm scaled_linear)."
         ),
-    ] = None,
+    ] = GEN["schedule"],
     diffusion_steps: Annotated[
         int, typer.Option(help="ddpm/ldm: noise levels of the forward process.")
-    ] = 1000,
+    ] = GEN["diffusion_steps"],
     autoencoder_steps: Annotated[
         int,
         typer.Option(help="ldm: the first steps train the KL autoencoder, the rest the denoiser."),
-    ] = 2000,
+    ] = GEN["autoencoder_steps"],
     sampler: Annotated[
         str, typer.Option(help="ddpm/ldm: sampler of grids, metrics and gen sample: ddim or ddpm.")
-    ] = "ddim",
+    ] = GEN["sampler"],
     sample_steps: Annotated[
         int, typer.Option(help="ddpm/ldm: denoising steps of grids, metrics and gen sample.")
-    ] = 50,
+    ] = GEN["sample_steps"],
     guidance: Annotated[
         float,
         typer.Option(help="ddpm/ldm without --label: classifier-free guidance weight (0: none)."),
-    ] = 0.0,
+    ] = GEN["guidance"],
     width: Annotated[
         int | None, typer.Option(help="ddpm/ldm: UNet channels at full resolution (default 64).")
-    ] = None,
-    res_blocks: Annotated[int, typer.Option(help="ddpm/ldm: residual blocks per UNet level.")] = 2,
+    ] = GEN["width"],
+    res_blocks: Annotated[
+        int, typer.Option(help="ddpm/ldm: residual blocks per UNet level.")
+    ] = GEN["res_blocks"],
     quiet: Quiet = False,
 ) -> None:
     """Train one generative model; writes config.yaml, metrics.csv, samples/ and checkpoints/ in --out.

@@ -17,6 +17,7 @@ the images that have a mask (the others are left out and counted).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -300,29 +301,16 @@ def evaluate_run(
                 threshold=threshold,
             )
             values["gradcam"] = explanations[seed]
-        if shortcut_probe and masks_by_id is not None:
-            probes[seed] = _lung_mask_probe(
-                model,
-                _with_lung_masks(packed, images, masks_by_id, lung_masks),
-                threshold,
-                torch_device,
-                batch_size,
-                bootstrap,
-                seed,
-                target,
-            )
-            values["shortcut_probe"] = probes[seed]
-        elif shortcut_probe:
-            probes[seed] = _probe(
-                model,
-                images,
-                evaluation,
-                threshold,
-                torch_device,
-                batch_size,
-                bootstrap,
-                seed,
-                target,
+        if shortcut_probe:
+            if masks_by_id is not None:  # real lung masks: lungs removed and lungs only
+                probe, subject = (
+                    _lung_mask_probe,
+                    _with_lung_masks(packed, images, masks_by_id, lung_masks),
+                )
+            else:  # the central box as the lung field
+                probe, subject = functools.partial(_probe, intact=evaluation), images
+            probes[seed] = probe(
+                model, subject, threshold, torch_device, batch_size, bootstrap, seed, target
             )
             values["shortcut_probe"] = probes[seed]
         atomic_write_text(target / "metrics.json", json.dumps(values, indent=2) + "\n")
@@ -344,7 +332,9 @@ def evaluate_run(
     return RunEvaluation(out, evaluations, report, explanations, probes, notes)
 
 
-def _probe(model, images, intact, threshold, device, batch_size, bootstrap, seed, target) -> dict:
+def _probe(
+    model, images, threshold, device, batch_size, bootstrap, seed, target, *, intact
+) -> dict:
     """Evaluate with the lung field hidden; a grid shows what the model was shown."""
 
     def transform(batch, positions):

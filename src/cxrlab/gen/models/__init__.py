@@ -19,6 +19,11 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from cxrlab.errors import CxrlabError
+from cxrlab.gen.config import GenConfig
+from cxrlab.utils.config import config_defaults
+
+#: GenConfig's field defaults (the diffusion options below share them).
+_RUN_DEFAULTS = config_defaults(GenConfig)
 
 LOSSES = ("bce", "wasserstein", "hinge", "elbo", "diffusion")
 
@@ -70,15 +75,16 @@ class DiffusionOptions:
             (False when the run trains on one class).
     """
 
-    prediction: str = "v"
-    schedule: str | None = None
-    timesteps: int = 1000
-    autoencoder_steps: int = 2000
-    sampler: str = "ddim"
-    sample_steps: int = 50
-    guidance: float = 0.0
-    width: int | None = None
-    res_blocks: int = 2
+    # the defaults are the run config's, stated once there (cxrlab.gen.config.GenConfig)
+    prediction: str = _RUN_DEFAULTS["prediction"]
+    schedule: str | None = _RUN_DEFAULTS["schedule"]
+    timesteps: int = _RUN_DEFAULTS["diffusion_steps"]
+    autoencoder_steps: int = _RUN_DEFAULTS["autoencoder_steps"]
+    sampler: str = _RUN_DEFAULTS["sampler"]
+    sample_steps: int = _RUN_DEFAULTS["sample_steps"]
+    guidance: float = _RUN_DEFAULTS["guidance"]
+    width: int | None = _RUN_DEFAULTS["width"]
+    res_blocks: int = _RUN_DEFAULTS["res_blocks"]
     class_conditional: bool = True
 
 

@@ -141,6 +141,16 @@ def test_metric_facts_come_from_the_registry_alone(tmp_path):
         assert "higher is better" in describe_change(b.changes[0])
         (tmp_path / "metrics.csv").write_text("step,seconds,toy_score\n5,1,0.25\n")
         assert _final_metric_values(tmp_path / "metrics.csv") == {"toy_score": 0.25}
+        # and the report shows it by its label, in the generator table
+        from study_factory import make_study
+
+        from cxrlab.study.report import render_report
+
+        root = make_study(tmp_path / "study")
+        results = pd.read_csv(root / "results.csv")
+        results.loc[results["kind"] == "generator", "toy_score"] = 0.5
+        results.to_csv(root / "results.csv", index=False)
+        assert "<th>toy score</th>" in render_report(root)
     finally:
         METRICS.pop("toy", None)
         VALUES.pop("toy_score", None)

@@ -295,8 +295,16 @@ def test_a_study_never_draws_from_a_collapsed_generator(tmp_path):
     assert generator["ms_ssim_fake"] > 1.5 * generator["ms_ssim_real"]  # diversity was measured
     assert status["selected_generators"] == {}
     assert status["skipped_cells"] == {
-        "clf/32px-none/simple-cnn-syn_8": "every generator of the variant collapsed"
+        "clf/32px-none/simple-cnn-syn_8": "every generator of the variant collapsed",
+        "synthetic/32px-none/n8": "every generator of the variant collapsed",
     }
+    # a finished study whose skipped cells are said, not counted as unfinished
+    finished = [c for c in status["cells"] if c["status"] == "finished"]
+    assert status["planned_cells"] == len(finished)
+    from cxrlab.study.report import render_report
+
+    html = render_report(tmp_path / "out")
+    assert "Unfinished study" not in html and "2 cells skipped" in html
     assert not (tmp_path / "out" / "synthetic").exists()
     assert any("collapsed" in line for line in lines)
     assert set(result.results["synthetic"].dropna().astype(int)) == {0}

@@ -406,6 +406,12 @@ def _title_section(study: Study) -> str:
             f"{total - finished} of {total} cells are not finished ({shown}); "
             "the numbers below cover the finished cells only.</div>"
         )
+    skipped = info.get("skipped_cells") or {}
+    if isinstance(skipped, dict) and skipped:
+        reasons = sorted(set(map(str, skipped.values())))
+        parts.append(
+            _note(f"{len(skipped)} cells skipped ({'; '.join(reasons)}): " + ", ".join(skipped))
+        )
     if not info:
         parts.append(_note("study.json not found: no run information."))
     parts.extend(_note(n) for n in study.notes)

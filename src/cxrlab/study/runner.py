@@ -333,7 +333,7 @@ class StudyRunner:
     def _synthetic(self, variant: Variant, generator_cell: str, amount: int) -> Path:
         from cxrlab.gen.sample import sample_run
 
-        folder = f"synthetic/{variant.name}/n{amount}"
+        folder = self._synthetic_folder(variant, amount)
         target = self.out / folder / "packed"
         settings = {
             "generator": generator_cell,
@@ -433,6 +433,10 @@ class StudyRunner:
 
         self._do(Cell(folder, schema.CLASSIFIER_KIND, folder, identity, variant), work)
 
+    @staticmethod
+    def _synthetic_folder(variant: Variant, amount: int) -> str:
+        return f"synthetic/{variant.name}/n{amount}"
+
     def _classifier_folder(self, variant: Variant, combo: dict) -> str:
         parts = [str(combo["arch"])]
         parts += [
@@ -490,9 +494,9 @@ class StudyRunner:
                 synthetic = None
                 needs_images = combo["synthetic"] > 0 and not combo["control"]
                 if needs_images and chosen is None:
-                    self.skipped[self._classifier_folder(variant, combo)] = (
-                        "every generator of the variant collapsed"
-                    )
+                    reason = "every generator of the variant collapsed"
+                    self.skipped[self._classifier_folder(variant, combo)] = reason
+                    self.skipped[self._synthetic_folder(variant, combo["synthetic"])] = reason
                     continue
                 if needs_images:
                     synthetic = self._synthetic(variant, chosen, combo["synthetic"])

@@ -62,59 +62,27 @@ def _scan_partner(
         name = image_name(record)
         file_path = root / "images" / name if name else root / "images"
         image_id = f"{source}:{name or record['patientid']}"
+
+        def reject(reason: str, detail: str, image_id=image_id, file_path=file_path, row=number):
+            rejects.append(Reject(source, str(row), image_id, str(file_path), reason, detail))
+
         modality = str(record.get("modality", "")).strip()
         if modality and modality.lower() not in {"x-ray", "xray", "cxr"}:
-            rejects.append(
-                Reject(
-                    source,
-                    str(number),
-                    image_id,
-                    str(file_path),
-                    REASON_NOT_XRAY,
-                    f"modality {modality!r}",
-                )
-            )
+            reject(REASON_NOT_XRAY, f"modality {modality!r}")
             continue
         view = str(record.get("view", "")).strip()
         if "view" in table.columns and view not in wanted_views:
-            rejects.append(
-                Reject(
-                    source,
-                    str(number),
-                    image_id,
-                    str(file_path),
-                    REASON_VIEW,
-                    f"view {view!r} not in {sorted(wanted_views)}",
-                )
-            )
+            reject(REASON_VIEW, f"view {view!r} not in {sorted(wanted_views)}")
             continue
         try:
             label = harmonise(str(record["finding"]))  # every finding of the list counts
         except LabelError:
             label = None
         if label is None:
-            rejects.append(
-                Reject(
-                    source,
-                    str(number),
-                    image_id,
-                    str(file_path),
-                    REASON_NO_LABEL,
-                    f"finding {record['finding']!r}",
-                )
-            )
+            reject(REASON_NO_LABEL, f"finding {record['finding']!r}")
             continue
         if not name or not file_path.is_file():
-            rejects.append(
-                Reject(
-                    source,
-                    str(number),
-                    image_id,
-                    str(file_path),
-                    REASON_MISSING,
-                    "image file is absent",
-                )
-            )
+            reject(REASON_MISSING, "image file is absent")
             continue
         candidates.append(
             Candidate(

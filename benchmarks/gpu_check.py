@@ -120,14 +120,14 @@ def classifier_epoch_seconds(packed: Path, args) -> float:
     online mild augmentation."""
     from cxrlab.clf.config import ClfConfig
     from cxrlab.clf.trainer import SeedTrainer
-    from cxrlab.utils.device import resolve_device
+    from cxrlab.utils.device import make_fabric
 
     config = ClfConfig(
         arch="simple-cnn" if args.dry else "resnet18", data=str(packed),
         out=str(packed.parent / "clf"), pretrained="none", batch_size=args.batch,
         augment="mild", device=args.device,
     )  # fmt: skip
-    trainer = SeedTrainer(config, 0, resolve_device(args.device), progress=False)
+    trainer = SeedTrainer(config, 0, make_fabric(args.device), progress=False)
     trainer.train_epoch()  # warm-up: kernels, cuDNN autotuning
     _synchronize(trainer.device)
     began = time.perf_counter()

@@ -244,3 +244,76 @@ def test_with_augmentation_a_frozen_backbone_still_sees_the_validation_images_on
     train_classifier(config_for(tmp_path, epochs=3, **options), progress=False)
     # augmented training images every epoch; validation once, again for the threshold; test
     assert seen["images"] == 3 * 32 + 16 + 16 + 16
+
+
+def _shares(fabric, tmp_path):
+    """One epoch in each of Fabric's processes, recording the training positions each saw."""
+    config = config_for(tmp_path, epochs=1, devices=2)
+    seed_trainer = SeedTrainer(config, 0, fabric, progress=False)
+    seen = []
+    real_batch = seed_trainer.train_images.batch
+
+    def recording_batch(positions):
+        seen.extend(int(p) for p in positions)
+        return real_batch(positions)
+
+    seed_trainer.train_images.batch = recording_batch
+    seed_trainer.train_epoch()
+    weights = torch.cat([p.detach().flatten() for p in seed_trainer.model.parameters()])
+    torch.save(
+        {"seen": torch.tensor(seen), "weights": weights}, tmp_path / f"rank{fabric.global_rank}.pt"
+    )
+
+
+@pytest.mark.slow
+def test_each_ddp_process_trains_on_its_own_share_of_every_batch(tmp_path):
+    from lightning_fabric import Fabric
+
+    split_packed(tmp_path / "P", size_px=SIZE)
+    Fabric(accelerator="cpu", devices=2, strategy="ddp_spawn").launch(_shares, tmp_path)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert len(rank0["seen"]) == len(rank1["seen"]) == 16  # half of the 32 training images
+    assert sorted(torch.cat([rank0["seen"], rank1["seen"]]).tolist()) == list(range(32))
+    assert torch.equal(rank0["weights"], rank1["weights"])  # gradients were averaged
+
+
+@pytest.mark.slow
+def test_clf_train_on_two_cpu_processes_matches_one_process(tmp_path):
+    """`clf train --devices 2` (DDP with gloo on CPU) gives the metrics of the same run on
+    one process: simple-cnn has no BatchNorm, so the average of the two halves' gradients
+    is the whole batch's gradient, and the weights, losses and metrics files agree."""
+    from typer.testing import CliRunner
+
+    from cxrlab.cli import app
+
+    split_packed(tmp_path / "P", size_px=SIZE)
+    options = [
+        "--arch", "simple-cnn", "--data", str(tmp_path / "P"), "--epochs", "2",
+        "--batch-size", "8", "--lr", "2e-3", "--device", "cpu", "--bootstrap", "200", "-q",
+    ]  # fmt: skip
+    for out, devices in (("one", "1"), ("two", "2")):
+        result = CliRunner().invoke(
+            app, ["clf", "train", *options, "--out", str(tmp_path / out), "--devices", devices]
+        )
+        assert result.exit_code == 0, result.output
+        assert "validation AUC at the chosen epoch" in result.output
+
+    def keys(value, prefix=""):
+        if not isinstance(value, dict):
+            return {prefix}
+        return set().union(*(keys(v, f"{prefix}/{k}") for k, v in value.items()))
+
+    one, two = (json.loads((tmp_path / out / "metrics.json").read_text()) for out in ("one", "two"))
+    assert keys(one) == keys(two)
+    assert (one["devices"], two["devices"]) == (1, 2)
+    one_log = pd.read_csv(tmp_path / "one/seed_0/epochs.csv").drop(columns="seconds")
+    two_log = pd.read_csv(tmp_path / "two/seed_0/epochs.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(one_log, two_log, rtol=1e-4)
+    one_model, two_model = (
+        torch.load(tmp_path / out / "seed_0/best.pt", weights_only=True)["model"]
+        for out in ("one", "two")
+    )
+    for name, weights in one_model.items():
+        torch.testing.assert_close(two_model[name], weights, rtol=1e-4, atol=1e-5)
+    trained = torch.load(tmp_path / "two/seed_0/checkpoints/last.pt", weights_only=True)
+    assert trained["epoch"] == 2

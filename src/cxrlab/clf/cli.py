@@ -86,6 +86,13 @@ def train(
         bool, typer.Option("--resume", help="Continue unfinished seeds from their last epoch.")
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = CLF["device"],
+    devices: Annotated[
+        int,
+        typer.Option(
+            help="Data-parallel processes (Lightning Fabric DDP) sharing each batch, "
+            "on GPUs or CPU."
+        ),
+    ] = CLF["devices"],
     quiet: Quiet = False,
 ) -> None:
     """Train a classifier per seed; writes config.yaml, seed_N/ (epochs.csv, best.pt,
@@ -116,9 +123,12 @@ def train(
         schedule=schedule,
         seeds=numbers(seeds, int, "--seeds") if seeds else [0],
         device=device,
+        devices=devices,
         bootstrap=bootstrap,
     )
     result = train_classifier(config, resume=resume, progress=not quiet)
+    if result is None:  # an extra process of multi-GPU DDP: the first one reports
+        return
     typer.echo(result.report)
     typer.echo(f"run folder: {result.run} (metrics.json, report.txt)")
 

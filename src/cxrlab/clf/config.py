@@ -48,6 +48,8 @@ class ClfConfig(YamlConfig):
         min_lr_fraction: the cosine schedule's floor, as a fraction of ``lr``.
         seeds: one run per seed; the summary reports mean and sd over them.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        devices: data-parallel processes (Lightning Fabric DDP) on that device type;
+            each takes its share of every batch of ``batch_size`` images.
         bootstrap: patient-level bootstrap resamples for the 95% intervals.
     """
 
@@ -73,6 +75,7 @@ class ClfConfig(YamlConfig):
     min_lr_fraction: float = 0.01
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
+    devices: int = 1
     bootstrap: int = 2000
 
     def __post_init__(self) -> None:
@@ -91,9 +94,14 @@ class ClfConfig(YamlConfig):
                 )
         if self.oversample_positive < 0:
             raise CxrlabError(f"--oversample-positive must be >= 0, got {self.oversample_positive}")
-        for name in ("epochs", "batch_size", "bootstrap"):
+        for name in ("epochs", "batch_size", "bootstrap", "devices"):
             if getattr(self, name) < 1:
                 raise CxrlabError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.devices > 1 and self.batch_size < 2 * self.devices:
+            raise CxrlabError(
+                f"--batch-size {self.batch_size} is too small for --devices {self.devices}: "
+                "each process needs at least 2 images of every batch (BatchNorm)"
+            )
         if self.lr <= 0:
             raise CxrlabError(f"--lr must be positive, got {self.lr}")
         if self.synthetic_ratio is not None and self.synthetic_ratio < 0:

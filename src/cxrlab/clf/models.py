@@ -104,7 +104,11 @@ class Classifier(nn.Module):
             return (images.expand(-1, 3, -1, -1) - self.rgb_mean) / self.rgb_std
         return normalize_batch(images, self.normalize)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, *, from_features: bool = False) -> torch.Tensor:
+        """Logits of (B, 1, H, W) grey images, or (``from_features``) of the backbone's
+        maps of them (:meth:`features`): the head alone, for a frozen backbone."""
+        if from_features:
+            return self.head(images)
         return self.head(self.features(images))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,11 @@ The test split is read once, after the last epoch, by the best model: no choice
 train (see :mod:`cxrlab.clf.data`). The learning rate follows a cosine over the
 whole run (or halves on validation-loss plateaus), so it never reaches ~0 early.
 On CPU a seed gives the same run bitwise, resumed or not.
+
+Training runs on Lightning Fabric, as the generators do: ``devices`` > 1 trains data
+parallel (DDP; on CPU with gloo), every process taking its share of each batch of
+``batch_size`` images while the epoch's order, the validation pass and every choice are
+the same in all of them; only the first process writes.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from cxrlab.data.packed import open_packed
 from cxrlab.errors import CxrlabError
 from cxrlab.utils import outputs
 from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
-from cxrlab.utils.device import autocast, resolve_device
+from cxrlab.utils.device import autocast, make_fabric, resolve_device
 from cxrlab.utils.fs import atomic_write_text
 from cxrlab.utils.outputs import check_output
 from cxrlab.utils.runlog import EpochLog, capture_rng, restore_rng
@@ -154,17 +159,18 @@ class SeedTrainer:
     Args:
         config: the run's configuration.
         seed: this run's seed (weights, data order, augmentation, synthetic draw).
-        device: where to train.
-        progress: show a progress bar per epoch.
+        fabric: the (launched) Lightning Fabric to train on (:func:`make_fabric`).
+        progress: show a progress bar per epoch (first process only).
     """
 
-    def __init__(
-        self, config: ClfConfig, seed: int, device: torch.device, *, progress: bool = True
-    ) -> None:
+    def __init__(self, config: ClfConfig, seed: int, fabric, *, progress: bool = True) -> None:
         self.config = config
         self.seed = seed
-        self.device = device
-        self.progress = progress
+        self.fabric = fabric
+        self.device = device = fabric.device
+        self.rank, self.world = fabric.global_rank, fabric.world_size
+        self.writer = fabric.is_global_zero  # the one process that writes files
+        self.progress = progress and self.writer
         self.folder = Path(config.out) / f"seed_{seed}"
         self.packed = open_packed(config.data)
         self.train_images: ImageSet = training_set(
@@ -187,7 +193,7 @@ class SeedTrainer:
             head=config.head,
             pretrained=config.resolved_pretrained,
         )
-        torch.manual_seed(seed)
+        torch.manual_seed(seed)  # the same initial weights in every process
         self.model = build_classifier(self.spec).to(device)
         if device.type == "cuda" or config.freeze_backbone:
             # on CPU too for a frozen backbone, which only runs inference: oneDNN's
@@ -203,6 +209,9 @@ class SeedTrainer:
             fused=True if device.type == "cuda" else None,
         )
         self.scheduler = self._scheduler()
+        # Fabric's wrapper (DDP with several processes) trains; `self.model`, the same
+        # weights unwrapped, validates, tests and is checkpointed.
+        self.trained, self.optimizer = fabric.setup(self.model, self.optimizer)
         self.order_rng = torch.Generator().manual_seed(seed)
         self.augment = None
         if config.augment != "none":
@@ -298,8 +307,8 @@ class SeedTrainer:
         batches = [
             order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)
         ]
-        if len(batches) > 1 and len(batches[-1]) == 1:
-            batches.pop()  # BatchNorm cannot train on a single image
+        if len(batches) > 1 and len(batches[-1]) < 2 * self.world:
+            batches.pop()  # BatchNorm cannot train on a single image (per process)
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         counted = 0
@@ -310,32 +319,39 @@ class SeedTrainer:
             disable=not self.progress,
         )
         self._compute_features()
+        self.trained.train()
         for index, positions in enumerate(bar):
+            positions = positions[self.rank :: self.world]  # this process' share
             labels = torch.from_numpy(images.labels[positions]).to(self.device)
             if self.train_features is not None:
                 maps = self.train_features[torch.from_numpy(positions).to(self.device)]
-                with autocast(self.device):
-                    logits = self.model.head(maps)
+                logits = self.trained(maps, from_features=True)
             else:
                 batch = images.batch(positions).to(self.device, non_blocking=True)
                 if self.augment is not None:  # training batches only, never val/test
-                    batch = self.augment(batch, self.epoch * len(batches) + index)
+                    step = self.epoch * len(batches) + index
+                    batch = self.augment(batch, step * self.world + self.rank)
                 if self.device.type == "cuda":
                     batch = batch.contiguous(memory_format=torch.channels_last)
-                with autocast(self.device):
-                    if self.model.backbone_frozen:  # no autograd bookkeeping for it
-                        with torch.no_grad():
-                            maps = self.model.features(batch)
-                        logits = self.model.head(maps)
-                    else:
-                        logits = self.model(batch)
+                if self.model.backbone_frozen:  # no autograd bookkeeping for it
+                    with torch.no_grad(), autocast(self.device):
+                        maps = self.model.features(batch)
+                    logits = self.trained(maps, from_features=True)
+                else:
+                    logits = self.trained(batch)
             loss = self.model.loss(logits, labels, self.loss_weights)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            self.fabric.backward(loss)
             self.optimizer.step()
             loss_sum += loss.detach() * len(positions)
             counted += len(positions)
         bar.close()
+        if self.world > 1:  # every process sees the whole epoch's mean (and divergence)
+            totals = self.fabric.all_reduce(
+                torch.stack([loss_sum, torch.tensor(float(counted), device=self.device)]),
+                reduce_op="sum",
+            )
+            loss_sum, counted = totals[0], int(totals[1])
         mean_loss = float(loss_sum) / counted
         if not math.isfinite(mean_loss):
             raise CxrlabError(
@@ -360,8 +376,10 @@ class SeedTrainer:
         return max(self.config.batch_size, 64)
 
     # ------------------------------------------------------------- run
-    def run(self, resume: bool = False) -> SeedResult:
-        """Train (or resume) to the last epoch, then choose the threshold and test once."""
+    def run(self, resume: bool = False) -> SeedResult | None:
+        """Train (or resume) to the last epoch, then choose the threshold and test once.
+
+        Returns the result in the first process, None in the others."""
         config = self.config
         finished = self._finished()
         if resume and finished is not None:
@@ -369,8 +387,10 @@ class SeedTrainer:
         last = self.folder / "checkpoints" / LAST
         if resume and last.is_file():
             self.load_state(load_checkpoint(last, map_location=self.device))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        log = EpochLog(self.folder / "epochs.csv", EPOCH_COLUMNS, keep_through=self.epoch)
+        log = None
+        if self.writer:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            log = EpochLog(self.folder / "epochs.csv", EPOCH_COLUMNS, keep_through=self.epoch)
         start = time.perf_counter() - self.elapsed
         while self.epoch < config.epochs:
             lr = self.optimizer.param_groups[0]["lr"]
@@ -385,8 +405,12 @@ class SeedTrainer:
             improved = _better(val_auc, val_loss, self.best_auc, self.best_loss)
             if improved:
                 self.best_epoch, self.best_auc, self.best_loss = self.epoch, val_auc, val_loss
-                save_checkpoint(self.folder / BEST, self._best_state(val_auc, val_loss))
             self.elapsed = time.perf_counter() - start
+            if not self.writer:
+                self.fabric.barrier()  # the first process writes this epoch's files
+                continue
+            if improved:
+                save_checkpoint(self.folder / BEST, self._best_state(val_auc, val_loss))
             log.append(
                 {
                     "epoch": self.epoch,
@@ -399,13 +423,16 @@ class SeedTrainer:
                 }
             )
             save_checkpoint(self.folder / "checkpoints" / LAST, self.state())
+            self.fabric.barrier()
             if self.progress:
                 tqdm.write(
                     f"seed {self.seed} epoch {self.epoch}/{config.epochs}: lr {lr:.2e}, "
                     f"train loss {train_loss:.4f}, val loss {val_loss:.4f}, val AUC {val_auc:.3f}"
                     + (" *" if improved else "")
                 )
-        return self.finish()
+        result = self.finish() if self.writer else None
+        self.fabric.barrier()  # the next seed (or the run's summary) reads what it wrote
+        return result
 
     def _best_state(self, val_auc: float, val_loss: float) -> dict:
         return {
@@ -491,20 +518,35 @@ def _check_run_folder(config: ClfConfig, resume: bool) -> None:
     config.guard_run_folder(run, resume, started=started)
 
 
+def _train_seeds(
+    fabric, config: ClfConfig, resume: bool, progress: bool
+) -> dict[int, SeedResult] | None:
+    """Every seed, one after the other, in each of Fabric's processes; the first
+    process's results (None in the others)."""
+    results = {}
+    for seed in config.seeds:
+        results[seed] = SeedTrainer(config, seed, fabric, progress=progress).run(resume=resume)
+    return results if fabric.is_global_zero else None
+
+
 def train_classifier(
     config: ClfConfig, *, resume: bool = False, progress: bool = True
-) -> RunResult:
+) -> RunResult | None:
     """Train every seed of ``config`` and write the run's summary (see the module doc).
 
     Args:
         config: what to train.
         resume: continue unfinished seeds from their last epoch; finished ones are reused.
         progress: progress bars and one line per epoch.
+
+    Returns:
+        The run's results; None in the extra processes of multi-GPU DDP, which run the
+        command again.
     """
     check_output(config.out, kind=outputs.CLASSIFIER_RUN, inputs=[config.data, config.synthetic])
     _check_run_folder(config, resume)
     run = Path(config.out)
-    device = resolve_device(config.device)
+    fabric = make_fabric(config.device, config.devices)  # refuses a missing CUDA first
     run.mkdir(parents=True, exist_ok=True)
     config.write(run / "config.yaml")
     notes = []
@@ -514,15 +556,16 @@ def train_classifier(
             f"patients shared between train and val/test: {overlap}; the split leaks "
             "patients, so these numbers are optimistic (split with `cxrlab data split --by patient`)"
         )
-    results = {}
-    for seed in config.seeds:
-        results[seed] = SeedTrainer(config, seed, device, progress=progress).run(resume=resume)
+    results = fabric.launch(_train_seeds, config, resume, progress)
+    if results is None:
+        return None
     report = run_report(config, results, notes)
     summary = {
         "arch": config.arch,
         "data": config.data,
         "seeds": config.seeds,
-        "device": str(device),
+        "device": str(resolve_device(config.device)),
+        "devices": config.devices,
         "val_auc_best_epoch": _mean_sd_dict([r.val_auc for r in results.values()]),
         "val": summarise_seeds({s: r.val for s, r in results.items()}),
         "test": summarise_seeds({s: r.test for s, r in results.items() if r.test is not None})

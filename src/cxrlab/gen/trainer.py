@@ -43,7 +43,7 @@ from cxrlab.gen.models import ModelOptions, OptimizerSpec, Recipe, build_model
 from cxrlab.gen.sampling import generate, to_uint8
 from cxrlab.utils import outputs
 from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
-from cxrlab.utils.device import resolve_device
+from cxrlab.utils.device import make_fabric
 from cxrlab.utils.outputs import check_output
 from cxrlab.utils.runlog import capture_rng, restore_rng
 
@@ -652,21 +652,7 @@ def _log_scalars(tensorboard, wandb_run, row: dict) -> None:
 
 
 def _fabric(config: GenConfig):
-    from lightning_fabric import Fabric
-
-    device = resolve_device(config.device)
-    accelerator = "cuda" if device.type == "cuda" else "cpu"
-    if config.devices > 1:
-        strategy = "ddp" if accelerator == "cuda" else "ddp_spawn"
-    else:
-        strategy = "auto"
-    precision = "bf16-mixed" if accelerator == "cuda" else "32-true"
-    devices = (
-        [device.index]
-        if (accelerator == "cuda" and config.devices == 1 and device.index is not None)
-        else config.devices
-    )
-    return Fabric(accelerator=accelerator, devices=devices, strategy=strategy, precision=precision)
+    return make_fabric(config.device, config.devices)
 
 
 def _run(

@@ -147,3 +147,33 @@ def test_parallel_imap_yields_every_result_once_in_order(n_items):
 def test_parallel_imap_raises_the_error_of_an_item():
     with pytest.raises(TypeError):
         list(parallel_imap(abs, [1] * 40 + ["x"] + [1] * 40, workers=2, progress=False))
+
+
+def test_run_log_widens_its_header_and_resumes_as_if_never_stopped(tmp_path):
+    """A new column rewrites the header (earlier rows keep blanks); on resume the rows
+    after the checkpoint and a row cut short by a crash are dropped."""
+    import csv
+
+    from cxrlab.utils.runlog import RunLog
+
+    path = tmp_path / "metrics.csv"
+    log = RunLog(path, ["step", "loss"], keep_through=0, key="step")
+    log.append({"step": 10, "loss": 0.5})
+    log.append({"step": 20, "loss": 0.25, "swd": 3.0})
+    log.append({"step": 30, "loss": 0.125})
+    with open(path, "a") as handle:
+        handle.write("4")  # killed while writing step 40's row
+    rows = list(csv.DictReader(open(path)))
+    assert [r["step"] for r in rows] == ["10", "20", "30", "4"]
+    assert (rows[0]["swd"], rows[1]["swd"]) == ("", "3")
+
+    resumed = RunLog(path, ["step", "loss"], keep_through=20, key="step")
+    assert resumed.columns == ["step", "loss", "swd"]
+    resumed.append({"step": 30, "loss": 0.125})
+    rows = list(csv.DictReader(open(path)))
+    assert [(r["step"], r["loss"], r["swd"]) for r in rows] == [
+        ("10", "0.5", ""),
+        ("20", "0.25", "3"),
+        ("30", "0.125", ""),
+    ]
+    assert RunLog(path, ["step", "loss"], keep_through=0, key="step").rows == []

@@ -58,7 +58,7 @@ from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
 from cxrlab.utils.device import autocast, make_fabric, resolve_device
 from cxrlab.utils.fs import atomic_write_text
 from cxrlab.utils.outputs import check_output
-from cxrlab.utils.runlog import EpochLog, capture_rng, restore_rng
+from cxrlab.utils.runlog import RunLog, capture_rng, restore_rng
 
 LAST = "last.pt"
 EPOCH_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "best", "seconds"]
@@ -390,7 +390,9 @@ class SeedTrainer:
         log = None
         if self.writer:
             self.folder.mkdir(parents=True, exist_ok=True)
-            log = EpochLog(self.folder / "epochs.csv", EPOCH_COLUMNS, keep_through=self.epoch)
+            log = RunLog(
+                self.folder / "epochs.csv", EPOCH_COLUMNS, keep_through=self.epoch, key="epoch"
+            )
         start = time.perf_counter() - self.elapsed
         while self.epoch < config.epochs:
             lr = self.optimizer.param_groups[0]["lr"]

@@ -19,7 +19,6 @@ Fabric (``devices``).
 from __future__ import annotations
 
 import copy
-import csv
 import math
 import re
 import time
@@ -45,7 +44,7 @@ from cxrlab.utils import outputs
 from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
 from cxrlab.utils.device import make_fabric
 from cxrlab.utils.outputs import check_output
-from cxrlab.utils.runlog import capture_rng, restore_rng
+from cxrlab.utils.runlog import RunLog, capture_rng, restore_rng
 
 SAMPLE_GRID = 64
 CHECKPOINT_PATTERN = re.compile(r"step_(\d+)\.pt$")
@@ -453,7 +452,7 @@ class GenTrainer:
             and not log.has_metrics(self.step)
         ):  # killed after its checkpoint, before its metrics: a run ends with its metrics
             row = self._run_metrics()
-            log.write(row)
+            log.append(row)
             _log_scalars(tensorboard, writer, row)
 
         sums: dict[str, torch.Tensor] = {}
@@ -485,7 +484,7 @@ class GenTrainer:
                 self._check_losses(last_row, counted)
                 sums, counted = {}, 0
                 if rank_zero:
-                    log.write(last_row)
+                    log.append(last_row)
                     _log_scalars(tensorboard, writer, last_row)
                     bar.set_postfix(
                         {k: f"{v:.3g}" for k, v in last_row.items() if k not in ("step", "seconds")}
@@ -500,7 +499,7 @@ class GenTrainer:
                     )
                     if metric_names and self.metrics_fn is not None:
                         row = self._run_metrics()
-                        log.write(row)
+                        log.append(row)
                         _log_scalars(tensorboard, writer, row)
                         last_row.update(row)
                 fabric.barrier()
@@ -510,7 +509,6 @@ class GenTrainer:
         metrics_seconds = 0.0
         if rank_zero:
             metrics_seconds = log.metrics_seconds()
-            log.close()
             if tensorboard is not None:
                 tensorboard.close()
             if writer is not None:
@@ -570,43 +568,11 @@ class GenTrainer:
         return names + (["gp"] if self.recipe.gp_weight else [])
 
 
-class _MetricsLog:
-    """metrics.csv: losses every log interval, metric values at save intervals.
-
-    New value names (metrics return several, e.g. ``swd_64px``) widen the header; the
-    file is then rewritten whole, which happens rarely. On resume, rows after the
-    checkpoint's step are dropped, so a resumed run's file equals an uninterrupted one's.
-    """
+class _MetricsLog(RunLog):
+    """metrics.csv: losses every log interval, metric values at save intervals."""
 
     def __init__(self, path: Path, columns: list[str], keep_through: int) -> None:
-        self.path = path
-        self.columns = list(columns)
-        self.rows: list[dict] = []
-        if path.is_file() and keep_through > 0:
-            with open(path, newline="") as handle:
-                reader = csv.DictReader(handle)
-                self.columns += [c for c in reader.fieldnames or [] if c not in self.columns]
-                self.rows = [r for r in reader if int(float(r["step"])) <= keep_through]
-        self._rewrite()
-
-    def _rewrite(self) -> None:
-        self.handle = open(self.path, "w", newline="")  # noqa: SIM115 - kept open for the run
-        self.writer = csv.DictWriter(self.handle, fieldnames=self.columns, extrasaction="ignore")
-        self.writer.writeheader()
-        self.writer.writerows(self.rows)
-        self.handle.flush()
-
-    def write(self, row: dict) -> None:
-        row = {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
-        self.rows.append(row)
-        new = [k for k in row if k not in self.columns]
-        if new:
-            self.handle.close()
-            self.columns += new
-            self._rewrite()
-        else:
-            self.writer.writerow(row)
-            self.handle.flush()
+        super().__init__(path, columns, keep_through=keep_through, key="step")
 
     def has_metrics(self, step: int) -> bool:
         """Whether the metrics of ``step`` were logged (their row has metrics_seconds)."""
@@ -618,9 +584,6 @@ class _MetricsLog:
     def metrics_seconds(self) -> float:
         """Seconds spent on metrics in the run so far (resumed parts included)."""
         return sum(float(row.get("metrics_seconds") or 0) for row in self.rows)
-
-    def close(self) -> None:
-        self.handle.close()
 
 
 def _tensorboard(folder: Path):

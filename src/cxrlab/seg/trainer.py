@@ -36,7 +36,7 @@ from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
 from cxrlab.utils.device import autocast, resolve_device
 from cxrlab.utils.fs import atomic_write_text
 from cxrlab.utils.outputs import SEGMENTATION_RUN, check_output
-from cxrlab.utils.runlog import EpochLog, capture_rng, restore_rng
+from cxrlab.utils.runlog import RunLog, capture_rng, restore_rng
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -230,7 +230,9 @@ class SegTrainer:
         if resume and last.is_file():
             self.load_state(load_checkpoint(last, map_location=self.device))
         self.run_folder.mkdir(parents=True, exist_ok=True)
-        log = EpochLog(self.run_folder / "epochs.csv", EPOCH_COLUMNS, keep_through=self.epoch)
+        log = RunLog(
+            self.run_folder / "epochs.csv", EPOCH_COLUMNS, keep_through=self.epoch, key="epoch"
+        )
         start = time.perf_counter() - self.elapsed
         while self.epoch < config.epochs:
             lr = self.optimizer.param_groups[0]["lr"]

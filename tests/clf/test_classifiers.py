@@ -141,3 +141,38 @@ def test_freezing_trains_the_head_only():
     for key, value in model.backbone.state_dict().items():  # weights and BatchNorm statistics
         assert torch.equal(value, backbone[key]), key
     assert any(not torch.equal(v, head[k]) for k, v in model.head.state_dict().items())
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "simple-cnn"])
+def test_a_frozen_backbone_folds_its_batchnorms_and_follows_new_weights(arch):
+    """Without autograd a frozen backbone runs with BatchNorm folded into the convolutions:
+    the same maps as the backbone as it is; loading other weights rebuilds the folded copy."""
+    from cxrlab.clf.models import ModelSpec, build_classifier
+
+    torch.manual_seed(0)
+    spec = ModelSpec(arch=arch, size_px=32, head="logit", pretrained="none")
+    model, other = build_classifier(spec), build_classifier(spec)
+    for module in other.modules():  # BatchNorm statistics that are not the identity
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    model.freeze_backbone()
+    images = torch.rand(3, 1, 32, 32)
+
+    def reference(m):
+        with torch.enable_grad():
+            return m.backbone(m.prepare(images)).detach()
+
+    with torch.no_grad():
+        folded = model.features(images)
+    torch.testing.assert_close(folded, reference(model), rtol=1e-4, atol=1e-5)
+    if arch == "resnet18":
+        batchnorms = [
+            m for m in model._inference_backbone().modules() if isinstance(m, torch.nn.BatchNorm2d)
+        ]
+        assert batchnorms == []  # folded, not just copied
+    model.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        refolded = model.features(images)
+    torch.testing.assert_close(refolded, reference(model), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(refolded, folded)

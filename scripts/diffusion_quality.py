@@ -19,25 +19,21 @@ Runs resume: running it again skips finished models (delete a run folder to redo
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from cxrlab.data.api import import_source, split_dataset
-from cxrlab.data.packed import open_packed, preprocess_dataset
-from cxrlab.data.show import image_grid, save_grid
 from cxrlab.gen.config import GenConfig
-from cxrlab.gen.run_metrics import RunMetrics
-from cxrlab.gen.sample import load_generator
-from cxrlab.gen.sampling import generate, to_uint8
-from cxrlab.gen.trainer import GenTrainer, _fabric, train_generator
-from cxrlab.preprocess.transforms import PreprocessOptions
+from cxrlab.gen.trainer import GenTrainer, _fabric
+from quality_common import (
+    DEV_DATA,
+    METRICS,
+    Summary,
+    prepare,
+    real_validation_grid,
+    table,
+    train_and_measure,
+)
 
-DEV_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ieee8023-2020-06"
-METRICS = ["swd", "diversity", "memorization"]
 #: Small diffusion networks: the budget is minutes of a shared CPU.
 DIFFUSION_CPU = {"width": 32, "res_blocks": 1, "ema": 0.999}
 RUNS = {
@@ -49,19 +45,6 @@ RUNS = {
     "ddpm": {"model": "ddpm", **DIFFUSION_CPU},
     "ldm": {"model": "ldm", **DIFFUSION_CPU},
 }
-
-
-def prepare(dev_data: Path, work: Path, size_px: int) -> Path:
-    """The PACKED of the dev data at ``size_px`` (made once, then reused)."""
-    packed = work / f"P{size_px}"
-    if (packed / "manifest.csv").is_file():
-        return packed
-    dataset = work / "dataset"
-    if not (dataset / "manifest.csv").is_file():
-        import_source("ieee8023", dev_data, dataset, progress=False)
-        split_dataset(dataset, seed=0)
-    preprocess_dataset(dataset, packed, PreprocessOptions(size_px=size_px), progress=False)
-    return packed
 
 
 def steps_per_second(config: GenConfig, warmup: int = 3, measured: int = 10) -> float:
@@ -97,11 +80,6 @@ def plan_steps(base: dict, settings: dict, seconds: float, work: Path) -> dict:
     }
 
 
-def write_grid(images: torch.Tensor, path: Path) -> Path:
-    """64 images (N, 1, S, S) in [-1, 1] as an 8 x 8 PNG grid."""
-    return save_grid(image_grid(to_uint8(images[:64]), columns=8), path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -116,64 +94,32 @@ def main() -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     packed = prepare(args.dev_data, out, args.size)
-    real = open_packed(packed)
-    rows = real.select("val", 1)
-    real_val = torch.from_numpy(np.asarray(real.images[rows], dtype=np.float32) / 127.5 - 1)[
-        :, None
-    ]
-    write_grid(real_val, out / "grids" / "real_val.png")
-    summary_path = out / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    n_real = real_validation_grid(packed, out)
+    summary = Summary(out)
     base = dict(
         data=str(packed), size_px=args.size, label="positive", split="train", device="cpu",
         batch_size=32, log_interval=10, metrics_n=args.n,
     )  # fmt: skip
     for name, settings in RUNS.items():
-        if (args.only and name not in args.only) or name in summary:
+        if (args.only and name not in args.only) or name in summary.runs:
             continue
-        run = out / name
         plan = plan_steps(base, settings, args.minutes * 60, out)
         # one grid and checkpoint at the end: a diffusion grid (64 images x 50 denoising
         # steps) costs minutes of CPU, which would count as training time
         config = GenConfig(
-            **base, **settings, **plan, out=str(run), sample_interval=plan["steps"],
+            **base, **settings, **plan, out=str(out / name), sample_interval=plan["steps"],
             save_interval=plan["steps"], metrics=METRICS,
         )  # fmt: skip
         print(f"{name}: {plan}", flush=True)
-        result = train_generator(config, resume=True, progress=False)
-        loaded = load_generator(run, device="cpu")
-        values = RunMetrics(config, loaded.recipe)(loaded.generator, result.step)
-        fake = generate(
-            loaded.generator,
-            loaded.recipe,
-            64,
-            latent_dim=config.latent_dim,
-            covid=1,
-            generator=torch.Generator().manual_seed(1),
-        )
-        write_grid(fake, out / "grids" / f"{name}.png")
-        summary[name] = {
-            "steps": result.step,
-            "seconds": round(result.seconds, 1),
-            **{k: round(v, 4) for k, v in values.items()},
-        }
-        print(name, json.dumps(summary[name]), flush=True)
-        summary_path.write_text(json.dumps(summary, indent=2))
-    table = [
+        summary.add(name, train_and_measure(config, out / "grids" / f"{name}.png"))
+        print(name, summary.runs[name], flush=True)
+    text = table(
+        summary.runs,
         f"COVID-positive train images of {args.dev_data.name} at {args.size} px; compared with "
-        f"{len(rows)} held-out validation positives; {args.n} generated images each.",
-        "",
-        "| model | steps | seconds | SWD (lower better) | MS-SSIM fake (real) | memorization share |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for name, values in summary.items():
-        table.append(
-            f"| {name} | {values['steps']} | {values['seconds']:.0f} | {values['swd']:.1f} | "
-            f"{values['ms_ssim_fake']:.3f} ({values['ms_ssim_real']:.3f}) | "
-            f"{values['memorization_share']:.2f} |"
-        )
-    (out / "table.md").write_text("\n".join(table) + "\n")
-    print("\n".join(table))
+        f"{n_real} held-out validation positives; {args.n} generated images each.",
+    )
+    (out / "table.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

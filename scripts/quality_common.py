@@ -1,0 +1,117 @@
+"""What the quality scripts share: the dev data at 64 px, held-out measurement, grids, table.
+
+Every comparison trains on the COVID-positive **train** images and measures against
+the held-out COVID-positive **validation** images (never the training ones): SWD
+(lower is better), MS-SSIM between generated images beside the same for real ones
+(far higher: collapse), and the memorization share (about 0.05 is what real held-out
+images score; higher: copies of training images).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cxrlab.data.api import import_source, split_dataset
+from cxrlab.data.packed import open_packed, preprocess_dataset
+from cxrlab.data.show import image_grid, save_grid
+from cxrlab.gen.config import GenConfig
+from cxrlab.gen.run_metrics import RunMetrics
+from cxrlab.gen.sample import load_generator
+from cxrlab.gen.sampling import generate, to_uint8
+from cxrlab.gen.trainer import train_generator
+from cxrlab.preprocess.transforms import PreprocessOptions
+from cxrlab.utils.fs import atomic_write_text
+
+DEV_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ieee8023-2020-06"
+METRICS = ["swd", "diversity", "memorization"]
+
+
+def prepare(dev_data: Path, work: Path, size_px: int) -> Path:
+    """The PACKED of the dev data at ``size_px`` (made once, then reused): ieee8023
+    imported, split by patient with seed 0, preprocessed."""
+    packed = work / f"P{size_px}"
+    if (packed / "manifest.csv").is_file():
+        return packed
+    dataset = work / "dataset"
+    if not (dataset / "manifest.csv").is_file():
+        import_source("ieee8023", dev_data, dataset, progress=False)
+        split_dataset(dataset, seed=0)
+    preprocess_dataset(dataset, packed, PreprocessOptions(size_px=size_px), progress=False)
+    return packed
+
+
+def write_grid(images: torch.Tensor, path: Path) -> Path:
+    """64 images (N, 1, S, S) in [-1, 1] as an 8 x 8 PNG grid."""
+    return save_grid(image_grid(to_uint8(images[:64]), columns=8), path)
+
+
+def real_validation_grid(packed: Path, out: Path) -> int:
+    """The held-out validation positives' grid (``out/grids/real_val.png``); their count."""
+    real = open_packed(packed)
+    rows = real.select("val", 1)
+    images = np.asarray(real.images[rows], dtype=np.float32) / 127.5 - 1
+    write_grid(torch.from_numpy(images)[:, None], out / "grids" / "real_val.png")
+    return len(rows)
+
+
+class Summary:
+    """``OUT/summary.json``: one entry per finished run, so a rerun skips those."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "summary.json"
+        self.runs: dict[str, dict] = (
+            json.loads(self.path.read_text()) if self.path.is_file() else {}
+        )
+
+    def add(self, name: str, values: dict) -> None:
+        """Record a finished run (merged with what other processes recorded meanwhile)."""
+        if self.path.is_file():
+            self.runs = {**json.loads(self.path.read_text()), **self.runs}
+        self.runs[name] = values
+        atomic_write_text(self.path, json.dumps(self.runs, indent=2) + "\n")
+
+
+def train_and_measure(config: GenConfig, grid: Path) -> dict:
+    """Train (or resume) ``config``'s run, then measure its last generator on the
+    held-out positives and write a grid of 64 positives drawn with seed 1."""
+    result = train_generator(config, resume=True, progress=False)
+    loaded = load_generator(config.out, device="cpu")
+    values = RunMetrics(config, loaded.recipe)(loaded.generator, result.step)
+    fake = generate(
+        loaded.generator,
+        loaded.recipe,
+        64,
+        latent_dim=config.latent_dim,
+        covid=1,
+        generator=torch.Generator().manual_seed(1),
+    )
+    write_grid(fake, grid)
+    return {
+        "steps": result.step,
+        "seconds": round(result.seconds, 1),
+        **{k: round(v, 4) for k, v in values.items()},
+    }
+
+
+def table(summary: dict[str, dict], heading: str, settings: dict[str, str] | None = None) -> str:
+    """The markdown table of every run in ``summary`` (``settings``: a column of words)."""
+    settings = settings or {}
+    extra = " settings |" if settings else ""
+    lines = [
+        heading,
+        "",
+        f"| run |{extra} steps | seconds | SWD (lower better) | MS-SSIM fake (real) | memorization share |",
+        "| --- |" + (" --- |" if settings else "") + " ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, values in summary.items():
+        column = f" {settings.get(name, '')} |" if settings else ""
+        lines.append(
+            f"| {name} |{column} {values['steps']} | {values['seconds']:.0f} | {values['swd']:.1f} | "
+            f"{values['ms_ssim_fake']:.3f} ({values['ms_ssim_real']:.3f}) | "
+            f"{values['memorization_share']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"

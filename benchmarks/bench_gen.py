@@ -4,7 +4,15 @@ Side by side with the thesis' table 4.5 (cloud GPUs, 10,000 steps). The projecte
 time for 10,000 steps is measured steps/s extrapolated; the ratio is
 thesis seconds / our projected seconds (> 1: faster than the thesis' GPU runs).
 gan and dcgan have no table 4.5 entry at 64 px; gan is compared with cgan's figure.
-Targets: gan, cgan, wgan and wgan-gp faster than the thesis on this 2-core CPU.
+Targets (issue #14): gan, cgan, wgan and wgan-gp at least 1.5x faster than the thesis
+on this 2-core CPU, dcgan at least 1.5x faster than the baseline.
+
+Baseline: ``GenTrainer(speedups=False)``, the CPU code path before issue #14
+(``nn.Dropout``, contiguous convolutions, per-tensor Adam/RMSprop loops, clipping one
+tensor at a time), same models, losses and optimisers. Each family's baseline and
+current trainers take turns, one step each, in the same process, so a change of load
+on this shared machine hits both alike; "speedup" is the baseline's total time over
+the current one's. The load average is printed before and after.
 
 Diffusion rows (no thesis figure): training steps/s of ddpm and of both ldm phases
 (autoencoder, latent denoiser) with the CPU-sized networks of
@@ -13,11 +21,12 @@ default width 64 with two blocks is about 5.6x slower per forward pass here), an
 the seconds to draw the thesis' 312 synthetic images with DDIM in 50 steps (``gen
 sample``'s default), projected from one timed batch of 64 (sampling time grows
 linearly with the number of batches), beside the dcgan generator's time for 312.
-``--diffusion`` runs only those rows.
+``--diffusion`` runs only those rows, ``--no-diffusion`` leaves them out.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -50,8 +59,24 @@ DIFFUSION = {  # row name -> settings; ldm-autoencoder stays in its first phase
 SYNTHETIC_IMAGES, TIMED_IMAGES, DDIM_STEPS = 312, 64, 50
 
 
-def make_trainer(config: GenConfig) -> GenTrainer:
-    return GenTrainer(config, _fabric(config), progress=False)
+def make_trainer(config: GenConfig, speedups: bool = True) -> GenTrainer:
+    return GenTrainer(config, _fabric(config), progress=False, speedups=speedups)
+
+
+def side_by_side(config: GenConfig) -> tuple[float, float]:
+    """Steps/s of the current trainer and of the baseline (``speedups=False``), one step
+    of each in turn."""
+    trainers = [make_trainer(config), make_trainer(config, speedups=False)]
+    seconds = [0.0, 0.0]
+    for measured in (False, True):
+        for _ in range(MEASURED if measured else WARMUP):
+            for arm, trainer in enumerate(trainers):
+                began = time.perf_counter()
+                losses = trainer.train_step()
+                float(next(iter(losses.values())))  # wait for the step's work
+                if measured:
+                    seconds[arm] += time.perf_counter() - began
+    return MEASURED / seconds[0], MEASURED / seconds[1]
 
 
 def steps_per_second(config: GenConfig, trainer: GenTrainer | None = None) -> float:
@@ -117,8 +142,10 @@ def main() -> None:
         print(
             f"gen training speed at 64 px, batch 32, CPU ({torch.get_num_threads()} threads), {what}"
         )
+        print(f"load average before: {os.getloadavg()[0]:.2f}")
         print(
-            f"{'model':8s} {'steps/s':>8s} {'10k steps (s)':>14s} {'thesis 10k (s)':>15s} {'ratio':>7s}"
+            f"{'model':8s} {'steps/s':>8s} {'10k steps (s)':>14s} {'thesis 10k (s)':>15s} "
+            f"{'ratio':>7s} {'baseline 10k (s)':>17s} {'speedup':>8s}"
         )
         for name in MODELS:
             config = GenConfig(
@@ -130,15 +157,21 @@ def main() -> None:
                 device="cpu",
                 label="positive",
             )
-            rate = steps_per_second(config)
-            projected = 10_000 / rate
+            rate, baseline_rate = side_by_side(config)
+            projected, baseline = 10_000 / rate, 10_000 / baseline_rate
             reference = THESIS_64PX.get(COMPARE_WITH.get(name, name))
             ratio = f"{reference / projected:6.2f}x" if reference else "    n/a"
             thesis = f"{reference:15.0f}" if reference else f"{'-':>15s}"
-            note = f"  (vs {COMPARE_WITH[name]})" if name in COMPARE_WITH else ""
-            print(f"{name:8s} {rate:8.2f} {projected:14.0f} {thesis} {ratio}{note}", flush=True)
+            note = f"  (thesis: {COMPARE_WITH[name]}'s)" if name in COMPARE_WITH else ""
+            print(
+                f"{name:8s} {rate:8.2f} {projected:14.0f} {thesis} {ratio} {baseline:17.0f} "
+                f"{baseline / projected:7.2f}x{note}",
+                flush=True,
+            )
         assert np.isfinite(rate)
-        diffusion_rows(packed, Path(tmp))
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        if "--no-diffusion" not in sys.argv:
+            diffusion_rows(packed, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -86,3 +86,49 @@ def test_bad_sizes_and_names_are_clear_errors():
         build_model("dcgan", 48)
     with pytest.raises(CxrlabError, match="choose one of"):
         build_model("stylegan9", 64)
+
+
+@pytest.mark.parametrize("p", [0.25, 0.4])
+def test_cpu_dropout_drops_at_rate_p_and_scales_like_nn_dropout(p):
+    from cxrlab.gen.models.layers import Dropout
+
+    torch.manual_seed(0)
+    layer = Dropout(p)
+    inputs = torch.ones(400_000)
+    out = layer(inputs)
+    assert abs((out == 0).float().mean().item() - p) < 0.005
+    assert torch.allclose(out[out != 0], torch.tensor(1.0 / (1.0 - p)))
+    torch.manual_seed(0)
+    assert torch.equal(layer(inputs), out)  # the global generator drives it
+    maps = torch.randn(4, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    assert layer(maps).is_contiguous(memory_format=torch.channels_last)
+    grads = torch.randn(4, 8, 6, 6, requires_grad=True)
+    kept = layer(grads)
+    kept.sum().backward()
+    assert torch.equal(grads.grad, (kept != 0).float() / (1.0 - p))
+    assert torch.equal(layer.eval()(maps), maps)
+
+
+def test_the_benchmark_baseline_is_the_previous_cpu_path(tmp_path):
+    from torch import nn
+
+    from cxrlab.gen.models.layers import Dropout
+    from cxrlab.gen.trainer import GenTrainer, _fabric
+
+    data = make_packed(tmp_path / "P", n=8, size_px=32)
+    config = GenConfig(
+        model="wgan", data=str(data), out=str(tmp_path / "run"), size_px=32, batch_size=4,
+        device="cpu", n_critic=1,
+    )  # fmt: skip
+    fast = GenTrainer(config, _fabric(config), progress=False)
+    baseline = GenTrainer(config, _fabric(config), progress=False, speedups=False)
+    layers = [type(m) for m in baseline.discriminator.modules() if isinstance(m, nn.Dropout)]
+    assert layers and set(layers) == {nn.Dropout}
+    assert any(isinstance(m, Dropout) for m in fast.discriminator.modules())
+    weight = fast.discriminator.net[0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert baseline.discriminator.net[0].weight.is_contiguous()
+    assert fast.d_opt.param_groups[0]["foreach"] and not baseline.d_opt.param_groups[0]["foreach"]
+    for trainer in (fast, baseline):
+        trainer.train_step()
+        assert all(p.abs().max() <= 0.01 for p in trainer.discriminator.parameters())

@@ -11,9 +11,11 @@ reaches, bitwise on CPU, the weights of an uninterrupted run.
 Speed without shrinking models: the fakes of critic steps are made without
 gradient tracking; the discriminator's parameters do not collect gradients during
 generator steps (single process); losses are summed on the device and read once
-per log interval (no per-step host syncs); on CUDA, channels_last, fused Adam and
-bf16 autocast. Multi-GPU / multi-node data parallelism comes from Lightning
-Fabric (``devices``).
+per log interval (no per-step host syncs); channels_last convolutions, fused Adam,
+multi-tensor RMSprop and weight clipping (on the CPU too, see issue #14 and
+benchmarks/bench_gen.py; ``speedups=False`` is the previous CPU path, the benchmark's
+baseline); on CUDA, bf16 autocast. Multi-GPU / multi-node data parallelism comes
+from Lightning Fabric (``devices``).
 """
 
 from __future__ import annotations
@@ -94,14 +96,17 @@ def build_recipe(config: GenConfig) -> Recipe:
     return recipe
 
 
-def make_optimizer(spec: OptimizerSpec, parameters, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(
+    spec: OptimizerSpec, parameters, device: torch.device, speedups: bool = True
+) -> torch.optim.Optimizer:
+    """Adam with fused kernels (CUDA, and the CPU with ``speedups``), RMSprop with the
+    multi-tensor (foreach) kernels; ``speedups=False``: the CPU's per-tensor loops."""
     if spec.name == "adam":
-        # fused kernels on CUDA; the default (foreach) path elsewhere
-        return torch.optim.Adam(
-            parameters, lr=spec.lr, betas=spec.betas, fused=device.type == "cuda" or None
-        )
+        fused = device.type == "cuda" or (speedups and device.type == "cpu") or None
+        return torch.optim.Adam(parameters, lr=spec.lr, betas=spec.betas, fused=fused)
     if spec.name == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=spec.lr)
+        foreach = device.type == "cuda" or speedups or None
+        return torch.optim.RMSprop(parameters, lr=spec.lr, foreach=foreach)
     raise CxrlabError(f"unknown optimizer {spec.name!r}")
 
 
@@ -210,8 +215,10 @@ class GenTrainer:
         *,
         progress: bool = True,
         metrics_fn: MetricsFn | None = None,
+        speedups: bool = True,
     ):
         self.config = config
+        self.speedups = speedups
         self.fabric = fabric
         self.progress = progress and fabric.is_global_zero
         self.metrics_fn = metrics_fn
@@ -223,19 +230,27 @@ class GenTrainer:
         self.recipe = build_recipe(config)
         self.generator = self.recipe.generator
         self.discriminator = self.recipe.discriminator
-        if self.device.type == "cuda":
+        if not speedups:
+            _plain_dropout(self.generator, self.discriminator)
+        # channels_last: oneDNN's faster convolutions on the CPU too (the adversarial and
+        # VAE families; diffusion keeps its measured CPU path); no effect on MLPs
+        self.channels_last = self.device.type == "cuda" or (
+            speedups and self.recipe.train_step is None
+        )
+        if self.channels_last:
             self.generator.to(memory_format=torch.channels_last)
             if self.discriminator is not None:
                 self.discriminator.to(memory_format=torch.channels_last)
         self.g_opt = make_optimizer(
-            self.recipe.g_optimizer, self.generator.parameters(), self.device
+            self.recipe.g_optimizer, self.generator.parameters(), self.device, speedups
         )
         self.g_model, self.g_opt = fabric.setup(self.generator, self.g_opt)
         if self.discriminator is not None:
             self.d_opt = make_optimizer(
-                self.recipe.d_optimizer, self.discriminator.parameters(), self.device
+                self.recipe.d_optimizer, self.discriminator.parameters(), self.device, speedups
             )
             self.d_model, self.d_opt = fabric.setup(self.discriminator, self.d_opt)
+            self.d_params = list(self.discriminator.parameters())
         # networks a family trains beside the generator (the LDM's autoencoder and critic)
         self.extra_models: dict[str, nn.Module] = {}
         self.extra_optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -243,7 +258,7 @@ class GenTrainer:
             if self.device.type == "cuda":
                 module.to(memory_format=torch.channels_last)
             optimizer = make_optimizer(
-                self.recipe.extra_optimizers[name], module.parameters(), self.device
+                self.recipe.extra_optimizers[name], module.parameters(), self.device, speedups
             )
             self.extra_models[name], self.extra_optimizers[name] = fabric.setup(module, optimizer)
         self.ema = _EMA(self.generator, config.ema) if config.ema > 0 else None
@@ -297,15 +312,15 @@ class GenTrainer:
 
     def load_state(self, state: dict) -> None:
         self.generator.load_state_dict(state["generator"])
-        self.g_opt.load_state_dict(state["g_optimizer"])
+        _load_optimizer(self.g_opt, state["g_optimizer"])
         if self.discriminator is not None:
             self.discriminator.load_state_dict(state["discriminator"])
-            self.d_opt.load_state_dict(state["d_optimizer"])
+            _load_optimizer(self.d_opt, state["d_optimizer"])
         if self.ema is not None and "ema" in state:
             self.ema.module.load_state_dict(state["ema"])
         for name, module in self.recipe.extra_modules.items():
             module.load_state_dict(state["extra_modules"][name])
-            self.extra_optimizers[name].load_state_dict(state["extra_optimizers"][name])
+            _load_optimizer(self.extra_optimizers[name], state["extra_optimizers"][name])
         restore_rng(state, self.device)
         self.data_rng.set_state(state["rng_data"])
         self.noise_rng.set_state(state["rng_noise"])
@@ -321,7 +336,7 @@ class GenTrainer:
         images, labels = self.real_images[index], self.real_labels[index]
         if self.augment is not None:
             images = self.augment(images, draw)
-        if self.device.type == "cuda":
+        if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, labels
 
@@ -374,9 +389,7 @@ class GenTrainer:
             self.fabric.backward(d_loss)
             self.d_opt.step()
             if recipe.clip_value:
-                with torch.no_grad():
-                    for parameter in self.discriminator.parameters():
-                        parameter.clamp_(-recipe.clip_value, recipe.clip_value)
+                self._clip(recipe.clip_value)
         out["d_loss"] = d_loss.detach()
         out["d_real"] = real_scores.detach().mean()
         out["d_fake"] = fake_scores.detach().mean()
@@ -398,6 +411,16 @@ class GenTrainer:
         self.g_opt.step()
         out["g_loss"] = g_loss.detach()
         return out
+
+    @torch.no_grad()
+    def _clip(self, value: float) -> None:
+        """Clip the critic's weights to [-value, value] (WGAN), in two multi-tensor ops."""
+        if self.speedups:
+            torch._foreach_clamp_min_(self.d_params, -value)
+            torch._foreach_clamp_max_(self.d_params, value)
+        else:
+            for parameter in self.d_params:
+                parameter.clamp_(-value, value)
 
     # ----------------------------------------------------------------- outputs
     def sampler(self) -> nn.Module:
@@ -612,6 +635,30 @@ def _log_scalars(tensorboard, wandb_run, row: dict) -> None:
             tensorboard.add_scalar(name, value, step)
     if wandb_run is not None:
         wandb_run.log(values, step=step)
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load an optimizer's state but keep this run's kernel choice (``foreach``/``fused``,
+    which ``load_state_dict`` would take from the checkpoint's param groups)."""
+    kernels = [
+        {k: group[k] for k in ("foreach", "fused") if k in group}
+        for group in optimizer.param_groups
+    ]
+    optimizer.load_state_dict(state)
+    for group, chosen in zip(optimizer.param_groups, kernels, strict=True):
+        group.update(chosen)
+
+
+def _plain_dropout(*modules: nn.Module | None) -> None:
+    """Swap the families' CPU-fast :class:`~cxrlab.gen.models.layers.Dropout` for
+    ``nn.Dropout`` (``speedups=False``: the baseline of benchmarks/bench_gen.py)."""
+    from cxrlab.gen.models.layers import Dropout
+
+    for module in modules:
+        for parent in [] if module is None else list(module.modules()):
+            for name, child in parent.named_children():
+                if isinstance(child, Dropout):
+                    setattr(parent, name, nn.Dropout(child.p))
 
 
 def _fabric(config: GenConfig):

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cxrlab.gen.models import ModelOptions, OptimizerSpec, Recipe, check_size, register_model
-from cxrlab.gen.models.layers import dcgan_init, keras_batchnorm2d, maybe_sn
+from cxrlab.gen.models.layers import Dropout, dcgan_init, keras_batchnorm2d, maybe_sn
 from cxrlab.gen.models.mlp import MLPGenerator
 
 MAX_CHANNELS = 512
@@ -101,7 +101,7 @@ class WGANCritic(nn.Module):
                 nn.LeakyReLU(0.2),
             ]
             if not gradient_penalty:
-                layers.append(nn.Dropout(0.25))
+                layers.append(Dropout(0.25))
                 if index > 0 and not spectral_norm:
                     layers.append(keras_batchnorm2d(out_channels))
             in_channels = out_channels

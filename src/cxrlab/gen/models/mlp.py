@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cxrlab.gen.models import ModelOptions, OptimizerSpec, Recipe, register_model
-from cxrlab.gen.models.layers import LabelEmbedding, keras_batchnorm1d, maybe_sn
+from cxrlab.gen.models.layers import Dropout, LabelEmbedding, keras_batchnorm1d, maybe_sn
 
 
 class MLPGenerator(nn.Module):
@@ -46,7 +46,7 @@ class MLPDiscriminator(nn.Module):
         for index, width in enumerate(widths):
             layers += [maybe_sn(nn.Linear(features, width), spectral_norm), nn.LeakyReLU(0.2)]
             if dropout and index > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
             features = width
         layers.append(maybe_sn(nn.Linear(features, 1), spectral_norm))
         self.net = nn.Sequential(*layers)

@@ -6,6 +6,8 @@ thesis seconds / our projected seconds (> 1: faster than the thesis' GPU runs).
 gan and dcgan have no table 4.5 entry at 64 px; gan is compared with cgan's figure.
 Targets (issue #14): gan, cgan, wgan and wgan-gp at least 1.5x faster than the thesis
 on this 2-core CPU, dcgan at least 1.5x faster than the baseline.
+The ``dcgan bf16`` row trains under ``--precision bf16`` (bf16 autocast on the CPU,
+which has bf16 units here: AVX512-BF16) against the same float32 baseline.
 
 Baseline: ``GenTrainer(speedups=False)``, the CPU code path before issue #14
 (``nn.Dropout``, contiguous convolutions, per-tensor Adam/RMSprop loops, clipping one
@@ -47,6 +49,8 @@ from cxrlab.preprocess.transforms import PreprocessOptions
 THESIS_64PX = {"wgan": 2687.0, "wgan-gp": 5913.0, "cgan": 2221.0}
 COMPARE_WITH = {"gan": "cgan"}
 MODELS = ["gan", "cgan", "wgan", "wgan-gp", "dcgan", "vae"]
+#: Rows with options beyond the family's defaults: row name -> (family, options).
+OPTION_ROWS = {"dcgan bf16": ("dcgan", {"precision": "bf16"})}
 WARMUP, MEASURED = 5, 40
 
 
@@ -64,9 +68,10 @@ def make_trainer(config: GenConfig, speedups: bool = True) -> GenTrainer:
 
 
 def side_by_side(config: GenConfig) -> tuple[float, float]:
-    """Steps/s of the current trainer and of the baseline (``speedups=False``), one step
-    of each in turn."""
-    trainers = [make_trainer(config), make_trainer(config, speedups=False)]
+    """Steps/s of the current trainer and of the baseline (``speedups=False``, float32),
+    one step of each in turn."""
+    baseline = GenConfig.from_dict({**config.as_dict(), "precision": "auto"})
+    trainers = [make_trainer(config), make_trainer(baseline, speedups=False)]
     seconds = [0.0, 0.0]
     for measured in (False, True):
         for _ in range(MEASURED if measured else WARMUP):
@@ -144,14 +149,16 @@ def main() -> None:
         )
         print(f"load average before: {os.getloadavg()[0]:.2f}")
         print(
-            f"{'model':8s} {'steps/s':>8s} {'10k steps (s)':>14s} {'thesis 10k (s)':>15s} "
+            f"{'model':10s} {'steps/s':>8s} {'10k steps (s)':>14s} {'thesis 10k (s)':>15s} "
             f"{'ratio':>7s} {'baseline 10k (s)':>17s} {'speedup':>8s}"
         )
-        for name in MODELS:
+        rows = {name: (name, {}) for name in MODELS} | OPTION_ROWS
+        for name, (model, options) in rows.items():
             config = GenConfig(
-                model=name,
+                **options,
+                model=model,
                 data=str(packed),
-                out=str(Path(tmp) / name),
+                out=str(Path(tmp) / name.replace(" ", "-")),
                 size_px=64,
                 batch_size=32,
                 device="cpu",
@@ -164,7 +171,7 @@ def main() -> None:
             thesis = f"{reference:15.0f}" if reference else f"{'-':>15s}"
             note = f"  (thesis: {COMPARE_WITH[name]}'s)" if name in COMPARE_WITH else ""
             print(
-                f"{name:8s} {rate:8.2f} {projected:14.0f} {thesis} {ratio} {baseline:17.0f} "
+                f"{name:10s} {rate:8.2f} {projected:14.0f} {thesis} {ratio} {baseline:17.0f} "
                 f"{baseline / projected:7.2f}x{note}",
                 flush=True,
             )

@@ -168,3 +168,37 @@ def test_gen_train_ends_with_the_share_of_time_its_metrics_took(tmp_path):
     result = CliRunner().invoke(app, [*args, "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert re.search(r"step 4 in \d+ s \(metrics \d+ s, \d+% of it\)", result.output)
+
+
+def test_bf16_on_the_cpu_trains_under_autocast_and_resume_keeps_the_precision(tmp_path):
+    """`--precision bf16` runs the networks under bf16 autocast on the CPU (the generator's
+    convolutions give bf16 there), still learns finite weights, and a resume in another
+    precision is refused."""
+    from cxrlab.gen.trainer import GenTrainer, _fabric
+
+    make_packed(tmp_path / "P")
+    config = config_for(tmp_path, "dcgan", precision="bf16")
+    trainer = GenTrainer(config, _fabric(config), progress=False)
+    with trainer.fabric.autocast():
+        out = trainer.g_model(torch.randn(2, config.latent_dim))
+    assert out.dtype == torch.float32  # Fabric hands back float32 outputs
+    seen = {}
+    conv = next(m for m in trainer.generator.modules() if isinstance(m, torch.nn.ConvTranspose2d))
+
+    def record(module, args, output):
+        seen["dtype"] = output.dtype
+
+    conv.register_forward_hook(record)
+    train_generator(config, progress=False)
+    trained = torch.load(tmp_path / "run/checkpoints/step_000006.pt", weights_only=True)
+    assert all(
+        torch.isfinite(v).all() for v in trained["generator"].values() if v.is_floating_point()
+    )
+    trainer.train_step()
+    assert seen["dtype"] == torch.bfloat16
+    with pytest.raises(CxrlabError, match="precision"):
+        train_generator(
+            config_for(tmp_path, "dcgan", precision="32", steps=9), resume=True, progress=False
+        )
+    with pytest.raises(CxrlabError, match="--precision 'fp8'"):
+        config_for(tmp_path, precision="fp8")

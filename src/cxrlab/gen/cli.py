@@ -70,6 +70,13 @@ def train(
     devices: Annotated[
         int, typer.Option(help="Data-parallel processes (Lightning Fabric DDP).")
     ] = GEN["devices"],
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bf16 mixed on CUDA, float32 on CPU), bf16 (bf16 autocast on the CPU "
+            "too: faster on CPUs with bf16 units) or 32."
+        ),
+    ] = GEN["precision"],
     latent_dim: Annotated[int, typer.Option(help="Size of the noise vector z.")] = GEN[
         "latent_dim"
     ],
@@ -156,6 +163,7 @@ def train(
         log_interval=log_interval,
         metrics=[] if no_metrics or not metrics else [m.strip() for m in metrics.split(",") if m.strip()],
         metrics_n=metrics_n, features=features, seed=seed, device=device, devices=devices,
+        precision=precision,
         latent_dim=latent_dim, generator=generator, diffaug=diffaug, spectral_norm=spectral_norm, loss=loss,
         ema=ema, augment=augment, lr_g=lr_g, lr_d=lr_d, n_critic=n_critic, wandb=wandb,
         prediction=prediction, schedule=schedule, diffusion_steps=diffusion_steps,

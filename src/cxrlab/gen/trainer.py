@@ -662,7 +662,7 @@ def _plain_dropout(*modules: nn.Module | None) -> None:
 
 
 def _fabric(config: GenConfig):
-    return make_fabric(config.device, config.devices)
+    return make_fabric(config.device, config.devices, config.precision)
 
 
 def _run(

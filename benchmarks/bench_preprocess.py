@@ -77,7 +77,7 @@ def compare(dataset: Path, out: Path, label: str, target: float) -> None:
     print(
         f"  cxrlab    `cxrlab data preprocess` from the shell, cold, whole:  {ours.seconds:7.2f} s"
     )
-    print(f"  ratio     {baseline.seconds / ours.seconds:.1f}x faster (target >= {target:g}x)")
+    print(f"  ratio     {baseline.seconds / ours.seconds:.2f}x faster (target >= {target:g}x)")
 
 
 def main() -> None:

@@ -403,3 +403,30 @@ def test_the_gpu_check_runs_in_its_dry_mode_on_a_cpu(tmp_path):
     )
     assert figures["classifier_epoch_seconds"] > 0
     assert "DDP: skipped" in result.stdout
+
+
+def test_help_texts_never_break_a_sentence_mid_line():
+    """typer's rich help keeps a docstring's line breaks: every command's help is
+    reflowed, so a paragraph is one line (the terminal wraps it) and `clf train --help`
+    no longer reads 'chosen⏎on the validation split'."""
+    import re
+
+    import typer.main
+
+    from cxrlab.cli import app
+
+    def commands(command, path=()):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from commands(sub, (*path, name))
+
+    checked = 0
+    for path, command in commands(typer.main.get_command(app)):
+        for paragraph in (command.help or "").split("\n\n"):
+            lines = paragraph.split("\n")
+            assert all(re.match(r"[-*] ", line) for line in lines[1:]), (path, paragraph)
+        checked += bool(command.help)
+    assert checked >= 25  # every command of every group
+    runner = CliRunner()
+    result = runner.invoke(app, ["clf", "train", "--help"], env={"COLUMNS": "200"})
+    assert "are chosen on the validation split" in result.output

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cxrlab import __version__
-from cxrlab.cli_common import Quiet, friendly_errors
+from cxrlab.cli_common import Quiet, friendly_errors, reflow_help
 
 app = typer.Typer(
     help=(
@@ -78,3 +78,4 @@ def run() -> None:  # pragma: no cover - entry point for `python -m cxrlab`
 
 
 _register_subcommands()
+reflow_help(app)

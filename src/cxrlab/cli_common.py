@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from enum import Enum
 from typing import Annotated
 
@@ -110,3 +111,30 @@ def numbers(text: str, kind: type = float, option: str = "option") -> list:
         return [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a list of numbers", param_hint=option) from None
+
+
+def reflow(text: str) -> str:
+    """A docstring as help text: the lines of each paragraph joined into one (a terminal
+    wraps them at its own width), paragraphs and list items (``- ``, ``* ``) kept."""
+    paragraphs = []
+    for paragraph in inspect.cleandoc(text).split("\n\n"):
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            line = line.strip()
+            if lines and not line.startswith(("- ", "* ")):
+                lines[-1] += " " + line
+            else:
+                lines.append(line)
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
+def reflow_help(app: typer.Typer) -> None:
+    """Give every command of ``app`` (and of its groups) its docstring reflowed as help:
+    typer's rich help keeps a docstring's line breaks, which break sentences mid-way."""
+    for info in app.registered_commands:
+        text = info.help if info.help is not None else inspect.getdoc(info.callback)
+        if text:
+            info.help = reflow(text)
+    for group in app.registered_groups:
+        reflow_help(group.typer_instance)

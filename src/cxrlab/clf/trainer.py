@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from cxrlab.clf.config import ClfConfig
 from cxrlab.clf.data import ORIGINS, ImageSet, evaluation_set, patient_overlap, training_set
@@ -58,6 +57,7 @@ from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
 from cxrlab.utils.device import autocast, make_fabric, resolve_device
 from cxrlab.utils.fs import atomic_write_text
 from cxrlab.utils.outputs import check_output
+from cxrlab.utils.progress import tqdm
 from cxrlab.utils.runlog import RunLog, capture_rng, restore_rng
 
 LAST = "last.pt"

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from cxrlab.data.manifest import dataframe_to_csv_text, manifest_digest
 from cxrlab.data.packed import IMAGES, META, existing_packed, open_packed
 from cxrlab.errors import DatasetError
 from cxrlab.preprocess.augment import BatchAugment, get_preset
 from cxrlab.utils.fs import atomic_dir
+from cxrlab.utils.progress import tqdm
 
 
 @dataclass

@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from cxrlab.data.packed import open_packed
 from cxrlab.data.show import image_grid, save_grid
@@ -46,6 +45,7 @@ from cxrlab.utils import outputs
 from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
 from cxrlab.utils.device import make_fabric
 from cxrlab.utils.outputs import check_output
+from cxrlab.utils.progress import tqdm
 from cxrlab.utils.runlog import RunLog, capture_rng, restore_rng
 
 SAMPLE_GRID = 64

@@ -25,7 +25,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
 
 from cxrlab.data.io import read_image
 from cxrlab.data.manifest import REJECT_COLUMNS, dataframe_to_csv_text, read_manifest
@@ -46,6 +45,7 @@ from cxrlab.utils.checkpoint import load_checkpoint
 from cxrlab.utils.device import autocast, resolve_device
 from cxrlab.utils.fs import atomic_dir
 from cxrlab.utils.outputs import MASKS, check_output
+from cxrlab.utils.progress import tqdm
 
 MIN_LUNG_FRACTION = 0.02
 MIN_SECOND_LUNG_SHARE = 0.2

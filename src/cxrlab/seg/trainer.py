@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from cxrlab.data.show import image_grid, save_grid
 from cxrlab.seg.config import SegConfig
@@ -36,6 +35,7 @@ from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
 from cxrlab.utils.device import autocast, resolve_device
 from cxrlab.utils.fs import atomic_write_text
 from cxrlab.utils.outputs import SEGMENTATION_RUN, check_output
+from cxrlab.utils.progress import tqdm
 from cxrlab.utils.runlog import RunLog, capture_rng, restore_rng
 
 LAST = "last.pt"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
 
-from tqdm.auto import tqdm
+from cxrlab.utils.progress import tqdm
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from cxrlab.utils.progress import tqdm
 
 
 @dataclass

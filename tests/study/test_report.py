@@ -216,3 +216,23 @@ def test_tables_escape_plain_text_and_keep_marked_html():
     assert "<th>a&lt;b</th>" in html
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
     assert "<td><br><span>1</span></td>" in html and "a &amp; b" in html
+
+
+def test_generator_table_shows_selected_early_inside_a_scroller(full_study):
+    _, _, html = full_study
+    section = html.split('<section id="generators">')[1].split("</section>")[0]
+    assert '<div class="scroll"><table>' in section
+    assert ".scroll { overflow-x: auto;" in html
+    headers = re.findall(r"<th>(.*?)</th>", section.split("</thead>")[0])
+    assert "selected" in headers[:3], headers
+    best = re.findall(r'<tr class="best">(.*?)</tr>', section)
+    assert best and all(re.findall(r"<td>(.*?)</td>", r)[1] == "yes" for r in best)
+
+
+def test_long_generator_cells_are_shortened_with_the_full_text_as_tooltip():
+    from cxrlab.study.report import _short_text
+
+    assert _short_text("dcgan") == "dcgan"
+    long = "size=256,equalize=clahe,augment=strong,synthetic=312"
+    short = _short_text(long)
+    assert f'title="{long}"' in short and len(re.sub(r"<[^>]*>", "", short)) <= 24

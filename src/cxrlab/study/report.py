@@ -20,6 +20,7 @@ import io
 import json
 import math
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
@@ -973,12 +974,31 @@ def _findings_section(study: Study) -> str:
     return _section("findings", "Pros and cons", "\n".join(parts))
 
 
+def _reproduce_html(study: Study) -> str:
+    """Commands that rerun and report the study, with absolute paths so they work from
+    any folder."""
+    out = study.root.resolve()
+    recorded = Path(str(study.info.get("spec") or ""))
+    note = ""
+    if str(recorded) not in ("", ".") and recorded.is_absolute():
+        spec, target = recorded, out  # the spec as run; the same folder resumes/skips
+    else:
+        # only the copy in the study folder is known, and a study may not be written
+        # into the folder holding its spec: run it into a new folder
+        spec, target = out / "spec.yaml", out.with_name(out.name + "-rerun")
+        note = (
+            " (the copy of the spec kept in the study folder; its relative paths are "
+            "relative to that folder, so copy it beside its data if it has any)"
+        )
+    run = f"cxrlab study run {shlex.quote(str(spec))} --out {shlex.quote(str(target))}"
+    report = f"cxrlab study report {shlex.quote(str(target))}"
+    return f"<code>{escape(run)}</code>{escape(note)}, then <code>{escape(report)}</code>."
+
+
 def _footer(study: Study) -> str:
     version = getattr(cxrlab, "__version__", "unknown")
     return (
-        "<footer>\n<p>Reproduce: <code>cxrlab study run spec.yaml --out "
-        f"{escape(str(study.root))}</code> (the study's <code>spec.yaml</code> is in its "
-        f"folder), then <code>cxrlab study report {escape(str(study.root))}</code>.</p>\n"
+        f"<footer>\n<p>Reproduce (from any folder): {_reproduce_html(study)}</p>\n"
         f"<p>Written by cxrlab {escape(str(version))}.</p>\n"
         '<p id="image-count"></p>\n</footer>'
     )

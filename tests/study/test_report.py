@@ -1,5 +1,6 @@
 import base64
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -71,12 +72,12 @@ def test_no_remote_resources_and_text_is_escaped(full_study):
 
 
 def test_title_numbers(full_study):
-    _, _, html = full_study
+    root, _, html = full_study
     assert "<h1>fake-study</h1>" in html
     assert "1 h 02 min" in html  # wall time 3723 s
     assert "2024-05-01T12:00:00+00:00" in html
     assert "Unfinished study" not in html
-    assert "cxrlab study run spec.yaml --out" in html
+    assert f"cxrlab study run {root.resolve() / 'spec.yaml'} --out /" in html
 
 
 def test_classifier_table_marks_the_best_cell(full_study):
@@ -216,3 +217,53 @@ def test_tables_escape_plain_text_and_keep_marked_html():
     assert "<th>a&lt;b</th>" in html
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
     assert "<td><br><span>1</span></td>" in html and "a &amp; b" in html
+
+
+def test_generator_table_shows_selected_early_inside_a_scroller(full_study):
+    _, _, html = full_study
+    section = html.split('<section id="generators">')[1].split("</section>")[0]
+    assert '<div class="scroll"><table>' in section
+    assert ".scroll { overflow-x: auto;" in html
+    headers = re.findall(r"<th>(.*?)</th>", section.split("</thead>")[0])
+    assert "selected" in headers[:3], headers
+    best = re.findall(r'<tr class="best">(.*?)</tr>', section)
+    assert best and all(re.findall(r"<td>(.*?)</td>", r)[1] == "yes" for r in best)
+
+
+def test_long_generator_cells_are_shortened_with_the_full_text_as_tooltip():
+    from cxrlab.study.report import _short_text
+
+    assert _short_text("dcgan") == "dcgan"
+    long = "size=256,equalize=clahe,augment=strong,synthetic=312"
+    short = _short_text(long)
+    assert f'title="{long}"' in short and len(re.sub(r"<[^>]*>", "", short)) <= 24
+
+
+def _reproduce_line(html):
+    footer = html.split("<footer>")[1]
+    return re.sub(r"<[^>]*>", "", footer.split("Reproduce", 1)[1].split("</p>")[0])
+
+
+def test_reproduce_command_uses_absolute_paths(tmp_path, monkeypatch):
+    import json
+    import shlex
+
+    root = make_study(tmp_path / "s", generators=False, stats=False)
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "original.yaml"
+    info = json.loads((root / "study.json").read_text())
+    info["spec"] = str(spec)
+    (root / "study.json").write_text(json.dumps(info))
+    line = _reproduce_line(render_report("s"))  # a relative study folder
+    run = line.split("cxrlab study run ", 1)[1].split(",")[0].split(" (")[0]
+    words = shlex.split(run)
+    assert words == [str(spec), "--out", str(root.resolve())]
+    assert f"cxrlab study report {root.resolve()}" in line
+
+    info["spec"] = "relative/spec.yaml"  # an old study.json: only the kept copy is known
+    (root / "study.json").write_text(json.dumps(info))
+    line = _reproduce_line(render_report("s"))
+    words = shlex.split(line.split("cxrlab study run ", 1)[1].split(" (")[0])
+    assert words[0] == str(root.resolve() / "spec.yaml")
+    assert words[1] == "--out" and Path(words[2]).is_absolute()
+    assert Path(words[2]) != root.resolve()  # the runner refuses the folder holding the spec

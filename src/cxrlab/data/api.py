@@ -80,7 +80,7 @@ def build_dataset(
     Spec::
 
         dedup: true               # reject byte-identical copies across sources
-        near_distance: 6          # perceptual-hash bits for near duplicates (null: off)
+        near_distance: 6          # perceptual-hash bits for near duplicates (null or -1: off)
         sources:
           - format: ieee8023
             path: ../covid-chestxray-dataset   # relative to the spec file

@@ -64,7 +64,8 @@ def data_import(
     near_distance: Annotated[
         int,
         typer.Option(
-            help="Perceptual-hash bits within which images are near duplicates (-1: off)."
+            help="Perceptual-hash bits within which images are near duplicates "
+            "(-1: off; in a build spec, near_distance: null or -1)."
         ),
     ] = 6,
     max_pixels: Annotated[

@@ -14,6 +14,16 @@ import numpy as np
 DEFAULT_NEAR_DISTANCE = 6
 
 
+def near_distance_setting(value: int | None) -> int | None:
+    """The near-duplicate distance as used and recorded: ``None`` (off) for ``None`` or
+    any negative number (``-1`` on the command line, ``null`` or ``-1`` in a build spec)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"near_distance must be a whole number, null or -1, not {value!r}")
+    return None if value < 0 else value
+
+
 class UnionFind:
     """Disjoint sets over 0..n-1 with path halving."""
 

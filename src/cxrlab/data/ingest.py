@@ -9,7 +9,12 @@ from pathlib import Path
 import pandas as pd
 
 from cxrlab import __version__
-from cxrlab.data.duplicates import DEFAULT_NEAR_DISTANCE, duplicate_groups, phash_hex
+from cxrlab.data.duplicates import (
+    DEFAULT_NEAR_DISTANCE,
+    duplicate_groups,
+    near_distance_setting,
+    phash_hex,
+)
 from cxrlab.data.io import DEFAULT_MAX_PIXELS, read_image
 from cxrlab.data.manifest import (
     DATASET_JSON,
@@ -109,7 +114,7 @@ def ingest(
         scans: what each source importer found.
         out: the dataset folder to write (``manifest.csv``, ``rejects.csv``, ``dataset.json``).
         dedup: reject later exact (byte-identical) duplicates of an accepted image.
-        near_distance: perceptual-hash distance for near duplicates (None: exact only).
+        near_distance: perceptual-hash distance for near duplicates (None or -1: exact only).
         max_pixels: the decompression-bomb limit passed to the image reader.
         workers: decoding processes (default: all cores).
         progress: show a progress bar.
@@ -126,6 +131,10 @@ def ingest(
             the user did not ask to replace (see :mod:`cxrlab.utils.outputs`).
     """
     out = Path(out)
+    try:
+        near_distance = near_distance_setting(near_distance)
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
     options = {"dedup": dedup, "near_distance": near_distance, "max_pixels": max_pixels}
     sources = [{"name": s.name, "inputs": s.n_inputs, **s.options} for s in scans]
     _check_out(out, scans, sources, options, force, inputs or [])

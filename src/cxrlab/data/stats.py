@@ -11,11 +11,22 @@ from cxrlab.data.manifest import read_manifest, read_rejects
 from cxrlab.utils.fs import atomic_dir, atomic_path, atomic_write_text
 from cxrlab.utils.outputs import STATS, check_output
 
+#: Splits in the order a reader expects them; any others follow alphabetically.
+SPLIT_ORDER = ("train", "val", "test")
+
+
+def class_balance(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Images per split (rows: train, val, test, then any others) and label (columns)."""
+    split = manifest["split"].replace("", "unsplit")
+    balance = pd.crosstab(split, manifest["label"])
+    known = [s for s in SPLIT_ORDER if s in balance.index]
+    others = sorted(s for s in balance.index if s not in SPLIT_ORDER)
+    return balance.reindex(known + others)
+
 
 def compute_stats(manifest: pd.DataFrame, rejects: pd.DataFrame | None = None) -> dict:
     """Numbers behind the figures: class balance per split, sizes, modes, sources, duplicates."""
-    split = manifest["split"].replace("", "unsplit")
-    balance = pd.crosstab(split, manifest["label"])
+    balance = class_balance(manifest)
     source_label = pd.crosstab(manifest["source"], manifest["label"])
     dup = manifest[manifest["duplicate_group"] != ""]
     exact = manifest[manifest.duplicated("sha256", keep=False)]
@@ -83,9 +94,8 @@ def _write_figures(manifest: pd.DataFrame, stats: dict, out: Path, plt) -> None:
             figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
         plt.close(figure)
 
-    split = manifest["split"].replace("", "unsplit")
     figure, axis = plt.subplots(figsize=(6, 3.5))
-    pd.crosstab(split, manifest["label"]).plot.bar(ax=axis, rot=0)
+    class_balance(manifest).plot.bar(ax=axis, rot=0)
     axis.set_ylabel("images")
     axis.set_title("Class balance per split")
     save(figure, "class_balance.png")

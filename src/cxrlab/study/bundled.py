@@ -14,6 +14,30 @@ def bundled_specs() -> dict[str, Path]:
     return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
 
 
+def spec_description(path: Path) -> str:
+    """A spec's ``description`` on one line ("" when it has none or cannot be read)."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return ""
+    text = spec.get("description", "") if isinstance(spec, dict) else ""
+    return " ".join(str(text or "").split())
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters at a word boundary, ending in "..." when cut."""
+    if len(text) <= width:
+        return text
+    if width <= 3:
+        return text[:width]
+    cut = text[: width - 3]
+    if " " in cut and text[width - 3] != " ":
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:") + "..."
+
+
 def resolve_spec(spec: str | Path) -> Path:
     """A spec file path, or the name of a bundled spec (``demo``, ``thesis``...)."""
     path = Path(spec)

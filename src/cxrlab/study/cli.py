@@ -63,8 +63,17 @@ def report(
 
 @app.command("list")
 def list_specs() -> None:
-    """List the specs bundled with cxrlab."""
-    from cxrlab.study.bundled import bundled_specs
+    """List the specs bundled with cxrlab, each with its description."""
+    import shutil
 
-    for name, path in bundled_specs().items():
-        typer.echo(f"{name:15s} {path}")
+    from cxrlab.study.bundled import bundled_specs, shorten, spec_description
+
+    specs = bundled_specs()
+    width = max((len(name) for name in specs), default=0) + 2
+    columns = shutil.get_terminal_size((100, 24)).columns
+    room = max(columns - width - 1, 20)
+    for name, path in specs.items():
+        typer.echo(f"{name:{width}s}{shorten(spec_description(path), room)}".rstrip())
+    if specs:
+        folder = next(iter(specs.values())).parent
+        typer.echo(f"(files in {folder})")

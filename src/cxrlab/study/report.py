@@ -20,6 +20,7 @@ import io
 import json
 import math
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
@@ -68,7 +69,8 @@ h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #ccc; margin-top: 2em
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
 th, td { border: 1px solid #999; padding: 0.25em 0.5em; text-align: left; vertical-align: top;
          white-space: nowrap; }
-th { background: #eee; } caption { caption-side: bottom; text-align: left; font-size: 0.85em;
+th { background: #eee; white-space: normal; }
+caption { caption-side: bottom; text-align: left; font-size: 0.85em;
   color: #444; padding-top: 0.3em; }
 tr.best td { background: #fff3c4; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -315,6 +317,14 @@ def _table(
 
 def _cell_html(cell: object) -> str:
     return cell if isinstance(cell, Markup) else escape(str(cell))
+
+
+def _short_text(text: str, width: int = 24) -> str | Markup:
+    """``text`` cut to ``width`` characters (the whole of it as a tooltip) so one long
+    value cannot widen a table past the page."""
+    if len(text) <= width:
+        return text
+    return Markup(f'<span title="{escape(text)}">{escape(text[: width - 1])}…</span>')
 
 
 def _cell_name(cell: object) -> Markup:
@@ -637,22 +647,24 @@ def _generator_section(study: Study) -> str:
     collapsed_rows = generator_collapsed(rows, study.collapse_ratio)
     has_selected = "selected" in rows.columns
     named = ["cell"] if "generator" not in factors else []
-    headers = ["", *named, *factors, *extra, *[metric_label(m) for m in metrics], "seconds"]
-    if has_selected:
-        headers.append("selected")
+    # 'selected' right after the mark, so a narrow page shows it without scrolling
+    chosen = ["selected"] if has_selected else []
+    headers = ["", *chosen, *named, *factors, *extra, *[metric_label(m) for m in metrics]]
+    headers.append("seconds")
     table_rows, classes = [], []
     for index, row in rows.iterrows():
         is_best = row["cell"] in best
         mark = "★ best" if is_best else ("collapsed" if collapsed_rows.loc[index] else "")
-        cells = [mark] + [_cell_name(row["cell"]) for _ in named]
-        cells += [level_text(row[c]) for c in [*factors, *extra]]
-        cells += [_number(row[m], 4) for m in metrics]
-        cells.append(_number(row.get("seconds"), 1))
+        cells = [mark]
         if has_selected:
             cells.append("yes" if level_text(row["selected"]) == "1" else "no")
+        cells += [_cell_name(row["cell"]) for _ in named]
+        cells += [_short_text(level_text(row[c])) for c in [*factors, *extra]]
+        cells += [_number(row[m], 4) for m in metrics]
+        cells.append(_number(row.get("seconds"), 1))
         table_rows.append(cells)
         classes.append("best" if is_best else "")
-    start = 1 + len(named) + len(factors) + len(extra)
+    start = 1 + len(chosen) + len(named) + len(factors) + len(extra)
     info = value_info(study.select_by)
     direction = info.direction if info else "lower is better"
     caption = (
@@ -962,12 +974,31 @@ def _findings_section(study: Study) -> str:
     return _section("findings", "Pros and cons", "\n".join(parts))
 
 
+def _reproduce_html(study: Study) -> str:
+    """Commands that rerun and report the study, with absolute paths so they work from
+    any folder."""
+    out = study.root.resolve()
+    recorded = Path(str(study.info.get("spec") or ""))
+    note = ""
+    if str(recorded) not in ("", ".") and recorded.is_absolute():
+        spec, target = recorded, out  # the spec as run; the same folder resumes/skips
+    else:
+        # only the copy in the study folder is known, and a study may not be written
+        # into the folder holding its spec: run it into a new folder
+        spec, target = out / "spec.yaml", out.with_name(out.name + "-rerun")
+        note = (
+            " (the copy of the spec kept in the study folder; its relative paths are "
+            "relative to that folder, so copy it beside its data if it has any)"
+        )
+    run = f"cxrlab study run {shlex.quote(str(spec))} --out {shlex.quote(str(target))}"
+    report = f"cxrlab study report {shlex.quote(str(target))}"
+    return f"<code>{escape(run)}</code>{escape(note)}, then <code>{escape(report)}</code>."
+
+
 def _footer(study: Study) -> str:
     version = getattr(cxrlab, "__version__", "unknown")
     return (
-        "<footer>\n<p>Reproduce: <code>cxrlab study run spec.yaml --out "
-        f"{escape(str(study.root))}</code> (the study's <code>spec.yaml</code> is in its "
-        f"folder), then <code>cxrlab study report {escape(str(study.root))}</code>.</p>\n"
+        f"<footer>\n<p>Reproduce (from any folder): {_reproduce_html(study)}</p>\n"
         f"<p>Written by cxrlab {escape(str(version))}.</p>\n"
         '<p id="image-count"></p>\n</footer>'
     )

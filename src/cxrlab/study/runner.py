@@ -574,7 +574,7 @@ class StudyRunner:
         status = {
             "name": spec.name,
             "description": spec.description,
-            "spec": str(spec.path),
+            "spec": str(spec.path.resolve()),  # absolute: the report's Reproduce command
             "updated": _now(),
             "device": str(resolve_device(self.device)),
             # the time every finished cell took, over all invocations (a no-op rerun adds 0)

@@ -25,11 +25,9 @@ from pathlib import Path
 from cxrlab.gen.config import GenConfig
 from cxrlab.gen.trainer import GenTrainer, _fabric
 from quality_common import (
-    DEV_DATA,
     METRICS,
-    Summary,
-    prepare,
-    real_validation_grid,
+    add_common_arguments,
+    start,
     table,
     train_and_measure,
 )
@@ -84,18 +82,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--dev-data", type=Path, default=DEV_DATA, help="ieee8023-2020-06 folder")
-    parser.add_argument("--out", type=Path, required=True)
+    add_common_arguments(parser)
     parser.add_argument("--minutes", type=float, default=10.0, help="training time per model")
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--n", type=int, default=256, help="generated images per comparison")
-    parser.add_argument("--only", nargs="*", help="run names to do (default: all)")
     args = parser.parse_args()
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    packed = prepare(args.dev_data, out, args.size)
-    n_real = real_validation_grid(packed, out)
-    summary = Summary(out)
+    packed, n_real, summary = start(args)
     base = dict(
         data=str(packed), size_px=args.size, label="positive", split="train", device="cpu",
         batch_size=32, log_interval=10, metrics_n=args.n,

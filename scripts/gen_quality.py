@@ -35,11 +35,9 @@ from pathlib import Path
 
 from cxrlab.gen.config import GenConfig
 from quality_common import (
-    DEV_DATA,
     METRICS,
-    Summary,
-    prepare,
-    real_validation_grid,
+    add_common_arguments,
+    start,
     table,
     train_and_measure,
 )
@@ -94,19 +92,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--dev-data", type=Path, default=DEV_DATA, help="ieee8023-2020-06 folder")
-    parser.add_argument("--out", type=Path, required=True)
+    add_common_arguments(parser)
     parser.add_argument("--set", nargs="+", choices=sorted(SETS), default=["faithful"])
     parser.add_argument("--steps", type=int, default=10_000)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--n", type=int, default=256, help="generated images per comparison")
-    parser.add_argument("--only", nargs="*", help="run names to do (default: all of the sets)")
     args = parser.parse_args()
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    packed = prepare(args.dev_data, out, args.size)
-    n_real = real_validation_grid(packed, out)
-    summary = Summary(out)
+    packed, n_real, summary = start(args)
     runs = {name: settings for chosen in args.set for name, settings in SETS[chosen].items()}
     base = dict(
         data=str(packed), size_px=args.size, label="positive", split="train", device="cpu",

@@ -9,6 +9,7 @@ images score; higher: copies of training images).
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -56,6 +57,24 @@ def real_validation_grid(packed: Path, out: Path) -> int:
     images = np.asarray(real.images[rows], dtype=np.float32) / 127.5 - 1
     write_grid(torch.from_numpy(images)[:, None], out / "grids" / "real_val.png")
     return len(rows)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every comparison takes: the dev data, the output folder, the image
+    size, the generated images per comparison and the runs to do."""
+    parser.add_argument("--dev-data", type=Path, default=DEV_DATA, help="ieee8023-2020-06 folder")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--n", type=int, default=256, help="generated images per comparison")
+    parser.add_argument("--only", nargs="*", help="run names to do (default: all)")
+
+
+def start(args: argparse.Namespace) -> tuple[Path, int, Summary]:
+    """The comparison's folder prepared: its PACKED, the number of held-out validation
+    positives (their grid written) and the runs finished so far."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    packed = prepare(args.dev_data, args.out, args.size)
+    return packed, real_validation_grid(packed, args.out), Summary(args.out)
 
 
 class Summary:

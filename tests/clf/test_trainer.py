@@ -27,6 +27,21 @@ def config_for(tmp_path, out="run", **overrides) -> ClfConfig:
     return ClfConfig(**values)
 
 
+def count_backbone_images(monkeypatch) -> dict:
+    """``{"images": n}``: how many images the backbone has seen since (counted live)."""
+    from cxrlab.clf.models import Classifier
+
+    seen = {"images": 0}
+    real_features = Classifier.features
+
+    def counting_features(self, images):
+        seen["images"] += len(images)
+        return real_features(self, images)
+
+    monkeypatch.setattr(Classifier, "features", counting_features)
+    return seen
+
+
 def test_no_synthetic_or_augmented_image_reaches_validation_or_test(tmp_path, monkeypatch):
     """Offline-augmented rows (even ones mislabelled val/test), synthetic PNGs and online
     augmentation all train; validation and test see real, unaltered images only; the
@@ -185,17 +200,8 @@ def test_frozen_backbone_feature_cache_trains_and_predicts_as_without_it(tmp_pat
     """Frozen ResNet-18 (BatchNorm in eval mode), no augmentation: the backbone's maps
     are computed once per run, and the run's losses, AUCs, weights and predictions are
     those of recomputing them every epoch (the cache turned off by a zero size limit)."""
-    from cxrlab.clf.models import Classifier
-
     split_packed(tmp_path / "P", size_px=SIZE)
-    seen = {"images": 0}
-    real_features = Classifier.features
-
-    def counting_features(self, images):
-        seen["images"] += len(images)
-        return real_features(self, images)
-
-    monkeypatch.setattr(Classifier, "features", counting_features)
+    seen = count_backbone_images(monkeypatch)
     options = dict(arch="resnet18", pretrained="none", freeze_backbone=True, epochs=4, lr=1e-2)
     cached = train_classifier(config_for(tmp_path, "cached", **options), progress=False)
     cached_images, seen["images"] = seen["images"], 0
@@ -229,17 +235,8 @@ def test_frozen_backbone_feature_cache_trains_and_predicts_as_without_it(tmp_pat
 def test_with_augmentation_a_frozen_backbone_still_sees_the_validation_images_once(
     tmp_path, monkeypatch
 ):
-    from cxrlab.clf.models import Classifier
-
     split_packed(tmp_path / "P", size_px=SIZE)
-    seen = {"images": 0}
-    real_features = Classifier.features
-
-    def counting_features(self, images):
-        seen["images"] += len(images)
-        return real_features(self, images)
-
-    monkeypatch.setattr(Classifier, "features", counting_features)
+    seen = count_backbone_images(monkeypatch)
     options = dict(arch="resnet18", pretrained="none", freeze_backbone=True, augment="mild")
     train_classifier(config_for(tmp_path, epochs=3, **options), progress=False)
     # augmented training images every epoch; validation once, again for the threshold; test

@@ -72,6 +72,31 @@ def test_ldm_trains_the_autoencoder_first_then_the_denoiser_on_its_frozen_copy(t
         assert torch.equal(state["generator"][f"autoencoder.{key}"], value), key
 
 
+def test_ldm_ema_starts_with_the_denoiser_not_with_the_autoencoder(tmp_path):
+    """The denoiser's EMA ramps up from its own first step: counted from step 0, the
+    ramp would be nearly done when the denoiser starts and the average would keep
+    most of the untrained network (0.999 ** 1,447 = 24% after 849 autoencoder steps)."""
+    make_packed(tmp_path / "P")
+    config = tiny(tmp_path, "ldm", ema=0.999, autoencoder_steps=3, steps=6, save_interval=1)
+    train_generator(config, progress=False)
+    states = [
+        torch.load(tmp_path / f"run/checkpoints/step_{step:06d}.pt", weights_only=True)
+        for step in range(3, 7)
+    ]
+    unet = [k for k, v in states[0]["generator"].items() if k.startswith("unet.")]
+    average = {k: states[0]["generator"][k].clone() for k in unet}
+    for key in unet:  # no average moves before the denoiser trains
+        assert torch.equal(states[0]["ema"][key], average[key]), key
+    for k, state in enumerate(states[1:], start=1):  # the ramp's decay (1 + k) / (10 + k)
+        for key in unet:
+            average[key] += (1 - (1 + k) / (10 + k)) * (state["generator"][key] - average[key])
+    moved = 0
+    for key in unet:
+        torch.testing.assert_close(states[-1]["ema"][key], average[key], rtol=1e-5, atol=1e-7)
+        moved += not torch.equal(average[key], states[0]["generator"][key])
+    assert moved > 10
+
+
 def test_grids_metrics_and_gen_sample_of_a_conditional_run(tmp_path):
     make_packed(tmp_path / "P")
     config = tiny(tmp_path, metrics=["swd", "diversity"], metrics_n=8, log_interval=3)

@@ -187,9 +187,10 @@ def load_real_images(config: GenConfig) -> tuple[torch.Tensor, torch.Tensor]:
 class _EMA:
     """Exponential moving average of a module's parameters (buffers are copied).
 
-    The decay ramps up as ``min(decay, (1 + step) / (10 + step))``: with a fixed 0.999
-    the average would still carry most of the random initial weights after a few
-    hundred steps, and early sample grids would show only grey.
+    The decay ramps up as ``min(decay, (1 + step) / (10 + step))``, ``step`` counted from
+    the generator's first training step (``Recipe.ema_start``): with a fixed 0.999 the
+    average would still carry most of the random initial weights after a few hundred
+    steps, and early sample grids would show only grey.
     """
 
     def __init__(self, module: nn.Module, decay: float) -> None:
@@ -493,8 +494,8 @@ class GenTrainer:
         while self.step < config.steps:
             losses = self.train_step()
             self.step += 1
-            if self.ema is not None:
-                self.ema.update(self.generator, self.step)
+            if self.ema is not None and self.step > self.recipe.ema_start:
+                self.ema.update(self.generator, self.step - self.recipe.ema_start)
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value
             counted += 1

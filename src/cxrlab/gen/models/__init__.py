@@ -117,6 +117,9 @@ class Recipe:
     #: the trainer sets them up with Fabric, checkpoints and restores them.
     extra_modules: dict[str, nn.Module] = field(default_factory=dict)
     extra_optimizers: dict[str, OptimizerSpec] = field(default_factory=dict)
+    #: The step after which the generator starts to train (the LDM's denoiser follows
+    #: its autoencoder phase): its EMA starts, and ramps up, there.
+    ema_start: int = 0
 
 
 ModelBuilder = Callable[[int, ModelOptions], Recipe]

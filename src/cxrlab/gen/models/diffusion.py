@@ -442,6 +442,8 @@ def _family(name: str, size_px: int, options: ModelOptions) -> Recipe:
         loss_names=loss_names,
         extra_modules=extra_modules,
         extra_optimizers=extra_optimizers,
+        # the denoiser of an ldm trains only after the autoencoder phase
+        ema_start=settings.autoencoder_steps if latent else 0,
     )
 
 

@@ -51,10 +51,14 @@ LABEL_DROPOUT = 0.1
 #: ``ldm``: latent channels and the autoencoder's downsampling factor (64 px -> 16 x 16).
 LATENT_CHANNELS = 3
 LATENT_FACTOR = 4
-#: ``ldm`` autoencoder loss weights (KL as in Rombach et al. 2022; adversarial small,
-#: as MONAI's tutorials use it).
+#: ``ldm`` autoencoder loss weights. KL as in Rombach et al. 2022. The patch-adversarial
+#: term carries the fine texture that L1 alone blurs away (no perceptual loss here: it
+#: needs downloaded weights). On the dev data at 64 px, the SWD between reconstructed
+#: training positives and the held-out validation positives was 66 after 849 steps at
+#: weight 0.01, 48 after 806 at 0.05 and 49 after 809 at 0.1 (with stripe artefacts);
+#: the training images themselves score 42.
 KL_WEIGHT = 1e-6
-ADVERSARIAL_WEIGHT = 0.01
+ADVERSARIAL_WEIGHT = 0.05
 #: Training images encoded to estimate the latent scale.
 SCALE_IMAGES = 512
 #: ``scaled_linear`` betas (Rombach et al. 2022).

@@ -8,6 +8,7 @@ from cxrlab.study.findings import (
     PRO,
     UNCLEAR,
     BestClassifier,
+    GeneratorChecks,
     all_findings,
     best_classifier,
     best_generators,
@@ -367,6 +368,24 @@ def test_best_generators_per_variant():
     assert {v: b.cell for v, b in best_generators(fallback, "swd").items()} == {
         "64px-clahe": "gen/64px-clahe/vae"
     }
+
+
+def test_a_collapsed_or_memorizing_generator_is_never_the_best():
+    values = {("none", "vae"): 0.05, ("none", "dcgan"): 0.10, ("none", "gan"): 0.20}
+    rows = gen_rows(values).assign(ms_ssim_real=0.4, ms_ssim_fake=0.45, memorization_share=0.02)
+    by_cell = rows.set_index("generator")
+    assert best_generators(rows, "swd")["64px-none"].cell == "gen/64px-none/vae"
+    rows.loc[by_cell.index == "vae", "memorization_share"] = 0.27  # copies its training images
+    assert best_generators(rows, "swd")["64px-none"].cell == "gen/64px-none/dcgan"
+    rows.loc[by_cell.index == "dcgan", "ms_ssim_fake"] = 0.61  # above 1.5 x 0.4
+    assert best_generators(rows, "swd")["64px-none"].cell == "gen/64px-none/gan"
+    checks = GeneratorChecks(collapse_ratio=1.5, memorization_limit=0.1)
+    assert list(checks.flaws(rows)) == ["memorizes", "collapsed", ""]
+    assert checks.flaw({"memorization_share": 0.1}) is None  # at the limit: not over it
+    assert checks.flaw({"memorization_share": "n/a", "ms_ssim_fake": None}) is None
+    off = GeneratorChecks(collapse_ratio=None, memorization_limit=None)
+    assert best_generators(rows, "swd", off)["64px-none"].cell == "gen/64px-none/vae"
+    assert "0.1 of its images" in checks.explain("memorizes")
 
 
 def test_nan_values_and_missing_columns_are_tolerated():

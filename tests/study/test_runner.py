@@ -294,9 +294,10 @@ def test_a_study_never_draws_from_a_collapsed_generator(tmp_path):
     generator = result.results[result.results["kind"] == "generator"].iloc[0]
     assert generator["ms_ssim_fake"] > 1.5 * generator["ms_ssim_real"]  # diversity was measured
     assert status["selected_generators"] == {}
+    reason = "every generator of the variant collapsed or memorizes its training images"
     assert status["skipped_cells"] == {
-        "clf/32px-none/simple-cnn-syn_8": "every generator of the variant collapsed",
-        "synthetic/32px-none/n8": "every generator of the variant collapsed",
+        "clf/32px-none/simple-cnn-syn_8": reason,
+        "synthetic/32px-none/n8": reason,
     }
     # a finished study whose skipped cells are said, not counted as unfinished
     finished = [c for c in status["cells"] if c["status"] == "finished"]
@@ -305,6 +306,7 @@ def test_a_study_never_draws_from_a_collapsed_generator(tmp_path):
 
     html = render_report(tmp_path / "out")
     assert "Unfinished study" not in html and "2 cells skipped" in html
+    assert "<td>collapsed</td>" in html  # marked in the generator table
     assert not (tmp_path / "out" / "synthetic").exists()
     assert any("collapsed" in line for line in lines)
     assert set(result.results["synthetic"].dropna().astype(int)) == {0}

@@ -209,6 +209,7 @@ def _spec(tmp_path, **sections):
             "generators can be chosen by",
         ),
         ({"generators": {**BASE["generators"], "collapse_ratio": 0.5}}, "collapse_ratio"),
+        ({"generators": {**BASE["generators"], "memorization_limit": 5}}, "memorization_limit"),
         ({"generators": {"runs": ["dcgan"], "steps": 2}}, "unlabelled"),
         (
             {

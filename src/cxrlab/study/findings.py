@@ -29,7 +29,7 @@ numbers, never from fixed text about what a setting "should" do.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -84,6 +84,10 @@ ALPHA = 1.0 - CONFIDENCE
 #: A generator whose images are this many times more alike (mean MS-SSIM of generated
 #: pairs over that of real pairs) than real ones is collapsed: never the chosen one.
 COLLAPSE_MS_SSIM_RATIO = 1.5
+#: A generator with a larger share of its images flagged as near-copies of training
+#: images (the ``memorization_share`` metric; one that does not copy scores about 0.05
+#: by chance) memorizes: never the chosen one.
+MEMORIZATION_LIMIT = 0.1
 #: Suffix of the control arm's level on the synthetic axis: real positives oversampled
 #: to the same count as the synthetic images (:mod:`cxrlab.study.runner`).
 CONTROL_SUFFIX = "oversampled"
@@ -128,6 +132,54 @@ def collapsed(
     if not (math.isfinite(ms_ssim_fake) and math.isfinite(ms_ssim_real)) or ms_ssim_real <= 0:
         return False
     return ms_ssim_fake > ratio * ms_ssim_real
+
+
+@dataclass(frozen=True)
+class GeneratorChecks:
+    """What keeps a generator from being chosen, however good its ``select_by`` value.
+
+    Attributes:
+        collapse_ratio: generated MS-SSIM above this times the real images': collapsed
+            (None: no check).
+        memorization_limit: a ``memorization_share`` above this: memorizes (None: no
+            check).
+    """
+
+    collapse_ratio: float | None = COLLAPSE_MS_SSIM_RATIO
+    memorization_limit: float | None = MEMORIZATION_LIMIT
+
+    def flaw(self, row: Mapping[str, object]) -> str | None:
+        """``"collapsed"``, ``"memorizes"`` or None for one generator's metric values
+        (missing or non-numeric values pass)."""
+
+        def number(key: str) -> float:
+            value = pd.to_numeric(row.get(key, math.nan), errors="coerce")
+            return float(value) if pd.notna(value) else math.nan
+
+        if collapsed(number("ms_ssim_fake"), number("ms_ssim_real"), self.collapse_ratio):
+            return "collapsed"
+        share = number("memorization_share")
+        if self.memorization_limit is not None and share > self.memorization_limit:
+            return "memorizes"
+        return None
+
+    def flaws(self, rows: pd.DataFrame) -> pd.Series:
+        """(rows,) str: each generator row's :meth:`flaw`, "" where it has none."""
+        return pd.Series(
+            [self.flaw(row) or "" for _, row in rows.iterrows()], index=rows.index, dtype=object
+        )
+
+    def explain(self, flaw: str) -> str:
+        """What ``flaw`` means, with its threshold, for logs and captions."""
+        if flaw == "collapsed":
+            return (
+                f"its images are more than {self.collapse_ratio:g} times as alike as real "
+                "ones (mean MS-SSIM)"
+            )
+        return (
+            f"more than {self.memorization_limit:g} of its images are near-copies of "
+            "training images (memorization share)"
+        )
 
 
 @dataclass(frozen=True)
@@ -919,11 +971,11 @@ def matching_baseline(
 def best_generators(
     results: pd.DataFrame,
     select_by: str = "swd",
-    collapse_ratio: float | None = COLLAPSE_MS_SSIM_RATIO,
+    checks: GeneratorChecks = GeneratorChecks(),
 ) -> dict[str, BestGenerator]:
     """The best generator cell of each variant by ``select_by`` (its direction from the
-    metric registry), measured against held-out validation images. A collapsed
-    generator (:func:`collapsed`) is never the best, whatever its ``select_by``. Variants
+    metric registry), measured against held-out validation images. A collapsed or
+    memorizing generator (``checks``) is never the best, whatever its ``select_by``. Variants
     without any value of the metric fall back to the row marked ``selected``; variants
     with neither are left out."""
     rows = rows_of(results, "generator")
@@ -932,7 +984,7 @@ def best_generators(
         return best
     info = value_info(select_by)
     for variant, group in rows.groupby("variant", sort=False):
-        group = group[~generator_collapsed(group, collapse_ratio)]
+        group = group[checks.flaws(group) == ""]
         if group.empty:
             continue
         values = (
@@ -955,18 +1007,3 @@ def best_generators(
             value=float(values.loc[index]),
         )
     return best
-
-
-def generator_collapsed(
-    rows: pd.DataFrame, ratio: float | None = COLLAPSE_MS_SSIM_RATIO
-) -> pd.Series:
-    """(rows,) bool: generator rows whose images are far more alike than real ones."""
-    if not {"ms_ssim_fake", "ms_ssim_real"} <= set(rows.columns):
-        return pd.Series(False, index=rows.index)
-    fake = pd.to_numeric(rows["ms_ssim_fake"], errors="coerce")
-    real = pd.to_numeric(rows["ms_ssim_real"], errors="coerce")
-    return pd.Series(
-        [collapsed(f, r, ratio) for f, r in zip(fake, real, strict=True)],
-        index=rows.index,
-        dtype=bool,
-    )

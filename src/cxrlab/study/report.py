@@ -34,13 +34,14 @@ from cxrlab.metrics.registry import VALUES, value_info
 from cxrlab.study.findings import (
     COLLAPSE_MS_SSIM_RATIO,
     GROUPS,
+    MEMORIZATION_LIMIT,
     SELECTION_METRIC,
     SUMMARY_METRICS,
     TIME_RATIO_CON,
+    GeneratorChecks,
     all_findings,
     best_classifier,
     best_generators,
-    generator_collapsed,
     grouped_statements,
     is_generator_metric,
     level_text,
@@ -136,8 +137,12 @@ class Study:
         return str(self.info.get("select_by") or "swd")
 
     @property
-    def collapse_ratio(self) -> float | None:
-        return self.info.get("collapse_ratio", COLLAPSE_MS_SSIM_RATIO)
+    def checks(self) -> GeneratorChecks:
+        """How the run checked its generators (study.json; the defaults before it said)."""
+        return GeneratorChecks(
+            self.info.get("collapse_ratio", COLLAPSE_MS_SSIM_RATIO),
+            self.info.get("memorization_limit", MEMORIZATION_LIMIT),
+        )
 
     @property
     def name(self) -> str:
@@ -640,11 +645,9 @@ def _generator_section(study: Study) -> str:
     metrics = _ordered_metrics(rows, study.select_by)
     factors = study_factors(study.results, study.axes)["generator"]
     extra = [c for c in ("model", "steps") if c in rows.columns and c not in factors]
-    best = {
-        b.cell
-        for b in best_generators(study.results, study.select_by, study.collapse_ratio).values()
-    }
-    collapsed_rows = generator_collapsed(rows, study.collapse_ratio)
+    checks = study.checks
+    best = {b.cell for b in best_generators(study.results, study.select_by, checks).values()}
+    flaws = checks.flaws(rows)
     has_selected = "selected" in rows.columns
     named = ["cell"] if "generator" not in factors else []
     # 'selected' right after the mark, so a narrow page shows it without scrolling
@@ -654,7 +657,7 @@ def _generator_section(study: Study) -> str:
     table_rows, classes = [], []
     for index, row in rows.iterrows():
         is_best = row["cell"] in best
-        mark = "★ best" if is_best else ("collapsed" if collapsed_rows.loc[index] else "")
+        mark = "★ best" if is_best else flaws.loc[index]
         cells = [mark]
         if has_selected:
             cells.append("yes" if level_text(row["selected"]) == "1" else "no")
@@ -672,9 +675,10 @@ def _generator_section(study: Study) -> str:
         "validation split of each variant's own preprocessing, so values compare only within "
         f"a variant). ★ marks each variant's best generator, chosen on validation by "
         f"{metric_label(study.select_by)} ({direction}); 'collapsed' marks generators whose "
-        f"images are more than {study.collapse_ratio or math.inf:g} times as alike as real "
-        "ones (mean MS-SSIM), never chosen; 'selected' is the runner's choice for the "
-        "synthetic images."
+        f"images are more than {checks.collapse_ratio or math.inf:g} times as alike as real "
+        "ones (mean MS-SSIM), 'memorizes' those with a memorization share (near-copies of "
+        f"training images) above {checks.memorization_limit or math.inf:g}; neither is ever "
+        "chosen. 'selected' is the runner's choice for the synthetic images."
     )
     table = _table(
         headers,
@@ -963,7 +967,7 @@ def _findings_section(study: Study) -> str:
                     + "".join(f"<li>{escape(item)}</li>" for item in items)
                     + "</ul>"
                 )
-    best = best_generators(study.results, study.select_by, study.collapse_ratio)
+    best = best_generators(study.results, study.select_by, study.checks)
     if best:
         parts.append(
             "<p>Best generator per variant, chosen on validation images by "

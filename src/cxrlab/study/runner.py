@@ -39,7 +39,7 @@ import pandas as pd
 from cxrlab.errors import CxrlabError
 from cxrlab.metrics.registry import value_info
 from cxrlab.study import schema
-from cxrlab.study.findings import collapsed, control_level
+from cxrlab.study.findings import control_level
 from cxrlab.study.spec import StudySpec, Variant, _slug, load_spec
 from cxrlab.utils import outputs
 from cxrlab.utils.fs import atomic_write_text
@@ -48,6 +48,9 @@ from cxrlab.utils.outputs import check_output
 CELL_FILE = "cell.json"
 RESULTS = "results.csv"
 STUDY_JSON = "study.json"
+
+#: Why a variant gets no synthetic images (log lines and ``skipped_cells`` in study.json).
+UNUSABLE = "collapsed or memorizes its training images"
 
 
 @dataclass
@@ -303,23 +306,23 @@ class StudyRunner:
             return next(c.id for c in gen_cells if c.settings["name"] == spec.synthetic_from)
         metric = spec.select_by
         info = value_info(metric)
-        scored, collapsed_cells = [], []
+        checks = spec.checks
+        scored, flawed = [], []
         for cell in gen_cells:
             row = self.rows[cell.id][0] if self.rows.get(cell.id) else {}
-            fake, real = row.get("ms_ssim_fake", math.nan), row.get("ms_ssim_real", math.nan)
-            if collapsed(fake, real, spec.collapse_ratio):
-                collapsed_cells.append(cell.id)  # never chosen, whatever its metric
+            flaw = checks.flaw(row)
+            if flaw is not None:  # never chosen, whatever its metric
+                flawed.append(cell.id)
+                self.log(f"    {cell.id} {flaw}: {checks.explain(flaw)}")
                 continue
             value = row.get(metric)
             if value is not None and math.isfinite(value):
                 scored.append((info.badness(value) if info else value, cell.id))
-        for cell_id in collapsed_cells:
-            self.log(f"    {cell_id} collapsed (its images are far more alike than real ones)")
         if not scored:
-            usable = [c.id for c in gen_cells if c.id not in collapsed_cells]
+            usable = [c.id for c in gen_cells if c.id not in flawed]
             if not usable:
                 self.log(
-                    f"    every generator of {variant.name} collapsed: no synthetic images "
+                    f"    every generator of {variant.name} {UNUSABLE}: no synthetic images "
                     "are drawn for it, and its synthetic cells are skipped"
                 )
                 return None
@@ -494,7 +497,7 @@ class StudyRunner:
                 synthetic = None
                 needs_images = combo["synthetic"] > 0 and not combo["control"]
                 if needs_images and chosen is None:
-                    reason = "every generator of the variant collapsed"
+                    reason = f"every generator of the variant {UNUSABLE}"
                     self.skipped[self._classifier_folder(variant, combo)] = reason
                     self.skipped[self._synthetic_folder(variant, combo["synthetic"])] = reason
                     continue
@@ -589,6 +592,7 @@ class StudyRunner:
             },
             "select_by": spec.select_by,
             "collapse_ratio": spec.collapse_ratio,
+            "memorization_limit": spec.memorization_limit,
             "planned_cells": self.planned_cells(),
             "selected_generators": self.selected,
             "cells": self._cell_status(),

@@ -23,6 +23,7 @@ a one-level axis) and the runner crosses the axes of a section::
       metrics: [swd, diversity]
       select_by: swd            # which generator of a variant is "best", on validation images
       collapse_ratio: 1.5       # generated MS-SSIM above 1.5x real's: collapsed, never chosen
+      memorization_limit: 0.1   # more near-copies of training images than this share: never chosen
     synthetic:
       amounts: [0, 100]         # synthetic COVID-positive images added to training
       from: best                # or a generator run name
@@ -67,6 +68,8 @@ PREPROCESS_FIELDS = {
 CLASSIFIER_AXES = ("arch", "augment", "balance", "head", "pretrained")
 #: GenConfig fields a spec may not set: the runner decides them.
 _GEN_RUNNER_FIELDS = {"data", "out", "size_px", "augment", "resume"}
+#: ``generators`` keys that set how the best generator is checked, not how it trains.
+_CHECK_KEYS = ("collapse_ratio", "memorization_limit")
 _CLF_RUNNER_FIELDS = {"data", "out", "synthetic", "synthetic_ratio"}
 
 
@@ -127,6 +130,7 @@ class StudySpec:
     gen_settings: dict
     select_by: str
     collapse_ratio: float | None
+    memorization_limit: float | None
     synthetic_amounts: list[int]
     synthetic_from: str
     synthetic_label: str
@@ -135,6 +139,14 @@ class StudySpec:
     classifier_settings: dict
     explain: int
     raw: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def checks(self):
+        """The :class:`~cxrlab.study.findings.GeneratorChecks` of ``collapse_ratio`` and
+        ``memorization_limit``."""
+        from cxrlab.study.findings import GeneratorChecks
+
+        return GeneratorChecks(self.collapse_ratio, self.memorization_limit)
 
     @property
     def base(self) -> Path:
@@ -214,9 +226,7 @@ def _parse_generators(section: dict, path: Path) -> tuple[list[GeneratorSetting]
     if not isinstance(runs, list):
         raise SpecError(f"{path}: 'generators.runs' must be a list of named settings")
     allowed = set(GenConfig.__dataclass_fields__) - _GEN_RUNNER_FIELDS
-    settings = {
-        k: v for k, v in section.items() if k not in ("augment", "select_by", "collapse_ratio")
-    }
+    settings = {k: v for k, v in section.items() if k not in ("augment", "select_by", *_CHECK_KEYS)}
     _check_keys(settings, allowed, "generators", path)
     if isinstance(settings.get("metrics"), str):  # "swd, diversity" as well as a list
         settings["metrics"] = _metric_names(settings["metrics"])
@@ -363,7 +373,7 @@ def load_spec(path: str | Path) -> StudySpec:
         None if a in (None, "none") else a for a in as_levels(gen_section.get("augment"))
     ]
     select_by = str(gen_section.get("select_by", "swd"))
-    from cxrlab.study.findings import COLLAPSE_MS_SSIM_RATIO
+    from cxrlab.study.findings import COLLAPSE_MS_SSIM_RATIO, MEMORIZATION_LIMIT
 
     collapse_ratio = gen_section.get("collapse_ratio", COLLAPSE_MS_SSIM_RATIO)
     if collapse_ratio is not None and (
@@ -374,6 +384,16 @@ def load_spec(path: str | Path) -> StudySpec:
         problems.add(
             f"generators.collapse_ratio must be a number above 1 (or null: no collapse "
             f"check), got {collapse_ratio!r}"
+        )
+    memorization_limit = gen_section.get("memorization_limit", MEMORIZATION_LIMIT)
+    if memorization_limit is not None and (
+        isinstance(memorization_limit, bool)
+        or not isinstance(memorization_limit, (int, float))
+        or not 0 <= memorization_limit < 1
+    ):
+        problems.add(
+            "generators.memorization_limit must be a share in [0, 1) (or null: no "
+            f"memorization check), got {memorization_limit!r}"
         )
     generators, gen_settings = problems.check(_parse_generators, gen_section, path) or ([], {})
 
@@ -436,6 +456,7 @@ def load_spec(path: str | Path) -> StudySpec:
         gen_settings=gen_settings,
         select_by=select_by,
         collapse_ratio=None if collapse_ratio is None else float(collapse_ratio),
+        memorization_limit=None if memorization_limit is None else float(memorization_limit),
         synthetic_amounts=amounts,
         synthetic_from=synthetic_from,
         synthetic_label=synthetic_label,

@@ -64,6 +64,8 @@ CANDIDATES = {
     "gan+hinge+sn+ema": {"model": "gan", "ema": 0.999, "spectral_norm": True, "loss": "hinge"},
     # cgan at 10,000 steps: EMA alone kept its frames of noise (and its SWD rose)
     "cgan+ema": {**CGAN, "ema": 0.999},
+    # the VAE at 10,000 steps copies its training images: when does it start to?
+    "vae-curve": {"model": "vae", "steps": 4000, "save_interval": 1000},
 }
 
 RECOMMENDED = {
@@ -108,7 +110,7 @@ def main() -> None:
         if (args.only and name not in args.only) or name in summary.runs:
             continue
         config = GenConfig(**{**base, **settings}, out=str(out / name), metrics=METRICS)
-        print(f"{name}: {describe(settings)}, {args.steps} steps", flush=True)
+        print(f"{name}: {describe(settings)}, {config.steps} steps", flush=True)
         summary.add(name, train_and_measure(config, out / "grids" / f"{name}.png"))
         print(name, summary.runs[name], flush=True)
     described = {name: describe(settings) for name, settings in runs.items()}

@@ -8,7 +8,9 @@ ldm spends half its time on the autoencoder), and compares each with the
 held-out COVID-positive **validation** images, never the training ones: SWD (lower
 is better), MS-SSIM between generated images beside the same for real ones (far
 higher: collapse), and the memorization share (about 0.05 is what real held-out
-images score; higher: copies of training images). Grids of 64 generated images and
+images score; higher: copies of training images). Each model is then drawn again with two other
+noise seeds and measured against the validation and, read only for this, the test
+positives (``OUT/resampled.json``): how far the ranking holds. Grids of 64 generated images and
 of the real validation images go to ``OUT/grids``; a markdown table is printed and
 written to ``OUT/table.md``.
 
@@ -20,14 +22,17 @@ Runs resume: running it again skips finished models (delete a run folder to redo
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 from cxrlab.gen.config import GenConfig
 from cxrlab.gen.trainer import GenTrainer, _fabric
+from cxrlab.utils.fs import atomic_write_text
 from quality_common import (
     METRICS,
     add_common_arguments,
+    resampled_swd,
     start,
     table,
     train_and_measure,
@@ -114,6 +119,17 @@ def main() -> None:
         print(f"{name}: {plan}", flush=True)
         summary.add(name, train_and_measure(config, out / "grids" / f"{name}.png"))
         print(name, summary.runs[name], flush=True)
+    resampled = out / "resampled.json"
+    checks = json.loads(resampled.read_text()) if resampled.is_file() else {}
+    for name in RUNS:
+        if args.only and name not in args.only:
+            continue
+        if name in summary.runs and name not in checks:
+            config = GenConfig.read(out / name / "config.yaml")
+            checks[name] = resampled_swd(config)
+            atomic_write_text(resampled, json.dumps(checks, indent=2) + "\n")
+        if name in checks:
+            print(f"{name}: SWD with other seeds {checks[name]}", flush=True)
     text = table(
         summary.runs,
         f"COVID-positive train images of {args.dev_data.name} at {args.size} px; compared with "

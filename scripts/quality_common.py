@@ -24,6 +24,8 @@ from cxrlab.gen.run_metrics import RunMetrics
 from cxrlab.gen.sample import load_generator
 from cxrlab.gen.sampling import generate, to_uint8
 from cxrlab.gen.trainer import train_generator
+from cxrlab.metrics.api import compute_metrics
+from cxrlab.metrics.images import ImageSource
 from cxrlab.preprocess.transforms import PreprocessOptions
 from cxrlab.utils.fs import atomic_write_text
 
@@ -114,6 +116,29 @@ def train_and_measure(config: GenConfig, grid: Path) -> dict:
         "seconds": round(result.seconds, 1),
         **{k: round(v, 4) for k, v in values.items()},
     }
+
+
+def resampled_swd(config: GenConfig, seeds: tuple[int, ...] = (11, 12)) -> dict[str, list]:
+    """SWD of ``config``'s last generator drawn again with other noise ``seeds``, against
+    the validation positives and the test positives (read here only, to report how far
+    a result holds beyond the images choices were made on): ``{split: [swd per seed]}``."""
+    loaded = load_generator(config.out, device="cpu")
+    values: dict[str, list] = {"val": [], "test": []}
+    for seed in seeds:
+        fake = generate(
+            loaded.generator,
+            loaded.recipe,
+            config.metrics_n,
+            latent_dim=config.latent_dim,
+            covid=1,
+            generator=torch.Generator().manual_seed(seed),
+            batch_size=64,
+        )
+        for split, found in values.items():
+            real = ImageSource(config.data, split=split, covid=1)
+            swd = compute_metrics(real, fake, ["swd"], device="cpu", seed=config.seed)["swd"]
+            found.append(round(float(swd), 1))
+    return values
 
 
 def table(summary: dict[str, dict], heading: str, settings: dict[str, str] | None = None) -> str:

@@ -31,6 +31,8 @@ from cxrlab.utils.fs import atomic_write_text
 
 DEV_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ieee8023-2020-06"
 METRICS = ["swd", "diversity", "memorization"]
+#: The values followed over a run's checkpoints (``train_and_measure``).
+CURVE = ("swd", "ms_ssim_fake", "memorization_share")
 
 
 def prepare(dev_data: Path, work: Path, size_px: int) -> Path:
@@ -98,10 +100,17 @@ class Summary:
 
 def train_and_measure(config: GenConfig, grid: Path) -> dict:
     """Train (or resume) ``config``'s run, then measure its last generator on the
-    held-out positives and write a grid of 64 positives drawn with seed 1."""
+    held-out positives and write a grid of 64 positives drawn with seed 1. With a
+    ``save_interval`` under ``steps``, every earlier checkpoint is measured too
+    (``curve``: SWD, MS-SSIM and memorization share by step)."""
     result = train_generator(config, resume=True, progress=False)
     loaded = load_generator(config.out, device="cpu")
-    values = RunMetrics(config, loaded.recipe)(loaded.generator, result.step)
+    measure = RunMetrics(config, loaded.recipe)
+    values = measure(loaded.generator, result.step)
+    curve = {}
+    for step in range(config.save_interval, result.step, config.save_interval):
+        earlier = measure(load_generator(config.out, step=step, device="cpu").generator, step)
+        curve[step] = {k: round(earlier[k], 4) for k in CURVE if k in earlier}
     fake = generate(
         loaded.generator,
         loaded.recipe,
@@ -115,6 +124,7 @@ def train_and_measure(config: GenConfig, grid: Path) -> dict:
         "steps": result.step,
         "seconds": round(result.seconds, 1),
         **{k: round(v, 4) for k, v in values.items()},
+        **({"curve": curve} if curve else {}),
     }
 
 

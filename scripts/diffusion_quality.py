@@ -120,16 +120,16 @@ def main() -> None:
         summary.add(name, train_and_measure(config, out / "grids" / f"{name}.png"))
         print(name, summary.runs[name], flush=True)
     resampled = out / "resampled.json"
-    checks = json.loads(resampled.read_text()) if resampled.is_file() else {}
+    redrawn = json.loads(resampled.read_text()) if resampled.is_file() else {}
     for name in RUNS:
         if args.only and name not in args.only:
             continue
-        if name in summary.runs and name not in checks:
+        if name in summary.runs and name not in redrawn:
             config = GenConfig.read(out / name / "config.yaml")
-            checks[name] = resampled_swd(config)
-            atomic_write_text(resampled, json.dumps(checks, indent=2) + "\n")
-        if name in checks:
-            print(f"{name}: SWD with other seeds {checks[name]}", flush=True)
+            redrawn[name] = resampled_swd(config)
+            atomic_write_text(resampled, json.dumps(redrawn, indent=2) + "\n")
+        if name in redrawn:
+            print(f"{name}: SWD with other seeds {redrawn[name]}", flush=True)
     text = table(
         summary.runs,
         f"COVID-positive train images of {args.dev_data.name} at {args.size} px; compared with "

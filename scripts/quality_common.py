@@ -21,7 +21,7 @@ from cxrlab.data.packed import open_packed, preprocess_dataset
 from cxrlab.data.show import image_grid, save_grid
 from cxrlab.gen.config import GenConfig
 from cxrlab.gen.run_metrics import RunMetrics
-from cxrlab.gen.sample import load_generator
+from cxrlab.gen.sample import LoadedGenerator, load_generator
 from cxrlab.gen.sampling import generate, to_uint8
 from cxrlab.gen.trainer import train_generator
 from cxrlab.metrics.api import compute_metrics
@@ -98,6 +98,20 @@ class Summary:
         atomic_write_text(self.path, json.dumps(self.runs, indent=2) + "\n")
 
 
+def draw_positives(loaded: LoadedGenerator, n: int, seed: int) -> torch.Tensor:
+    """``n`` COVID-positive images (n, 1, S, S) in [-1, 1] from ``loaded``, noise seeded
+    with ``seed``."""
+    return generate(
+        loaded.generator,
+        loaded.recipe,
+        n,
+        latent_dim=loaded.config.latent_dim,
+        covid=1,
+        generator=torch.Generator().manual_seed(seed),
+        batch_size=64,
+    )
+
+
 def train_and_measure(config: GenConfig, grid: Path) -> dict:
     """Train (or resume) ``config``'s run, then measure its last generator on the
     held-out positives and write a grid of 64 positives drawn with seed 1. With a
@@ -111,15 +125,7 @@ def train_and_measure(config: GenConfig, grid: Path) -> dict:
     for step in range(config.save_interval, result.step, config.save_interval):
         earlier = measure(load_generator(config.out, step=step, device="cpu").generator, step)
         curve[step] = {k: round(earlier[k], 4) for k in CURVE if k in earlier}
-    fake = generate(
-        loaded.generator,
-        loaded.recipe,
-        64,
-        latent_dim=config.latent_dim,
-        covid=1,
-        generator=torch.Generator().manual_seed(1),
-    )
-    write_grid(fake, grid)
+    write_grid(draw_positives(loaded, 64, seed=1), grid)
     return {
         "steps": result.step,
         "seconds": round(result.seconds, 1),
@@ -133,21 +139,15 @@ def resampled_swd(config: GenConfig, seeds: tuple[int, ...] = (11, 12)) -> dict[
     the validation positives and the test positives (read here only, to report how far
     a result holds beyond the images choices were made on): ``{split: [swd per seed]}``."""
     loaded = load_generator(config.out, device="cpu")
-    values: dict[str, list] = {"val": [], "test": []}
+    references = {
+        split: ImageSource(config.data, split=split, covid=1) for split in ("val", "test")
+    }
+    values: dict[str, list] = {split: [] for split in references}
     for seed in seeds:
-        fake = generate(
-            loaded.generator,
-            loaded.recipe,
-            config.metrics_n,
-            latent_dim=config.latent_dim,
-            covid=1,
-            generator=torch.Generator().manual_seed(seed),
-            batch_size=64,
-        )
-        for split, found in values.items():
-            real = ImageSource(config.data, split=split, covid=1)
+        fake = draw_positives(loaded, config.metrics_n, seed)
+        for split, real in references.items():
             swd = compute_metrics(real, fake, ["swd"], device="cpu", seed=config.seed)["swd"]
-            found.append(round(float(swd), 1))
+            values[split].append(round(float(swd), 1))
     return values
 
 

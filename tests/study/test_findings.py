@@ -11,6 +11,7 @@ from cxrlab.study.findings import (
     GeneratorChecks,
     all_findings,
     best_classifier,
+    best_generator_position,
     best_generators,
     classifier_findings,
     describe_change,
@@ -386,6 +387,29 @@ def test_a_collapsed_or_memorizing_generator_is_never_the_best():
     off = GeneratorChecks(collapse_ratio=None, memorization_limit=None)
     assert best_generators(rows, "swd", off)["64px-none"].cell == "gen/64px-none/vae"
     assert "0.1 of its images" in checks.explain("memorizes")
+
+
+def test_best_generator_position_on_the_runners_records():
+    # the runner passes one dict per generator cell; {} for a cell with no result
+    records = [
+        {},
+        {"swd": 50.0, "memorization_share": 0.27},  # best value, but copies
+        {"swd": 60.0, "ms_ssim_fake": 0.9, "ms_ssim_real": 0.4},  # collapsed
+        {"swd": float("nan")},
+        {"swd": 70.0},
+        {"swd": 65.0},
+        {"swd": 65.0},  # equal to the one before: the first wins
+    ]
+    assert best_generator_position(records, "swd") == 5
+    off = GeneratorChecks(collapse_ratio=None, memorization_limit=None)
+    assert best_generator_position(records, "swd", off) == 1
+    higher = [{"is": 1.5}, {"is": 2.5}, {"is": 2.0}]  # Inception Score: higher is better
+    assert best_generator_position(higher, "is") == 1
+    assert best_generator_position([{}, {"swd": float("nan")}], "swd") is None
+    # the report falls back to the runner's record, never to a flawed generator
+    rows = gen_rows({("none", "vae"): 0.05, ("none", "dcgan"): 0.1}).drop(columns=["swd"])
+    rows = rows.assign(selected=1, memorization_share=[0.3, 0.0])
+    assert best_generators(rows, "swd")["64px-none"].cell == "gen/64px-none/dcgan"
 
 
 def test_nan_values_and_missing_columns_are_tolerated():

@@ -134,6 +134,12 @@ def collapsed(
     return ms_ssim_fake > ratio * ms_ssim_real
 
 
+def _row_number(row: Mapping[str, object], key: str) -> float:
+    """``row[key]`` as a float; NaN when missing or not a number."""
+    value = pd.to_numeric(row.get(key, math.nan), errors="coerce")
+    return float(value) if pd.notna(value) else math.nan
+
+
 @dataclass(frozen=True)
 class GeneratorChecks:
     """What keeps a generator from being chosen, however good its ``select_by`` value.
@@ -151,14 +157,10 @@ class GeneratorChecks:
     def flaw(self, row: Mapping[str, object]) -> str | None:
         """``"collapsed"``, ``"memorizes"`` or None for one generator's metric values
         (missing or non-numeric values pass)."""
-
-        def number(key: str) -> float:
-            value = pd.to_numeric(row.get(key, math.nan), errors="coerce")
-            return float(value) if pd.notna(value) else math.nan
-
-        if collapsed(number("ms_ssim_fake"), number("ms_ssim_real"), self.collapse_ratio):
+        fake, real = _row_number(row, "ms_ssim_fake"), _row_number(row, "ms_ssim_real")
+        if collapsed(fake, real, self.collapse_ratio):
             return "collapsed"
-        share = number("memorization_share")
+        share = _row_number(row, "memorization_share")
         if self.memorization_limit is not None and share > self.memorization_limit:
             return "memorizes"
         return None
@@ -968,42 +970,59 @@ def matching_baseline(
     return str(chosen["cell"].iloc[0])
 
 
+def best_generator_position(
+    rows: Sequence[Mapping[str, object]],
+    select_by: str,
+    checks: GeneratorChecks = GeneratorChecks(),
+) -> int | None:
+    """Position in ``rows`` (one variant's generators) of the best by ``select_by``, its
+    direction from the metric registry; the first of equals. A collapsed or memorizing
+    generator (``checks``) is never the best, whatever its value. None when no
+    generator without a flaw has a finite value. The study's choice of the generator
+    to draw synthetic images from and the report's "best" are both this function."""
+    info = value_info(select_by)
+    best: tuple[float, int] | None = None
+    for position, row in enumerate(rows):
+        value = _row_number(row, select_by)
+        if checks.flaw(row) is not None or not math.isfinite(value):
+            continue
+        badness = info.badness(value) if info else value
+        if best is None or badness < best[0]:
+            best = (badness, position)
+    return None if best is None else best[1]
+
+
 def best_generators(
     results: pd.DataFrame,
     select_by: str = "swd",
     checks: GeneratorChecks = GeneratorChecks(),
 ) -> dict[str, BestGenerator]:
-    """The best generator cell of each variant by ``select_by`` (its direction from the
-    metric registry), measured against held-out validation images. A collapsed or
-    memorizing generator (``checks``) is never the best, whatever its ``select_by``. Variants
-    without any value of the metric fall back to the row marked ``selected``; variants
-    with neither are left out."""
+    """The best generator cell of each variant (:func:`best_generator_position`),
+    measured against held-out validation images. Variants without any value of the
+    metric fall back to the unflawed row marked ``selected`` (the study's record of
+    what it drew from); variants with neither are left out."""
     rows = rows_of(results, "generator")
     best: dict[str, BestGenerator] = {}
     if rows.empty or "variant" not in rows.columns:
         return best
-    info = value_info(select_by)
     for variant, group in rows.groupby("variant", sort=False):
-        group = group[checks.flaws(group) == ""]
-        if group.empty:
-            continue
-        values = (
-            pd.to_numeric(group[select_by], errors="coerce")
-            if select_by in group.columns
-            else pd.Series(math.nan, index=group.index)
-        )
-        if values.notna().any():
-            badness = values.map(lambda v: info.badness(v) if info else v)
-            index = badness.idxmin()
-        elif "selected" in group.columns and (pd.to_numeric(group["selected"]) == 1).any():
-            index = group.index[pd.to_numeric(group["selected"]) == 1][0]
-        else:
-            continue
+        records = group.to_dict("records")
+        position = best_generator_position(records, select_by, checks)
+        if position is None:
+            marked = [
+                i
+                for i, row in enumerate(records)
+                if _row_number(row, "selected") == 1 and checks.flaw(row) is None
+            ]
+            if not marked:
+                continue
+            position = marked[0]
+        row = records[position]
         best[str(variant)] = BestGenerator(
             variant=str(variant),
-            cell=str(group.at[index, "cell"]),
-            folder=level_text(group.at[index, "folder"]) if "folder" in group else "",
+            cell=str(row["cell"]),
+            folder=level_text(row["folder"]) if "folder" in row else "",
             metric=select_by,
-            value=float(values.loc[index]),
+            value=_row_number(row, select_by),
         )
     return best

@@ -25,7 +25,6 @@ cells whose settings the spec has since changed. The study folder::
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -39,7 +38,7 @@ import pandas as pd
 from cxrlab.errors import CxrlabError
 from cxrlab.metrics.registry import value_info
 from cxrlab.study import schema
-from cxrlab.study.findings import control_level
+from cxrlab.study.findings import best_generator_position, control_level
 from cxrlab.study.spec import StudySpec, Variant, _slug, load_spec
 from cxrlab.utils import outputs
 from cxrlab.utils.fs import atomic_write_text
@@ -305,21 +304,17 @@ class StudyRunner:
         if spec.synthetic_from != "best":
             return next(c.id for c in gen_cells if c.settings["name"] == spec.synthetic_from)
         metric = spec.select_by
-        info = value_info(metric)
         checks = spec.checks
-        scored, flawed = [], []
-        for cell in gen_cells:
-            row = self.rows[cell.id][0] if self.rows.get(cell.id) else {}
+        rows = [self.rows[cell.id][0] if self.rows.get(cell.id) else {} for cell in gen_cells]
+        usable = []
+        for cell, row in zip(gen_cells, rows, strict=True):
             flaw = checks.flaw(row)
-            if flaw is not None:  # never chosen, whatever its metric
-                flawed.append(cell.id)
+            if flaw is None:
+                usable.append(cell.id)
+            else:  # never chosen, whatever its metric
                 self.log(f"    {cell.id} {flaw}: {checks.explain(flaw)}")
-                continue
-            value = row.get(metric)
-            if value is not None and math.isfinite(value):
-                scored.append((info.badness(value) if info else value, cell.id))
-        if not scored:
-            usable = [c.id for c in gen_cells if c.id not in flawed]
+        position = best_generator_position(rows, metric, checks)
+        if position is None:
             if not usable:
                 self.log(
                     f"    every generator of {variant.name} {UNUSABLE}: no synthetic images "
@@ -331,7 +326,7 @@ class StudyRunner:
                 f"({usable[0]}) for synthetic images"
             )
             return usable[0]
-        return min(scored)[1]
+        return gen_cells[position].id
 
     def _synthetic(self, variant: Variant, generator_cell: str, amount: int) -> Path:
         from cxrlab.gen.sample import sample_run

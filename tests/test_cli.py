@@ -208,6 +208,12 @@ def _guard_cases(ws):
         (["data", "augment", ws / "P", "--per-image", "3", "--out", ws / "P2"], ws / "P2"),
         (["data", "show", ws / "P", "--out", ws / "P"], ws / "P"),
         (["data", "show", ws / "P", "--out", ws / "X"], ws / "X"),
+        (["data", "show", ws / "P", "--out", ws / "X" / "manifest.csv"], ws / "X"),
+        (["data", "show", ws / "P", "--out", ws / "other.txt"], ws / "other.txt"),
+        (["metrics", ws / "P", ws / "P2", "--out", ws / "P" / "images.npy"], ws / "P"),
+        (["metrics", ws / "P", ws / "P2", "--out", ws / "X" / "manifest.csv"], ws / "X"),
+        (["metrics", ws / "P", ws / "P2", "--out", ws / "S"], ws / "S"),
+        (["metrics", ws / "P", ws / "nothing", "--out", ws / "m.json"], ws / "nothing"),
         (["data", "stats", ws / "X", "--out", ws / "X"], ws / "X"),
         (["data", "stats", ws / "X", "--out", ws / "P"], ws / "P"),
     ]

@@ -122,6 +122,23 @@ def test_vanished_file_becomes_a_reject_not_a_gap(dataset, tmp_path):
     assert victim not in set(packed.manifest["path"])
 
 
+def test_a_damaged_images_file_is_a_clear_error_naming_it(dataset, tmp_path):
+    packed = tmp_path / "P"
+    preprocess_dataset(dataset, packed, PreprocessOptions(size_px=32), progress=False)
+    images = packed / "images.npy"
+    for damage, words in (
+        (lambda: np.save(images, np.array([{"a": 1}], dtype=object)), "holds Python objects"),
+        (lambda: images.write_text('{"metrics": {}}'), "cannot be read as a NumPy array"),
+        (lambda: np.save(images, np.zeros((24, 32), np.uint8)), "not \\(N, H, W\\)"),
+        (lambda: np.save(images, np.zeros((24, 32, 32), np.float32)), "float32 array"),
+        (images.unlink, "is missing"),
+    ):
+        damage()
+        with pytest.raises(DatasetError, match=words) as error:
+            open_packed(packed)
+        assert str(images) in str(error.value) and "--force" in str(error.value)
+
+
 def test_loader_ranges_filters_and_batches(dataset, tmp_path):
     preprocess_dataset(dataset, tmp_path / "P", PreprocessOptions(size_px=32), progress=False)
     positives = PackedDataset(tmp_path / "P", split="train", covid=1)

@@ -42,6 +42,25 @@ def test_out_argument_and_missing_study(tmp_path):
         write_report(tmp_path / "no-such-study")
 
 
+def test_report_never_replaces_a_file_it_did_not_write(tmp_path):
+    from cxrlab.utils.outputs import OutputError
+
+    root = make_study(tmp_path / "s", generators=False, stats=False)
+    results = (root / "results.csv").read_bytes()
+    with pytest.raises(OutputError, match="is not an HTML report of cxrlab"):
+        write_report(root, root / "results.csv")
+    assert (root / "results.csv").read_bytes() == results
+    with pytest.raises(OutputError, match="is a folder"):
+        write_report(root, tmp_path)
+    first = write_report(root)
+    assert write_report(root) == first  # its own report: a rerun replaces it
+    notes = tmp_path / "notes.html"
+    notes.write_text("<html>mine</html>")
+    with pytest.raises(OutputError, match="--force"):
+        write_report(root, notes)
+    assert "cxrlab study report" in write_report(root, notes, force=True).read_text()
+
+
 def test_sections_in_order_and_images_embedded(full_study):
     _, _, html = full_study
     ids = re.findall(r'<section id="([^"]+)"', html)

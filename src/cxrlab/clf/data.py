@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from cxrlab.data.packed import Packed, open_packed
+from cxrlab.data.packed import Packed, load_stack, open_packed
 from cxrlab.data.sources.labels import class_label
 from cxrlab.errors import DatasetError
 
@@ -158,7 +158,7 @@ def _packed_masks(packed: Packed, rows: np.ndarray, size_px: int) -> np.ndarray 
     path = packed.path / "masks.npy"
     if not path.is_file():
         return None
-    masks = np.load(path, mmap_mode="r")
+    masks = load_stack(path)
     if masks.shape[0] != packed.images.shape[0]:
         raise DatasetError(
             f"{path} has {masks.shape[0]} masks for {packed.images.shape[0]} images; "

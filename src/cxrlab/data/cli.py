@@ -393,7 +393,8 @@ def data_show(
     split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for the choice or the augmentation.")] = 0,
     force: Annotated[
-        bool, typer.Option(help="Replace an --out that is not a file (never the input).")
+        bool,
+        typer.Option(help="Replace an existing --out file that is not a PNG (never the input)."),
     ] = False,
     quiet: Quiet = False,
 ) -> None:

@@ -308,13 +308,43 @@ class Packed:
         return np.nonzero(mask)[0]
 
 
+def load_stack(path: str | Path) -> np.ndarray:
+    """A PACKED folder's ``images.npy`` or ``masks.npy``, memory-mapped read-only:
+    (N, H, W) uint8 or uint16.
+
+    Raises:
+        DatasetError: naming the file, when it is missing, not a NumPy file, or not
+            such a stack (replaced or damaged by hand), with the fix.
+    """
+    path = Path(path)
+    again = (
+        "make the PACKED folder again with `cxrlab data preprocess DATASET --out PACKED --force`"
+    )
+    try:
+        array = np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        raise DatasetError(f"{path} is missing: {again}") from None
+    except (OSError, ValueError, EOFError) as error:
+        objects = "pickle" in str(error) or "Python objects" in str(error)
+        reason = "it holds Python objects" if objects else type(error).__name__
+        raise DatasetError(f"{path} cannot be read as a NumPy array ({reason}): {again}") from None
+    if not isinstance(array, np.ndarray) or array.ndim != 3 or array.dtype.kind != "u":
+        shape = getattr(array, "shape", "?")
+        dtype = getattr(array, "dtype", "?")
+        raise DatasetError(
+            f"{path} holds a {dtype} array of shape {shape}, not (N, H, W) unsigned "
+            f"integers: {again}"
+        )
+    return array
+
+
 def open_packed(packed: str | Path) -> Packed:
     """Open a PACKED folder; the images stay on disk until touched."""
     packed = Path(packed)
     meta = read_meta(packed)
     if meta.get("format") != PACKED_FORMAT:
         raise DatasetError(f"{packed}/meta.json is not a cxrlab packed dataset")
-    images = np.load(packed / IMAGES, mmap_mode="r")
+    images = load_stack(packed / IMAGES)
     manifest = read_manifest(packed)
     if len(manifest) != images.shape[0]:
         raise CxrlabError(

@@ -13,7 +13,7 @@ from cxrlab.data.packed import open_packed
 from cxrlab.errors import CxrlabError
 from cxrlab.preprocess.augment import BatchAugment
 from cxrlab.utils.fs import atomic_path
-from cxrlab.utils.outputs import FILE, check_output
+from cxrlab.utils.outputs import PNG_SIGNATURE, check_output_file, starts_with
 
 
 def image_grid(images: np.ndarray, columns: int | None = None, padding_px: int = 2) -> np.ndarray:
@@ -59,11 +59,14 @@ def show_packed(
 
     Raises:
         CxrlabError: for ``n < 1`` or an ``index`` outside the split.
-        OutputError: when ``out`` is inside ``packed`` or (unless ``force``) not a file.
+        OutputError: when ``out`` is inside ``packed``, is a folder, or (unless ``force``)
+            an existing file that is not a PNG.
     """
     if n < 1:
         raise CxrlabError(f"--n must be at least 1 (images in the grid), got {n}")
-    check_output(out, kind=FILE, inputs=[packed], force=force)
+    check_output_file(
+        out, what="a PNG image", is_kind=starts_with(PNG_SIGNATURE), inputs=[packed], force=force
+    )
     data = open_packed(packed)
     rows = data.select(split)
     if len(rows) == 0:

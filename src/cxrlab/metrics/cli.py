@@ -11,6 +11,7 @@ import typer
 
 from cxrlab.cli_common import LabelChoice, Quiet, covid_value, friendly_errors
 from cxrlab.errors import CxrlabError
+from cxrlab.utils.outputs import check_output_file
 
 
 class FeaturesChoice(str, Enum):
@@ -60,6 +61,15 @@ def _default_metrics(features: str, weights: Path | None, with_train: bool) -> s
         )
         return ",".join(names)
     return None
+
+
+def _is_metrics_json(path: Path) -> bool:
+    """Whether ``path`` holds what this command writes (so a rerun may replace it)."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(report, dict) and "metrics" in report and "cxrlab_version" in report
 
 
 @friendly_errors
@@ -118,6 +128,10 @@ def metrics_command(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    force: Annotated[
+        bool,
+        typer.Option(help="Replace an existing --out that is not a metrics JSON (never an input)."),
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Compare generated images (FAKE) with real ones (REAL): FID, KID, IS, PRDC, SWD,
@@ -139,8 +153,18 @@ def metrics_command(
     if train is not None and not (train / "meta.json").is_file():
         train_source = ImageSource(train, covid=covid)  # a folder has no splits: taken whole
 
-    if out.is_dir():
-        raise CxrlabError(f"--out {out} is a folder; give the JSON file to write, e.g. {out}.json")
+    for role, path in (("REAL", real), ("FAKE", fake), ("--train", train)):
+        if path is not None and not path.exists():
+            raise CxrlabError(
+                f"{role} {path} does not exist; give a PACKED folder or a folder of images"
+            )
+    check_output_file(
+        out,
+        what="a metrics JSON",
+        is_kind=_is_metrics_json,
+        inputs=[real, fake, train],
+        force=force,
+    )
     if metrics is None:
         metrics = _default_metrics(features.value, weights, with_train=train is not None)
     grid_path = out.with_name(f"{out.stem}-memorization.png")

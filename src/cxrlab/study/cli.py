@@ -54,11 +54,14 @@ def report(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="HTML file (default STUDY/report.html).")
     ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Replace an existing --out file that is not a cxrlab report.")
+    ] = False,
 ) -> None:
     """Write one self-contained HTML page (images embedded) from a study folder."""
     from cxrlab.study.report import write_report
 
-    typer.echo(f"wrote {write_report(study, out)}")
+    typer.echo(f"wrote {write_report(study, out, force=force)}")
 
 
 @app.command("list")

@@ -52,6 +52,7 @@ from cxrlab.study.findings import (
     summarise_classifiers,
 )
 from cxrlab.utils.fs import atomic_write_text
+from cxrlab.utils.outputs import check_output_file
 
 REPORT_NAME = "report.html"
 SAMPLE_PATTERN = re.compile(r"step_(\d+)\.png$")
@@ -197,23 +198,34 @@ def load_study(study: str | Path) -> Study:
     return loaded
 
 
-def write_report(study: str | Path, out: str | Path | None = None) -> Path:
+def write_report(study: str | Path, out: str | Path | None = None, *, force: bool = False) -> Path:
     """Write the study's report as one self-contained HTML file.
 
     Args:
         study: the study folder (as written by ``cxrlab study run``).
         out: the HTML file to write (default ``STUDY/report.html``).
+        force: replace an existing ``out`` that is not a cxrlab report.
 
     Returns:
         The path written.
 
     Raises:
         CxrlabError: ``study`` is not a folder.
+        OutputError: ``out`` is a folder, or (unless ``force``) an existing file that
+            is not a report (``results.csv``, a spec...).
     """
-    html = render_report(study)
     path = Path(out) if out is not None else Path(study) / REPORT_NAME
+    check_output_file(path, what="an HTML report of cxrlab", is_kind=_is_report, force=force)
+    html = render_report(study)
     atomic_write_text(path, html)
     return path
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` holds a report this module wrote (so a rerun may replace it)."""
+    with open(path, "rb") as handle:
+        head = handle.read(8192)  # the <title> comes after the security policy
+    return head.startswith(b"<!DOCTYPE html>") and b"cxrlab study report" in head
 
 
 def render_report(study: str | Path) -> str:

@@ -9,13 +9,16 @@ A command never destroys what a user did not ask it to replace:
 * an existing ``--out`` of the same kind made with other settings is refused;
 
 each unless ``--force`` is given, and the error says what is there. The check runs
-before any work, so a refused command changes nothing on disk.
+before any work, so a refused command changes nothing on disk. A command that
+writes one file (a PNG grid, a metrics JSON, an HTML report) uses
+:func:`check_output_file`: an existing file is replaced only when it is of the kind
+the command writes (``manifest.csv`` is never taken for a PNG), a folder never.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from cxrlab.errors import CxrlabError
@@ -82,6 +85,11 @@ def folder_kind(path: str | Path) -> str | None:
     return OTHER
 
 
+def _a(kind: str) -> str:
+    """``kind`` with its indefinite article: "an image folder", "a dataset"."""
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
 def _related(out: Path, source: Path) -> str | None:
     """How ``out`` overlaps ``source``: ``is``, ``is inside``, ``holds`` or None."""
     if out == source:
@@ -138,7 +146,7 @@ def check_output(
         if existing == FILE:
             raise OutputError(f"{option} {out} is a file; give a folder path (or --force)")
         raise OutputError(
-            f"{option} {out} already holds a {existing}, not a {kind}; choose another "
+            f"{option} {out} already holds {_a(existing)}, not {_a(kind)}; choose another "
             f"{option}, or pass --force to replace it"
         )
     if same_settings is False:
@@ -147,3 +155,50 @@ def check_output(
             f"choose another {option}, or pass --force to replace it"
         )
     return existing
+
+
+def check_output_file(
+    out: str | Path,
+    *,
+    what: str,
+    is_kind: Callable[[Path], bool],
+    inputs: Iterable[str | Path | None] = (),
+    force: bool = False,
+    option: str = "--out",
+) -> None:
+    """Refuse a one-file ``out`` that would destroy an input, a folder or another file.
+
+    Args:
+        out: the file the command is about to write.
+        what: what the command writes, for messages ("a PNG image", "an HTML report").
+        is_kind: whether an existing file at ``out`` is such a file (then it may be
+            replaced, as a rerun would).
+        inputs: the command's inputs; ``out`` may not be or lie inside any of them.
+        force: allow replacing an existing file of another kind.
+
+    Raises:
+        OutputError: naming ``out``, what is there, and the fix.
+    """
+    path = Path(out)
+    if path.is_dir():
+        raise OutputError(f"{option} {out} is a folder; give the path of {what} to write")
+    check_output(path, kind=FILE, inputs=inputs, force=True, option=option)
+    if path.is_file() and not force and not is_kind(path):
+        raise OutputError(
+            f"{option} {out} already exists and is not {what}; choose another {option}, "
+            "or pass --force to replace it"
+        )
+
+
+def starts_with(prefix: bytes) -> Callable[[Path], bool]:
+    """A file test for :func:`check_output_file`: the file's first bytes are ``prefix``."""
+
+    def test(path: Path) -> bool:
+        with open(path, "rb") as handle:
+            return handle.read(len(prefix)) == prefix
+
+    return test
+
+
+#: PNG files begin with these 8 bytes.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

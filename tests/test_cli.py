@@ -355,6 +355,26 @@ def test_split_and_stats_take_quiet(workspace, tmp_path):
     assert (tmp_path / "X" / "stats" / "stats.json").is_file()
 
 
+def test_every_command_that_shows_progress_takes_quiet():
+    """-q/--quiet everywhere but in the commands that finish at once and show no bar."""
+    import typer.main
+
+    instant = {"study list", "study report"}
+
+    def commands(group, prefix=""):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from commands(command, f"{prefix}{name} ")
+            else:
+                yield f"{prefix}{name}", command
+
+    found = dict(commands(typer.main.get_command(app)))
+    assert instant <= set(found)
+    for name, command in found.items():
+        options = {o for p in command.params for o in getattr(p, "opts", [])}
+        assert ({"-q", "--quiet"} <= options) != (name in instant), name
+
+
 def test_loader_refuses_an_unknown_normalization_at_construction(tmp_path):
     from cxrlab.data.loader import packed_loader
     from cxrlab.errors import CxrlabError

@@ -142,6 +142,30 @@ def test_sampling_is_deterministic_for_a_seed_with_either_sampler(tmp_path):
     )
 
 
+def test_the_sampling_bar_moves_at_each_denoising_step_and_changes_no_image(tmp_path, monkeypatch):
+    import cxrlab.gen.sampling as sampling
+
+    make_packed(tmp_path / "P")
+    train_generator(tiny(tmp_path, steps=2), progress=False)
+    loaded = load_generator(tmp_path / "run", device="cpu")
+    options = SamplingOptions(sampler="ddim", steps=4)
+    draw = dict(label="positive", seed=0, options=options, batch_size=3)
+    quiet = generate_uint8(loaded, 5, **draw)
+    moves = []
+
+    class Recorder(sampling.tqdm):
+        def update(self, n=1):
+            if not self.disable:
+                moves.append(n)
+            return super().update(n)
+
+    monkeypatch.setattr(sampling, "tqdm", Recorder)
+    shown = generate_uint8(loaded, 5, progress=True, **draw)
+    assert np.array_equal(quiet, shown)
+    assert len(moves) == 2 * 4  # two batches (3 + 2 images), four steps each
+    assert sum(moves) == pytest.approx(5)
+
+
 def test_an_unconditional_run_draws_its_class_and_refuses_guidance(tmp_path):
     make_packed(tmp_path / "P")
     train_generator(tiny(tmp_path, "ldm", label="negative", autoencoder_steps=2), progress=False)

@@ -164,6 +164,7 @@ def evaluate(
     ] = None,
     bootstrap: Annotated[int, typer.Option(help="Patient-bootstrap resamples for the CIs.")] = 2000,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    quiet: Quiet = False,
 ) -> None:
     """Evaluate every seed of RUN on a split of --data: metrics with 95% patient-bootstrap
     intervals, confusion matrix and ROC PNGs, predictions CSV; optionally Grad-CAM and a
@@ -180,6 +181,7 @@ def evaluate(
         device=device,
         bootstrap=bootstrap,
         lung_masks=lung_masks,
+        progress=not quiet,
     )
     typer.echo(result.report)
     typer.echo(f"written to {result.out} (metrics.json, report.txt)")

@@ -215,6 +215,7 @@ def evaluate_run(
     bootstrap: int = 2000,
     batch_size: int = 64,
     lung_masks: str | Path | None = None,
+    progress: bool = False,
 ) -> RunEvaluation:
     """Evaluate every seed of a trained run on ``split`` of the PACKED ``data``.
 
@@ -229,6 +230,7 @@ def evaluate_run(
         bootstrap: patient-bootstrap resamples.
         lung_masks: a MASKS folder: the probe removes, then keeps only, these lungs
             (needs ``shortcut_probe``).
+        progress: a bar per prediction pass over the images.
 
     Each seed's threshold is the one chosen on its validation split at training.
     """
@@ -269,7 +271,14 @@ def evaluate_run(
                     f"images resized from {packed.images.shape[-1]} to the model's {size_px} px"
                 )
             notes += _leak_notes(run, packed, split, packed.manifest.iloc[images.table["row"]])
-        probability, _ = predict(model, images, device=torch_device, batch_size=batch_size)
+        probability, _ = predict(
+            model,
+            images,
+            device=torch_device,
+            batch_size=batch_size,
+            progress=progress,
+            desc=f"seed {seed}, {split}",
+        )
         predictions = predictions_frame(images, probability)
         evaluation = evaluate_predictions(
             predictions, threshold, split=split, n_resamples=bootstrap, seed=seed
@@ -310,8 +319,9 @@ def evaluate_run(
             else:  # the central box as the lung field
                 probe, subject = functools.partial(_probe, intact=evaluation), images
             probes[seed] = probe(
-                model, subject, threshold, torch_device, batch_size, bootstrap, seed, target
-            )
+                model, subject, threshold, torch_device, batch_size, bootstrap, seed, target,
+                progress=progress,
+            )  # fmt: skip
             values["shortcut_probe"] = probes[seed]
         atomic_write_text(target / "metrics.json", json.dumps(values, indent=2) + "\n")
     report = _evaluation_report(
@@ -333,7 +343,7 @@ def evaluate_run(
 
 
 def _probe(
-    model, images, threshold, device, batch_size, bootstrap, seed, target, *, intact
+    model, images, threshold, device, batch_size, bootstrap, seed, target, *, intact, progress
 ) -> dict:
     """Evaluate with the lung field hidden; a grid shows what the model was shown."""
 
@@ -341,7 +351,13 @@ def _probe(
         return hide_lungs(batch, images.lung_mask(positions))
 
     probability, _ = predict(
-        model, images, device=device, batch_size=batch_size, transform=transform
+        model,
+        images,
+        device=device,
+        batch_size=batch_size,
+        transform=transform,
+        progress=progress,
+        desc=f"seed {seed}, lung field hidden",
     )
     hidden = evaluate_predictions(
         predictions_frame(images, probability),
@@ -433,7 +449,9 @@ def lung_mask_verdict(intact: Evaluation, removed: Evaluation, only: Evaluation)
     )
 
 
-def _lung_mask_probe(model, masked, threshold, device, batch_size, bootstrap, seed, target) -> dict:
+def _lung_mask_probe(
+    model, masked, threshold, device, batch_size, bootstrap, seed, target, *, progress
+) -> dict:
     """Evaluate the images that have lung masks intact, lungs removed and lungs only."""
     images, left_out, folder = masked
     evaluations, grids = {}, {}
@@ -444,7 +462,13 @@ def _lung_mask_probe(model, masked, threshold, device, batch_size, bootstrap, se
     }
     for name, transform in variants.items():
         probability, _ = predict(
-            model, images, device=device, batch_size=batch_size, transform=transform
+            model,
+            images,
+            device=device,
+            batch_size=batch_size,
+            transform=transform,
+            progress=progress,
+            desc=f"seed {seed}, {name}",
         )
         evaluations[name] = evaluate_predictions(
             predictions_frame(images, probability),

@@ -14,6 +14,7 @@ from cxrlab.clf.models import Classifier, ModelSpec, build_classifier
 from cxrlab.errors import CxrlabError
 from cxrlab.utils.checkpoint import load_checkpoint
 from cxrlab.utils.device import autocast
+from cxrlab.utils.progress import tqdm
 
 #: ``transform(images (B, 1, S, S) on the device, positions (B,)) -> images``: edits a batch
 #: before the model sees it (the shortcut probe hides the lungs this way).
@@ -31,15 +32,19 @@ def predict(
     batch_size: int = 64,
     transform: BatchTransform | None = None,
     features: torch.Tensor | None = None,
+    progress: bool = False,
+    desc: str = "predicting",
 ) -> tuple[np.ndarray, float]:
     """COVID-19 probabilities (N,) of every image, and the mean (unweighted) loss.
 
     The model is put in eval mode; images are neither augmented nor shuffled.
     ``features``: (N, C, h, w) the backbone's maps of ``images``, computed before (a
     frozen backbone's, see :func:`backbone_features`): only the head runs.
+    ``progress``: a bar counting images, titled ``desc``.
     """
     model.eval()
     probabilities, loss_sum = [], torch.zeros((), device=device)
+    bar = tqdm(total=len(images), desc=desc, unit="img", disable=not progress, leave=False)
     for start in range(0, len(images), batch_size):
         positions = np.arange(start, min(start + batch_size, len(images)))
         labels = torch.from_numpy(images.labels[positions]).to(device)
@@ -56,6 +61,8 @@ def predict(
                 logits = model(batch)
         loss_sum += model.loss(logits, labels) * len(positions)
         probabilities.append(model.covid_probability(logits).cpu())
+        bar.update(len(positions))
+    bar.close()
     probability = torch.cat(probabilities).double().numpy()
     if not np.isfinite(probability).all():
         bad = int((~np.isfinite(probability)).sum())

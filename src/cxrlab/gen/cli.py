@@ -220,6 +220,7 @@ def sample(
     force: Annotated[
         bool, typer.Option(help="Replace an existing --out of another kind or other images.")
     ] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Write synthetic images from a trained run.
 
@@ -233,6 +234,6 @@ def sample(
     options = SamplingOptions(sampler=sampler, steps=sample_steps, guidance=guidance)
     path = sample_run(
         run, out, n=n, label=label, step=step, ema=ema, packed=packed, seed=seed, device=device,
-        options=options, force=force,
+        options=options, force=force, progress=not quiet,
     )  # fmt: skip
     typer.echo(f"wrote {n} synthetic images to {path}")

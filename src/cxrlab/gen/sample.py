@@ -91,6 +91,7 @@ def generate_uint8(
     seed: int = 0,
     options: SamplingOptions | None = None,
     batch_size: int = 256,
+    progress: bool = False,
 ) -> np.ndarray:
     """``n`` images as (n, S, S) uint8 of class ``label`` (see :func:`sampling_label`)."""
     label = sampling_label(loaded.conditional, loaded.config.label, label)
@@ -103,6 +104,7 @@ def generate_uint8(
         generator=torch.Generator().manual_seed(seed),
         options=options,
         batch_size=batch_size,
+        progress=progress,
     )
     return to_uint8(images)
 
@@ -135,6 +137,7 @@ def sample_run(
     device: str = "auto",
     options: SamplingOptions | None = None,
     force: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Write ``n`` synthetic images of ``run`` to ``out``: PNGs, or a PACKED (``packed=True``)
     whose manifest marks each image ``synthetic=1``, split ``train``, with the run as its source.
@@ -160,7 +163,9 @@ def sample_run(
             f"{run} was trained on both classes without conditioning, so its images have no label; "
             "train with --label positive (or a conditional model with --label) to make labelled synthetic data"
         )
-    images = generate_uint8(loaded, n, label=trained_label, seed=seed, options=options)
+    images = generate_uint8(
+        loaded, n, label=trained_label, seed=seed, options=options, progress=progress
+    )
     covid = LABELS[trained_label] if trained_label else 0
     source = f"synthetic:{Path(run).name}"
     with atomic_dir(out) as staging:

@@ -21,6 +21,7 @@ from torch import nn
 
 from cxrlab.errors import CxrlabError
 from cxrlab.gen.config import LABELS
+from cxrlab.utils.progress import tqdm
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ def generate(
     generator: torch.Generator | None = None,
     options: SamplingOptions | None = None,
     batch_size: int = 256,
+    progress: bool = False,
 ) -> torch.Tensor:
     """``n`` images (n, 1, S, S) float32 in [-1, 1] on the CPU.
 
@@ -100,6 +102,8 @@ def generate(
             gives the same images).
         options: sampler settings of iterative families.
         batch_size: images per forward pass.
+        progress: show a bar counting images (an iterative family moves it at each
+            denoising step, so minutes of sampling on a CPU are not silent).
     """
     if n < 1:
         raise CxrlabError(f"the number of images must be at least 1, got {n}")
@@ -115,21 +119,29 @@ def generate(
             if isinstance(covid, torch.Tensor)
             else torch.full((n,), int(covid), dtype=torch.int64)
         )
+    if getattr(recipe, "check_sampling", None) is not None:
+        recipe.check_sampling(options)  # a refused setting stops before any work
     was_training = model.training
     model.eval()
     chunks = []
+    bar = tqdm(total=n, desc="sampling", unit="img", disable=not progress, leave=False)
     try:
         for start in range(0, n, batch_size):
             count = min(batch_size, n - start)
             labels = None if labels_all is None else labels_all[start : start + count].to(device)
             if getattr(recipe, "sample", None) is not None:
-                images = recipe.sample(model, count, labels, generator, options)
+                # the batch's share of the bar, a piece per denoising step
+                advance = lambda share, count=count: bar.update(count * share)  # noqa: E731
+                images = recipe.sample(model, count, labels, generator, options, advance)
             else:
                 z = torch.randn(count, latent_dim, generator=generator).to(device)
                 images = model(z, labels)
             chunks.append(images.float().clamp(-1, 1).cpu())
+            bar.n = start + count  # whole images, whatever the rounding of the pieces
+            bar.refresh()
     finally:
         model.train(was_training)
+        bar.close()
     return torch.cat(chunks)
 
 

@@ -151,7 +151,7 @@ def check_output(
         )
     if same_settings is False:
         raise OutputError(
-            f"{option} {out} already holds a {kind} made with other settings or inputs; "
+            f"{option} {out} already holds {_a(kind)} made with other settings or inputs; "
             f"choose another {option}, or pass --force to replace it"
         )
     return existing

@@ -106,6 +106,8 @@ class Recipe:
     #: ``sample(model, n, labels, generator, options) -> (n, 1, S, S)`` in [-1, 1];
     #: None: one pass of ``generator(z, labels)`` (see :mod:`cxrlab.gen.sampling`).
     sample: Callable | None = None
+    #: Their ``check_sampling(options)`` refuses sampler settings before any work.
+    check_sampling: Callable | None = None
     #: Families with their own objective (diffusion): ``train_step(trainer) -> {name:
     #: 0-dim loss tensor}``, called once per step instead of the adversarial/ELBO step;
     #: it draws batches with ``trainer._real_batch`` and all noise from ``trainer.noise_rng``.

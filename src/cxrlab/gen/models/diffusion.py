@@ -31,6 +31,7 @@ class and sampling can apply classifier-free guidance (Ho & Salimans 2022):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -329,25 +330,9 @@ class DiffusionFamily:
             target.latent_scale.fill_(1.0 / spread)
 
     # ------------------------------------------------------------------ sampling
-    @torch.no_grad()
-    def sample(
-        self,
-        model: DiffusionModel,
-        n: int,
-        labels: torch.Tensor | None,
-        generator: torch.Generator,
-        options,
-    ) -> torch.Tensor:
-        """``n`` images (n, 1, S, S) in [-1, 1] (see :func:`cxrlab.gen.sampling.generate`).
-
-        Args:
-            model: the denoiser (EMA weights where kept), in eval mode.
-            n: images in this batch.
-            labels: (n,) classes 0/1 of a conditional model, else None.
-            generator: CPU random generator; the start noise and every DDPM step's noise
-                come from it (on CUDA through a CUDA generator seeded from it).
-            options: :class:`~cxrlab.gen.sampling.SamplingOptions`; ``default``/None
-                fields take the run's settings.
+    def sampling_settings(self, options) -> tuple[str, int, float]:
+        """``(sampler, steps, guidance)`` of :class:`~cxrlab.gen.sampling.SamplingOptions`,
+        the run's settings filling ``default``/None fields; checked before any work.
 
         Raises:
             CxrlabError: an unknown sampler, steps outside 1..T, or guidance on an
@@ -372,6 +357,35 @@ class DiffusionFamily:
                 f"--guidance {guidance}: this run was trained on one class without class "
                 "conditioning; guidance needs a run trained without --label"
             )
+        return sampler, steps, guidance
+
+    @torch.no_grad()
+    def sample(
+        self,
+        model: DiffusionModel,
+        n: int,
+        labels: torch.Tensor | None,
+        generator: torch.Generator,
+        options,
+        advance: Callable[[float], object] | None = None,
+    ) -> torch.Tensor:
+        """``n`` images (n, 1, S, S) in [-1, 1] (see :func:`cxrlab.gen.sampling.generate`).
+
+        Args:
+            model: the denoiser (EMA weights where kept), in eval mode.
+            n: images in this batch.
+            labels: (n,) classes 0/1 of a conditional model, else None.
+            generator: CPU random generator; the start noise and every DDPM step's noise
+                come from it (on CUDA through a CUDA generator seeded from it).
+            options: :class:`~cxrlab.gen.sampling.SamplingOptions`; ``default``/None
+                fields take the run's settings.
+            advance: called after each denoising step with the share of the work done
+                by it (1 / steps), for a progress bar.
+
+        Raises:
+            CxrlabError: settings :meth:`sampling_settings` refuses.
+        """
+        sampler, steps, guidance = self.sampling_settings(options)
         device = next(model.parameters()).device
         shape = (n, model.channels, model.side_px, model.side_px)
         sample = torch.randn(shape, generator=generator).to(device)
@@ -394,6 +408,8 @@ class DiffusionFamily:
             else:
                 prediction = model(sample, timesteps, labels).float()
             sample = step(prediction, t, sample, step_generator)
+            if advance is not None:
+                advance(1 / len(scheduler.timesteps))
         images = model.decode(sample) if model.latent else sample
         return images.float().clamp(-1, 1)
 
@@ -442,6 +458,7 @@ def _family(name: str, size_px: int, options: ModelOptions) -> Recipe:
         conditional=family.conditional,
         notes=notes,
         sample=family.sample,
+        check_sampling=family.sampling_settings,
         train_step=family.train_step,
         loss_names=loss_names,
         extra_modules=extra_modules,

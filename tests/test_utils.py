@@ -136,17 +136,24 @@ def test_the_lock_file_pins_every_dependency_of_the_project():
     assert pinned["torch"] == "2.14.1" and pinned["torchvision"] == "0.29.1"
 
 
+@pytest.mark.parametrize("threads", [False, True])
 @pytest.mark.parametrize("n_items", [1, 7, 100, 203])
-def test_parallel_imap_yields_every_result_once_in_order(n_items):
-    # this process computes some chunks while the pool starts, the workers the others
+def test_parallel_imap_yields_every_result_once_in_order(n_items, threads):
+    # processes: this process computes some chunks while the pool starts
     items = list(range(-n_items, 0))
-    results = list(parallel_imap(abs, items, workers=2, progress=False, serial_below=1))
-    assert results == [abs(x) for x in items]
+    results = parallel_imap(abs, items, workers=2, progress=False, serial_below=1, threads=threads)
+    assert list(results) == [abs(x) for x in items]
 
 
-def test_parallel_imap_raises_the_error_of_an_item():
+@pytest.mark.parametrize("threads", [False, True])
+def test_parallel_imap_raises_the_error_of_an_item(threads):
+    import cv2
+
+    before = cv2.getNumThreads()
     with pytest.raises(TypeError):
-        list(parallel_imap(abs, [1] * 40 + ["x"] + [1] * 40, workers=2, progress=False))
+        items = [1] * 40 + ["x"] + [1] * 40
+        list(parallel_imap(abs, items, workers=2, progress=False, threads=threads))
+    assert cv2.getNumThreads() == before  # the thread workers' setting is undone
 
 
 def test_run_log_widens_its_header_and_resumes_as_if_never_stopped(tmp_path):

@@ -60,8 +60,8 @@ def test_preprocess_shapes_order_and_reuse(dataset, tmp_path):
     assert not changed.reused
 
 
-def test_preprocess_in_worker_processes_gives_the_bytes_of_one_process(dataset, tmp_path):
-    # workers=2: a pool, with this process decoding too while the pool starts
+def test_preprocess_in_worker_threads_gives_the_bytes_of_one_thread(dataset, tmp_path):
+    # workers=2: two decoding threads, results written in row order
     options = PreprocessOptions(size_px=32, equalize="clahe")
     preprocess_dataset(dataset, tmp_path / "one", options, workers=1, progress=False)
     preprocess_dataset(dataset, tmp_path / "two", options, workers=2, progress=False)

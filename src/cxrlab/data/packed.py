@@ -228,8 +228,15 @@ def preprocess_dataset(
         ok = np.ones(len(jobs), dtype=bool)
         rejects = []
         for index, result in enumerate(
+            # decoding and resizing run in Pillow's and OpenCV's C code, which releases
+            # the GIL: threads scale as processes do, without a process pool's start
             parallel_imap(
-                preprocess_one, jobs, workers=workers, desc="preprocessing", progress=progress
+                preprocess_one,
+                jobs,
+                workers=workers,
+                desc="preprocessing",
+                progress=progress,
+                threads=True,
             )
         ):
             if "reason" in result:

@@ -1,4 +1,10 @@
-"""Process-parallel maps with a progress bar, used for all per-file work."""
+"""Parallel maps with a progress bar, used for all per-file work.
+
+Two kinds of workers: processes (the default: any Python function scales), and
+threads (``threads=True``) for functions whose time is spent in C code that releases
+the GIL, such as Pillow's decoders and OpenCV's resizing: threads start at once and
+hand results back without pickling them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import TypeVar
 
 from cxrlab.utils.progress import tqdm
@@ -54,6 +60,40 @@ def _run_chunk(function: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
     return [function(item) for item in chunk]
 
 
+def _chunks(items: Sequence[T], workers: int) -> list[Sequence[T]]:
+    """Small chunks: the first results come early and the tail is shared evenly; a
+    chunk still amortises the round trip to a worker over a few items."""
+    size = max(1, min(8, len(items) // (workers * 16)))
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _thread_imap(
+    function: Callable[[T], R], items: Sequence[T], workers: int, bar: tqdm
+) -> Iterator[R]:
+    """``function`` over ``items`` in ``workers`` threads, results in order, at most a
+    few chunks ahead of the consumer. OpenCV runs one thread per call meanwhile, as in
+    a worker process."""
+    import cv2
+
+    chunks = _chunks(items, workers)
+    in_flight = workers * 4
+    cv2_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cxrlab-worker")
+    try:
+        futures: dict[int, Future] = {}
+        for index in range(len(chunks)):
+            for ahead in range(index, min(index + in_flight, len(chunks))):
+                if ahead not in futures:
+                    futures[ahead] = pool.submit(_run_chunk, function, chunks[ahead])
+            for result in futures.pop(index).result():
+                yield result
+                bar.update(1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        cv2.setNumThreads(cv2_threads)
+
+
 def parallel_imap(
     function: Callable[[T], R],
     items: Sequence[T],
@@ -62,13 +102,16 @@ def parallel_imap(
     desc: str = "",
     progress: bool = True,
     serial_below: int = 16,
+    threads: bool = False,
 ) -> Iterator[R]:
-    """Yield ``function(x)`` for each item, in order, computed in worker processes.
+    """Yield ``function(x)`` for each item, in order, computed in worker processes
+    (or threads).
 
     ``function`` must be a module-level function (it is pickled); keep its module
     light, since every worker imports it. Small inputs (fewer than ``serial_below``
     items) and ``workers=1`` run in this process. Results stream out, so a caller can
-    write them to disk without holding all.
+    write them to disk without holding all. ``threads``: run it in threads instead,
+    for functions that spend their time in C code releasing the GIL.
 
     Starting a pool takes a second or more (a fork server, the workers' imports);
     meanwhile, and whenever the next result in order is not ready yet, this process
@@ -84,10 +127,10 @@ def parallel_imap(
                 yield function(item)
                 bar.update(1)
             return
-        # Small chunks: the first results come early and the tail is shared evenly;
-        # a chunk still amortises the pickling round trip over a few items.
-        size = max(1, min(8, len(items) // (workers * 16)))
-        chunks = [items[start : start + size] for start in range(0, len(items), size)]
+        if threads:
+            yield from _thread_imap(function, items, workers, bar)
+            return
+        chunks = _chunks(items, workers)
         in_flight = workers * 4  # chunks queued in the pool at any time
         futures: dict[int, Future] = {}
         done_here: dict[int, list[R]] = {}

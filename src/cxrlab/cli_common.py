@@ -14,7 +14,7 @@ from cxrlab.errors import CxrlabError
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 Workers = Annotated[
-    int | None, typer.Option(help="Decoding processes (default: all cores, or $CXRLAB_WORKERS).")
+    int | None, typer.Option(help="Decoding threads (default: all cores, or $CXRLAB_WORKERS).")
 ]
 Force = Annotated[
     bool,

@@ -116,7 +116,7 @@ def ingest(
         dedup: reject later exact (byte-identical) duplicates of an accepted image.
         near_distance: perceptual-hash distance for near duplicates (None or -1: exact only).
         max_pixels: the decompression-bomb limit passed to the image reader.
-        workers: decoding processes (default: all cores).
+        workers: decoding threads (default: all cores).
         progress: show a progress bar.
         force: replace an ``out`` of another kind, made with other settings, or split.
         inputs: files or folders ``out`` may not be, lie inside or hold (besides each

@@ -35,6 +35,11 @@ LUMA_WEIGHTS = (0.2989, 0.5870, 0.1140)
 #: Default pixel limit: the largest public CXRs are about 4300 x 4300 (18.5 Mpx).
 DEFAULT_MAX_PIXELS = 64_000_000
 
+# We enforce our own pixel limit (``max_pixels``); PIL's warning for its global one
+# must not interfere. One filter for PIL's module, set once: ``catch_warnings`` around
+# each open is not safe in the threads that decode in parallel.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning, module=r"PIL\.Image")
+
 REASON_MISSING = "missing"
 REASON_UNREADABLE = "unreadable"
 REASON_BOMB = "decompression bomb"
@@ -104,10 +109,7 @@ def read_image(
 
 def _read_pil(path: Path, max_pixels: int, draft_px: int | None) -> DecodedImage:
     try:
-        with warnings.catch_warnings():
-            # We enforce our own pixel limit below; PIL's global one must not interfere.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+        image = Image.open(path)
     except Image.DecompressionBombError as error:
         raise ImageReadError(path, REASON_BOMB, str(error)) from error
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:

@@ -75,7 +75,7 @@ def read_masks_table(folder: str | Path) -> pd.DataFrame:
     Raises:
         CxrlabError: when the folder has no ``masks.csv`` or it lacks columns.
     """
-    import pandas as pd  # here, not above: worker processes import this module for read_lung_mask
+    import pandas as pd  # here, not above: read_lung_mask alone needs no pandas
 
     folder = Path(folder)
     path = folder / MASKS_CSV

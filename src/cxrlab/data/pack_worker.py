@@ -1,8 +1,9 @@
-"""The per-image work of ``data preprocess``, in a module light enough for worker processes.
+"""The per-image work of ``data preprocess``, run in worker threads
+(:mod:`cxrlab.utils.parallel`): one image in, its pixels (and lung mask) or the
+reason it cannot be used out.
 
-Worker processes import the module of the function they run; this one needs only
-the image reader, the lung-mask reader and the pixel transforms (PIL, OpenCV, numpy),
-not pandas or the rest of :mod:`cxrlab.data.packed`, so a pool starts sooner.
+It needs only the image reader, the lung-mask reader and the pixel transforms
+(PIL, OpenCV, numpy), each of which keeps no state between calls.
 """
 
 from __future__ import annotations

@@ -228,15 +228,8 @@ def preprocess_dataset(
         ok = np.ones(len(jobs), dtype=bool)
         rejects = []
         for index, result in enumerate(
-            # decoding and resizing run in Pillow's and OpenCV's C code, which releases
-            # the GIL: threads scale as processes do, without a process pool's start
             parallel_imap(
-                preprocess_one,
-                jobs,
-                workers=workers,
-                desc="preprocessing",
-                progress=progress,
-                threads=True,
+                preprocess_one, jobs, workers=workers, desc="preprocessing", progress=progress
             )
         ):
             if "reason" in result:

@@ -3,7 +3,7 @@
 Baseline: a naive one-process loop in this (already started) process: for each file,
 PIL open -> convert("L") -> resize((256, 256)) -> collect.
 cxrlab: a subprocess running ``python -m cxrlab data preprocess DATASET --size 256
---out P -q``, timed end to end (interpreter start, imports, pool start, decoding,
+--out P -q``, timed end to end (interpreter start, imports, worker threads, decoding,
 writing), as a user feels it from the shell.
 Two sizes: the dev dataset's rows, and 2,000 rows (the dev rows listed again under
 distinct ids). Targets on a 2-core machine: >= 2x on the dev rows, >= 3x on 2,000.

@@ -342,6 +342,29 @@ def evaluate_run(
     return RunEvaluation(out, evaluations, report, explanations, probes, notes)
 
 
+def _evaluate_shown(
+    model, images, transform, threshold, what, *, device, batch_size, bootstrap, seed, progress
+) -> Evaluation:
+    """The evaluation of ``images`` as ``transform`` shows them (None: as they are),
+    named ``what``."""
+    probability, _ = predict(
+        model,
+        images,
+        device=device,
+        batch_size=batch_size,
+        transform=transform,
+        progress=progress,
+        desc=f"seed {seed}, {what}",
+    )
+    return evaluate_predictions(
+        predictions_frame(images, probability),
+        threshold,
+        split=what,
+        n_resamples=bootstrap,
+        seed=seed,
+    )
+
+
 def _probe(
     model, images, threshold, device, batch_size, bootstrap, seed, target, *, intact, progress
 ) -> dict:
@@ -350,22 +373,10 @@ def _probe(
     def transform(batch, positions):
         return hide_lungs(batch, images.lung_mask(positions))
 
-    probability, _ = predict(
-        model,
-        images,
-        device=device,
-        batch_size=batch_size,
-        transform=transform,
-        progress=progress,
-        desc=f"seed {seed}, lung field hidden",
-    )
-    hidden = evaluate_predictions(
-        predictions_frame(images, probability),
-        threshold,
-        split=f"{intact.split}, lung field hidden",
-        n_resamples=bootstrap,
-        seed=seed,
-    )
+    hidden = _evaluate_shown(
+        model, images, transform, threshold, f"{intact.split}, lung field hidden",
+        device=device, batch_size=batch_size, bootstrap=bootstrap, seed=seed, progress=progress,
+    )  # fmt: skip
     shown = np.arange(min(16, len(images)))
     masked = transform(images.batch(shown), shown)[:, 0].numpy()
     grid = save_grid(
@@ -461,22 +472,10 @@ def _lung_mask_probe(
         "lungs only": lambda batch, positions: keep_only_lungs(batch, images.lung_mask(positions)),
     }
     for name, transform in variants.items():
-        probability, _ = predict(
-            model,
-            images,
-            device=device,
-            batch_size=batch_size,
-            transform=transform,
-            progress=progress,
-            desc=f"seed {seed}, {name}",
-        )
-        evaluations[name] = evaluate_predictions(
-            predictions_frame(images, probability),
-            threshold,
-            split=f"probe, {name}",
-            n_resamples=bootstrap,
-            seed=seed,
-        )
+        evaluations[name] = _evaluate_shown(
+            model, images, transform, threshold, f"probe, {name}",
+            device=device, batch_size=batch_size, bootstrap=bootstrap, seed=seed, progress=progress,
+        )  # fmt: skip
         if transform is not None:
             shown = np.arange(min(16, len(images)))
             pixels = transform(images.batch(shown), shown)[:, 0].numpy()

@@ -70,6 +70,22 @@ def test_negative_run_writes_its_pngs_where_classifiers_read_them_as_negative(tm
     assert (images.labels[images.origins == "synthetic"] == 0).all()
 
 
+def test_gen_sample_says_which_class_it_wrote_and_where(tmp_path):
+    make_packed(tmp_path / "P")
+    for label, where, what in (
+        ("positive", "S-positive", "COVID-positive"),
+        ("negative", "S-negative/negative", "negative"),
+        (None, "S-None/unlabelled", "unlabelled"),
+    ):
+        extra = {} if label is None else {"label": label}
+        train_generator(config_for(tmp_path, out=f"run-{label}", steps=2, **extra), progress=False)
+        code, output = _cli("gen", "sample", tmp_path / f"run-{label}", "--n", 2, "-q",
+                            "--device", "cpu", "--out", tmp_path / f"S-{label}")  # fmt: skip
+        assert code == 0, output
+        assert f"wrote 2 {what} synthetic images to {tmp_path / where}" in output
+        assert ("--label positive" in output) == (label is None), output
+
+
 def test_conditional_sample_draws_the_asked_class(tmp_path):
     make_packed(tmp_path / "P")
     train_generator(config_for(tmp_path, "cgan", steps=3), progress=False)

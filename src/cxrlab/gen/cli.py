@@ -236,4 +236,16 @@ def sample(
         run, out, n=n, label=label, step=step, ema=ema, packed=packed, seed=seed, device=device,
         options=options, force=force, progress=not quiet,
     )  # fmt: skip
-    typer.echo(f"wrote {n} synthetic images to {path}")
+    if packed:
+        typer.echo(f"wrote {n} synthetic images to {path}")
+        return
+    where, what = path, "COVID-positive"  # flat PNGs; the other classes get a sub-folder
+    for name in ("negative", "unlabelled"):
+        if (path / name).is_dir():
+            where, what = path / name, name
+    typer.echo(f"wrote {n} {what} synthetic images to {where}")
+    if what == "unlabelled":
+        typer.echo(
+            "note: the run learned both classes without conditioning, so its images have "
+            "no class and `clf train --synthetic` cannot use them; train with --label positive"
+        )

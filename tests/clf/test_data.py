@@ -55,6 +55,24 @@ def test_synthetic_png_folders_are_covid_unless_stated(tmp_path):
         training_set(packed, synthetic=tmp_path / "D")
 
 
+def test_real_images_are_refused_as_synthetic(tmp_path):
+    from PIL import Image
+
+    packed = split_packed(tmp_path / "P", {"train": 8, "val": 4, "test": 4})
+    with pytest.raises(DatasetError, match="PACKED of real images"):
+        training_set(packed, synthetic=packed)  # the real PACKED itself
+    data = open_packed(packed)
+    copies = synthetic_pngs(tmp_path / "D")
+    test_row = int(data.select("test")[2])
+    Image.fromarray(np.asarray(data.images[test_row])).save(copies / "synthetic_000009.png")
+    with pytest.raises(DatasetError, match=f"copy of {data.manifest['id'][test_row]} of the test"):
+        training_set(packed, synthetic=copies)
+    # a copy of a training image is no leak (a generator may reproduce one)
+    train_row = int(data.select("train")[0])
+    Image.fromarray(np.asarray(data.images[train_row])).save(copies / "synthetic_000009.png")
+    assert (training_set(packed, synthetic=copies).origins == "synthetic").sum() == 7
+
+
 def test_batches_resize_images_of_another_size(tmp_path):
     packed = split_packed(tmp_path / "P", {"train": 4, "val": 4})
     other = synthetic_packed(tmp_path / "S", n=2, size_px=48)

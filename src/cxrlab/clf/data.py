@@ -239,6 +239,13 @@ def synthetic_source(path: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
     path = Path(path)
     if (path / "images.npy").is_file():
         data = open_packed(path)
+        if not _flag(data.manifest, "synthetic").all():
+            raise DatasetError(
+                f"--synthetic {path} is a PACKED of real images (its manifest does not mark "
+                "every row synthetic): training on it as synthetic data would put real "
+                "images, its validation and test ones too, into training; give what "
+                "`cxrlab gen sample RUN --packed --out S` writes"
+            )
         frame = data.manifest[["id", "patient_id", "source", "split", "covid"]].copy()
         return data.images, frame
     if path.is_dir():
@@ -247,6 +254,33 @@ def synthetic_source(path: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
         f"--synthetic {path} is neither a PACKED folder nor a folder of PNGs; "
         "make one with `cxrlab gen sample RUN --out DIR`"
     )
+
+
+def _refuse_held_out_copies(
+    data: Packed, train_rows: np.ndarray, synthetic: np.ndarray, where: str | Path
+) -> None:
+    """Refuse "synthetic" images that are pixel-for-pixel copies of the real images a
+    classifier is chosen or judged on (every row outside the train split): a folder of
+    real test PNGs given as --synthetic would leak them into training."""
+    import hashlib
+
+    if synthetic.shape[1:] != data.images.shape[1:]:
+        return  # another size: not a copy of these pixels
+
+    def digest(image: np.ndarray) -> bytes:
+        return hashlib.blake2b(np.ascontiguousarray(image).tobytes()).digest()
+
+    held_out = np.setdiff1d(np.arange(len(data.manifest)), train_rows)
+    real = {digest(data.images[row]): row for row in held_out}
+    for index in range(len(synthetic)):
+        row = real.get(digest(synthetic[index]))
+        if row is not None:
+            found = data.manifest.iloc[row]
+            raise DatasetError(
+                f"--synthetic {where}: image {index} is a copy of {found['id']} of the "
+                f"{found['split']} split of {data.path}; images judged on must never be "
+                "trained on: give images drawn with `cxrlab gen sample`"
+            )
 
 
 def training_set(
@@ -280,6 +314,7 @@ def training_set(
     tables = [_table(data.manifest, rows, 0, row_origins(data.manifest))]
     if synthetic:
         images, frame = synthetic_source(synthetic)
+        _refuse_held_out_copies(data, rows, images, synthetic)
         chosen = np.arange(len(frame))
         real_count = int((tables[0]["origin"] == "real").sum())
         if synthetic_ratio is not None:

@@ -86,6 +86,26 @@ def test_gen_sample_says_which_class_it_wrote_and_where(tmp_path):
         assert ("--label positive" in output) == (label is None), output
 
 
+def test_images_of_a_generator_that_learned_held_out_rows_never_train_a_classifier(tmp_path):
+    from cxrlab.clf.data import training_set
+    from cxrlab.errors import DatasetError
+
+    make_packed(tmp_path / "P")
+    for split in ("train", "train,test"):
+        out = f"run-{split}"
+        train_generator(
+            config_for(tmp_path, out=out, label="positive", steps=2, split=split), progress=False
+        )
+        sample_run(tmp_path / out, tmp_path / f"S-{split}", n=2, packed=True, device="cpu")
+    assert len(training_set(tmp_path / "P", synthetic=tmp_path / "S-train")) > 2
+    with pytest.raises(DatasetError, match="trained on split train,test"):
+        training_set(tmp_path / "P", synthetic=tmp_path / "S-train,test")
+    code, output = _cli("gen", "train", "--model", "dcgan", "--data", tmp_path / "P", "--size", 32,
+                        "--steps", 1, "--split", "train,val", "--out", tmp_path / "G", "-q",
+                        "--device", "cpu", "--no-metrics")  # fmt: skip
+    assert code == 0 and "warning: --split train,val" in output, output
+
+
 def test_conditional_sample_draws_the_asked_class(tmp_path):
     make_packed(tmp_path / "P")
     train_generator(config_for(tmp_path, "cgan", steps=3), progress=False)

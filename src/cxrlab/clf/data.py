@@ -246,6 +246,15 @@ def synthetic_source(path: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
                 "images, its validation and test ones too, into training; give what "
                 "`cxrlab gen sample RUN --packed --out S` writes"
             )
+        learned = (data.meta.get("synthetic") or {}).get("trained_on") or {}
+        split = learned.get("split", "train")  # not recorded (older cxrlab): not known
+        if split is None or {part.strip() for part in str(split).split(",")} != {"train"}:
+            raise DatasetError(
+                f"--synthetic {path} comes from a generator trained on split "
+                f"{split or 'all rows'} of {learned.get('data')}: it learned "
+                "validation/test images, so a classifier trained on its images would have "
+                "seen them; train the generator with --split train and sample again"
+            )
         frame = data.manifest[["id", "patient_id", "source", "split", "covid"]].copy()
         return data.images, frame
     if path.is_dir():

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrlab.cli_common import Quiet, friendly_errors
+from cxrlab.cli_common import Quiet, friendly_errors, warn
 from cxrlab.gen.config import GenConfig
 from cxrlab.utils.config import config_defaults
 
@@ -170,6 +170,13 @@ def train(
         autoencoder_steps=autoencoder_steps, sampler=sampler, sample_steps=sample_steps,
         guidance=guidance, width=width, res_blocks=res_blocks,
     )  # fmt: skip
+    if set(config.splits or []) != {"train"}:
+        warn([
+            f"--split {config.split or 'all rows'}: this generator learns images held out "
+            "from classifiers (val/test); a classifier trained on its images would have "
+            "seen them, so `clf train --synthetic` refuses its PACKED. Leave --split train "
+            "for synthetic training data."
+        ])  # fmt: skip
     result = train_with_metrics(config, resume=resume, progress=not quiet)
     row = ", ".join(
         f"{k} {v:.4g}" for k, v in result.last_row.items() if k not in ("step", "seconds")

@@ -211,6 +211,8 @@ def sample_run(
                     "ema": loaded.uses_ema,
                     "seed": seed,
                     "label": trained_label,
+                    # the rows it learned: a classifier judged on others may use its images
+                    "trained_on": {"data": loaded.config.data, "split": loaded.config.split},
                 },
                 "n_images": n,
                 "sampling": asdict(options or SamplingOptions()),

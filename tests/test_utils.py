@@ -154,6 +154,29 @@ def test_parallel_imap_yields_every_result_once_in_order(n_items):
     assert all(name.startswith("cxrlab-worker") for name in where)
 
 
+def test_the_python_api_decodes_in_parallel_from_a_script_without_a_main_guard(tmp_path):
+    """A notebook, a piped script or a trainer calls the API at module level: the
+    per-file work must not need `if __name__ == "__main__"` (a spawned or forkserver
+    process pool re-runs the caller's `__main__` and broke there)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from cxrlab.data.api import import_source\n"
+        "from cxrlab.data.packed import preprocess_dataset\n"
+        "from cxrlab.preprocess.transforms import PreprocessOptions\n"
+        f"import_source('sample', None, {str(tmp_path / 'X')!r}, workers=2, progress=False)\n"
+        f"report = preprocess_dataset({str(tmp_path / 'X')!r}, {str(tmp_path / 'P')!r},\n"
+        "    PreprocessOptions(size_px=32), workers=2, progress=False)\n"
+        "print(report.n_images)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["150"]
+
+
 def test_parallel_imap_raises_the_error_of_an_item():
     import cv2
 

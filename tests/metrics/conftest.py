@@ -6,11 +6,6 @@ import pytest
 from metric_factory import TinyInception
 
 
-@pytest.fixture(autouse=True)
-def one_worker(monkeypatch):
-    monkeypatch.setenv("CXRLAB_WORKERS", "1")
-
-
 @pytest.fixture
 def tiny_inception():
     from cxrlab.metrics.extractors import get_extractor

@@ -173,11 +173,7 @@ def _folder_set(folder: Path, progress: bool) -> ImageSet:
             f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) and is not a "
             f"PACKED folder (no {META})"
         )
-    # Decoded in this process: folders of generated samples are small, and a process
-    # pool would break callers without a `__main__` guard (notebooks, trainers, stdin).
-    decoded = list(
-        parallel_imap(_read_grey, files, workers=1, desc=f"reading {folder}", progress=progress)
-    )
+    decoded = list(parallel_imap(_read_grey, files, desc=f"reading {folder}", progress=progress))
     sixteen = any(p.dtype == np.uint16 for p in decoded)
     dtype = np.uint16 if sixteen else np.uint8
     height, width = decoded[0].shape

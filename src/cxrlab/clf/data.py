@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from cxrlab.data.packed import Packed, load_stack, open_packed
 from cxrlab.data.sources.labels import class_label
 from cxrlab.errors import DatasetError
+from cxrlab.gen.config import learns_held_out
 
 #: Manifest columns that mark generated rows (missing columns count as 0).
 GENERATED_COLUMNS = ("augmented", "synthetic")
@@ -248,7 +249,7 @@ def synthetic_source(path: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
             )
         learned = (data.meta.get("synthetic") or {}).get("trained_on") or {}
         split = learned.get("split", "train")  # not recorded (older cxrlab): not known
-        if split is None or {part.strip() for part in str(split).split(",")} != {"train"}:
+        if learns_held_out(split):
             raise DatasetError(
                 f"--synthetic {path} comes from a generator trained on split "
                 f"{split or 'all rows'} of {learned.get('data')}: it learned "

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cxrlab.cli_common import Quiet, friendly_errors, warn
-from cxrlab.gen.config import GenConfig
+from cxrlab.gen.config import GenConfig, learns_held_out
 from cxrlab.utils.config import config_defaults
 
 #: ``gen train``'s option defaults: those of :class:`~cxrlab.gen.config.GenConfig`.
@@ -170,7 +170,7 @@ def train(
         autoencoder_steps=autoencoder_steps, sampler=sampler, sample_steps=sample_steps,
         guidance=guidance, width=width, res_blocks=res_blocks,
     )  # fmt: skip
-    if set(config.splits or []) != {"train"}:
+    if learns_held_out(config.split):
         warn([
             f"--split {config.split or 'all rows'}: this generator learns images held out "
             "from classifiers (val/test); a classifier trained on its images would have "

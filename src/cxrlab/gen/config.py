@@ -197,4 +197,15 @@ class GenConfig(YamlConfig):
 
     @property
     def splits(self) -> list[str] | None:
-        return [s.strip() for s in self.split.split(",")] if self.split else None
+        return split_names(self.split)
+
+
+def split_names(split: str | None) -> list[str] | None:
+    """The splits of a ``--split`` value ("train,val" -> ["train", "val"]; None: all rows)."""
+    return [s.strip() for s in split.split(",")] if split else None
+
+
+def learns_held_out(split: str | None) -> bool:
+    """Whether a generator trained on ``split`` learns rows other than the train split's
+    (all rows, val or test): images it draws must then never train a classifier."""
+    return set(split_names(split) or []) != {"train"}

@@ -243,6 +243,20 @@ def test_force_replaces_another_kind_but_never_an_input(tmp_path):
     assert result.exit_code == 2 and "is inside the input" in result.output
 
 
+def test_force_never_lets_a_grid_replace_a_datasets_manifest(workspace, tmp_path):
+    import shutil
+
+    other = tmp_path / "X"
+    shutil.copytree(workspace / "X", other)
+    manifest = (other / "manifest.csv").read_bytes()
+    args = ["data", "show", str(workspace / "P"), "--n", "4", "-q"]
+    result = runner.invoke(app, [*args, "--out", str(other / "manifest.csv"), "--force"])
+    assert result.exit_code == 2 and "would break the dataset" in result.output, result.output
+    assert "--force" not in result.output.split("error:")[-1]
+    assert (other / "manifest.csv").read_bytes() == manifest
+    assert runner.invoke(app, ["data", "stats", str(other), "-q"]).exit_code == 0
+
+
 def test_a_packed_whose_manifest_changed_is_not_identical(workspace, tmp_path):
     import shutil
 

@@ -116,6 +116,51 @@ def test_another_kind_or_other_settings_need_force(tmp_path):
     assert check_output(tmp_path / "new", kind=PACKED) is None
 
 
+@pytest.mark.parametrize(
+    "folder, own_file",
+    [
+        ("dataset", "manifest.csv"),
+        ("dataset", "dataset.json"),
+        ("packed", "meta.json"),
+        ("study", "results.csv"),
+        ("study", "spec.yaml"),
+        ("run", "config.yaml"),
+    ],
+)
+def test_a_one_file_output_never_replaces_a_file_of_a_cxrlab_folder_even_with_force(
+    tmp_path, folder, own_file
+):
+    from cxrlab.utils.outputs import OutputError, check_output_file, starts_with
+
+    root = tmp_path / folder
+    if folder == "packed":
+        _packed_folder(root)
+    else:
+        root.mkdir()
+        files = {
+            "dataset": {"manifest.csv": "id\n", "dataset.json": "{}"},
+            "study": {"results.csv": "cell\n", "spec.yaml": "name: s\n", "study.json": "{}"},
+            "run": {"config.yaml": "arch: resnet18\n"},
+        }[folder]
+        for name, text in files.items():
+            (root / name).write_text(text)
+    before = (root / own_file).read_bytes()
+    is_png = starts_with(b"\x89PNG")
+    for force in (False, True):
+        with pytest.raises(OutputError, match="would break") as error:
+            check_output_file(root / own_file, what="a PNG image", is_kind=is_png, force=force)
+        assert "--force" not in str(error.value)  # never suggested where it cannot apply
+    assert (root / own_file).read_bytes() == before
+    # a file of the command's own kind in the same folder is still replaced by a rerun
+    (root / "grid.png").write_bytes(b"\x89PNG rest")
+    check_output_file(root / "grid.png", what="a PNG image", is_kind=is_png)
+    # outside cxrlab's folders, --force still replaces another kind of file
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="--force"):
+        check_output_file(tmp_path / "notes.txt", what="a PNG image", is_kind=is_png)
+    check_output_file(tmp_path / "notes.txt", what="a PNG image", is_kind=is_png, force=True)
+
+
 def test_the_lock_file_pins_every_dependency_of_the_project():
     """`make` installs requirements.lock: each pyproject dependency has an exact version."""
     import re

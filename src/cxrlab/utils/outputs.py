@@ -12,7 +12,10 @@ each unless ``--force`` is given, and the error says what is there. The check ru
 before any work, so a refused command changes nothing on disk. A command that
 writes one file (a PNG grid, a metrics JSON, an HTML report) uses
 :func:`check_output_file`: an existing file is replaced only when it is of the kind
-the command writes (``manifest.csv`` is never taken for a PNG), a folder never.
+the command writes (``manifest.csv`` is never taken for a PNG), a folder never, and
+a file of a folder cxrlab wrote (a dataset, a PACKED, a run, a study) never, not even
+with ``--force``: a study's ``report.html`` is replaced by a rerun, its ``results.csv``
+is not.
 """
 
 from __future__ import annotations
@@ -37,6 +40,13 @@ STATS = "stats folder"
 EMPTY = "empty folder"
 OTHER = "folder cxrlab did not write"
 FILE = "file"
+
+
+#: Folders whose own files a one-file output never replaces, not even with ``--force``.
+OWNED_FOLDERS = frozenset(
+    {DATASET, PACKED, GENERATOR_RUN, CLASSIFIER_RUN, STUDY, MASKS, SEGMENTATION_RUN,
+     EVALUATION, STATS}
+)  # fmt: skip
 
 
 class OutputError(CxrlabError):
@@ -183,7 +193,18 @@ def check_output_file(
     if path.is_dir():
         raise OutputError(f"{option} {out} is a folder; give the path of {what} to write")
     check_output(path, kind=FILE, inputs=inputs, force=True, option=option)
-    if path.is_file() and not force and not is_kind(path):
+    if not path.is_file() or is_kind(path):
+        return
+    # A file of a folder cxrlab wrote (a dataset's manifest.csv, a study's results.csv or
+    # spec.yaml, a run's config.yaml) is part of that folder: replacing it breaks the
+    # folder, so --force does not apply and is not suggested.
+    owner = folder_kind(path.parent.resolve())
+    if owner in OWNED_FOLDERS:
+        raise OutputError(
+            f"{option} {out} is a file of {_a(owner)} ({path.parent}) and is not {what}; "
+            f"replacing it would break the {owner}: choose another {option}"
+        )
+    if not force:
         raise OutputError(
             f"{option} {out} already exists and is not {what}; choose another {option}, "
             "or pass --force to replace it"

@@ -10,7 +10,18 @@ from cxrlab.utils.config import YamlConfig
 
 ARCHS = ("simple-cnn", "resnet18", "densenet121-xrv")
 HEADS = ("logit", "softmax")
-AUGMENTS = ("none", "mild", "anatomical", "severe")
+#: ``--augment`` values: :data:`cxrlab.preprocess.augment.AUGMENT_CHOICES` (spelled out
+#: here so the CLI starts without importing torch; a test keeps the two equal).
+AUGMENTS = (
+    "none",
+    "severe",
+    "mild",
+    "anatomical",
+    "acquisition",
+    "severe+acquisition",
+    "mild+acquisition",
+    "anatomical+acquisition",
+)
 BALANCES = ("none", "weighted-loss", "oversample")
 SCHEDULES = ("cosine", "plateau", "constant")
 
@@ -28,8 +39,10 @@ class ClfConfig(YamlConfig):
             None uses every synthetic image.
         oversample_positive: copies of real COVID-positive training images added (drawn
             with replacement): the control arm of a synthetic experiment.
-        augment: online augmentation preset of training batches (``none``, ``mild``,
-            ``anatomical``, ``severe``; see :mod:`cxrlab.preprocess.augment`).
+        augment: online augmentation preset of training batches: a geometric one
+            (``mild``, ``anatomical``, ``severe``), ``acquisition`` (gamma, contrast,
+            blur, noise, resolution drop), or both (``mild+acquisition``); ``none``.
+            See :mod:`cxrlab.preprocess.augment`.
         balance: ``none``, ``weighted-loss`` (class weights n / (2 n_c)) or
             ``oversample`` (each epoch draws classes equally often, with replacement).
         freeze_backbone: train only the head (what DeepCovid's script did); default

@@ -470,3 +470,34 @@ def test_help_texts_never_break_a_sentence_mid_line():
     runner = CliRunner()
     result = runner.invoke(app, ["clf", "train", "--help"], env={"COLUMNS": "200"})
     assert "are chosen on the validation split" in result.output
+
+
+@pytest.mark.parametrize(
+    "module, function, args, resume",
+    [
+        ("cxrlab.clf.trainer", "train_classifier", ["clf", "train", "--arch", "simple-cnn",
+         "--data", "{tmp}/P"], "with --resume"),
+        ("cxrlab.seg.trainer", "train_segmenter", ["seg", "train", "--data", "{tmp}/X"],
+         "cxrlab seg train --out {out} --resume"),
+        ("cxrlab.study.runner", "run_study", ["study", "run", "demo"],
+         "cxrlab study run demo --out {out}"),
+    ],
+)  # fmt: skip
+def test_ctrl_c_in_a_long_command_says_what_was_kept_and_how_to_go_on(
+    tmp_path, monkeypatch, module, function, args, resume
+):
+    import importlib
+
+    out = tmp_path / "out"
+
+    def interrupted(*_, **__):
+        (out / "checkpoints").mkdir(parents=True)
+        (out / "checkpoints" / "last.pt").write_bytes(b"x")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(module), function, interrupted)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args] + ["--out", str(out), "-q"]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.output and str(out / "checkpoints" / "last.pt") in result.output
+    assert resume.format(out=out) in result.output and "Traceback" not in result.output

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from enum import Enum
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand
@@ -49,6 +52,86 @@ def friendly_errors(function):
             raise typer.Exit(code=2) from None
 
     return wrapper
+
+
+@contextmanager
+def report_interrupt(out: str | Path, resume_command: str, kept: str = "*.pt") -> Iterator[None]:
+    """On Ctrl-C, say where the work stopped, what was kept and the command that goes on.
+
+    Args:
+        out: the folder being written.
+        resume_command: the command that continues the work.
+        kept: the glob (under ``out``, at any depth) of the files a resume starts from.
+
+    Raises:
+        typer.Exit: code 130, as a shell reports Ctrl-C, after the message.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        out = Path(out)
+        found = [p for p in out.rglob(kept) if p.is_file()] if out.is_dir() else []
+        newest = max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+        what = f"the newest checkpoint is {newest}" if newest else "no checkpoint was written yet"
+        typer.secho(
+            f"interrupted: {out} keeps what was finished; {what}. Continue with: {resume_command}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(code=130) from None
+
+
+def given_options(context: typer.Context) -> set[str]:
+    """Names of the command's parameters given on the command line (or in the
+    environment), as opposed to left at their defaults."""
+    given = ("COMMANDLINE", "ENVIRONMENT")
+    return {
+        name
+        for name in context.params
+        if getattr(context.get_parameter_source(name), "name", None) in given
+    }
+
+
+def with_recorded_settings(
+    values: dict[str, Any],
+    recorded: Mapping[str, Any] | None,
+    given: set[str],
+    field_of: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A resumed run's settings: what the command line gave, the recorded run's for the rest.
+
+    Args:
+        values: the config's fields as the command line (with its defaults) set them.
+        recorded: the run's recorded ``config.yaml`` as a dict (None: a new run).
+        given: option names given on the command line (:func:`given_options`).
+        field_of: option name -> config field where they differ (``size`` -> ``size_px``).
+
+    Returns:
+        ``values`` with every field no given option set taken from ``recorded``, so that
+        ``--out RUN --resume`` alone continues a run with its own settings.
+    """
+    if recorded is None:
+        return values
+    field_of = field_of or {}
+    set_on_command_line = {field_of.get(name, name) for name in given}
+    return {
+        name: (value if name in set_on_command_line or name not in recorded else recorded[name])
+        for name, value in values.items()
+    }
+
+
+def recorded_config(out: str | Path, resume: bool) -> dict | None:
+    """The ``config.yaml`` of the run in ``out`` when resuming it, else None."""
+    import yaml
+
+    path = Path(out) / "config.yaml"
+    if not resume or not path.is_file():
+        return None
+    try:
+        values = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise CxrlabError(f"--resume: cannot read {path} ({error}); choose another --out") from None
+    return values if isinstance(values, dict) else None
 
 
 def warn(warnings: list[str]) -> None:

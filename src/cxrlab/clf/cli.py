@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 
 from cxrlab.clf.config import ARCHS, AUGMENTS, BALANCES, ClfConfig
-from cxrlab.cli_common import ListOptionsCommand, Quiet, friendly_errors, numbers
+from cxrlab.cli_common import (
+    ListOptionsCommand,
+    Quiet,
+    friendly_errors,
+    numbers,
+    report_interrupt,
+)
 from cxrlab.utils.config import config_defaults
 
 #: ``clf train``'s option defaults: those of :class:`~cxrlab.clf.config.ClfConfig`.
@@ -47,6 +53,23 @@ def train(
             "arm of a synthetic experiment: same prevalence, no new images)."
         ),
     ] = CLF["oversample_positive"],
+    synthetic_unverified: Annotated[
+        bool,
+        typer.Option(
+            "--synthetic-unverified",
+            help="Accept a --synthetic source without provenance.json (not drawn by `gen "
+            "sample`): whether its generator learned validation/test images is then unknown, "
+            "and the report says so.",
+        ),
+    ] = CLF["synthetic_unverified"],
+    allow_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mismatch",
+            help="Accept --synthetic images made from data preprocessed otherwise than --data "
+            "(size, equalization, crop, lungs, bit depth); the report names the differences.",
+        ),
+    ] = CLF["allow_mismatch"],
     augment: Annotated[
         str,
         typer.Option(help=f"Online augmentation of training batches: {', '.join(AUGMENTS)}."),
@@ -93,13 +116,29 @@ def train(
             "on GPUs or CPU."
         ),
     ] = CLF["devices"],
+    cv: Annotated[
+        str,
+        typer.Option(
+            help="none, or sites: leave-site-out cross-validation over the train and val "
+            "rows (folds of whole sites of the manifest's site column; test/external unread)."
+        ),
+    ] = CLF["cv"],
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            help="Folds of whole sites with --cv sites (default 5, or the sites there are)."
+        ),
+    ] = CLF["folds"],
     quiet: Quiet = False,
 ) -> None:
     """Train a classifier per seed; writes config.yaml, seed_N/ (epochs.csv, best.pt,
     predictions, confusion matrix, ROC) and metrics.json + report.txt in --out.
 
     The epoch (best validation AUC) and the decision threshold (Youden's J) are chosen
-    on the validation split; the test split is evaluated once, at the end.
+    on the validation split; the test split is evaluated once, at the end. With --cv
+    sites, each fold is such a run in --out/fold-NN (trained on the other sites, its
+    held-out sites predicted once), and cv.json, predictions.csv and report.txt give the
+    pooled out-of-site and in-site figures with 95% patient-bootstrap intervals.
     """
     from cxrlab.clf.config import ClfConfig
     from cxrlab.clf.trainer import train_classifier
@@ -111,6 +150,8 @@ def train(
         synthetic=str(synthetic) if synthetic else None,
         synthetic_ratio=synthetic_ratio,
         oversample_positive=oversample_positive,
+        synthetic_unverified=synthetic_unverified,
+        allow_mismatch=allow_mismatch,
         augment=augment,
         balance=balance,
         freeze_backbone=freeze_backbone,
@@ -125,8 +166,20 @@ def train(
         device=device,
         devices=devices,
         bootstrap=bootstrap,
+        cv=cv,
+        folds=folds,
     )
-    result = train_classifier(config, resume=resume, progress=not quiet)
+    if cv != "none":
+        from cxrlab.clf.cv import cross_validate
+
+        cv_result = cross_validate(config, resume=resume, progress=not quiet)
+        if cv_result is None:  # an extra process of multi-GPU DDP: the first one reports
+            return
+        typer.echo(cv_result.report)
+        typer.echo(f"run folder: {cv_result.run} (cv.json, predictions.csv, report.txt, fold-NN/)")
+        return
+    with report_interrupt(out, "the same `cxrlab clf train` command with --resume"):
+        result = train_classifier(config, resume=resume, progress=not quiet)
     if result is None:  # an extra process of multi-GPU DDP: the first one reports
         return
     typer.echo(result.report)
@@ -164,6 +217,14 @@ def evaluate(
     ] = None,
     bootstrap: Annotated[int, typer.Option(help="Patient-bootstrap resamples for the CIs.")] = 2000,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    allow_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mismatch",
+            help="Evaluate on images preprocessed otherwise than the model's training data "
+            "(size, equalization, crop, lungs, bit depth); the report names the differences.",
+        ),
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate every seed of RUN on a split of --data: metrics with 95% patient-bootstrap
@@ -181,6 +242,7 @@ def evaluate(
         device=device,
         bootstrap=bootstrap,
         lung_masks=lung_masks,
+        allow_mismatch=allow_mismatch,
         progress=not quiet,
     )
     typer.echo(result.report)

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from cxrlab.cli_common import Quiet, friendly_errors, warn
+from cxrlab.cli_common import (
+    Quiet,
+    friendly_errors,
+    given_options,
+    recorded_config,
+    report_interrupt,
+    warn,
+    with_recorded_settings,
+)
 from cxrlab.gen.config import GenConfig, learns_held_out
 from cxrlab.utils.config import config_defaults
 
@@ -23,9 +31,17 @@ app = typer.Typer(
 @app.command("train")
 @friendly_errors
 def train(
-    model: Annotated[str, typer.Option(help="gan, wgan, wgan-gp, cgan, dcgan, vae, ddpm or ldm.")],
-    data: Annotated[Path, typer.Option(help="PACKED folder of real images.")],
+    context: typer.Context,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="gan, wgan, wgan-gp, cgan, dcgan, vae, ddpm or ldm (required unless --resume)."
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="PACKED folder of real images (required unless --resume).")
+    ] = None,
     size: Annotated[
         int, typer.Option(help="Image side in px (power of two, 32-256); must match PACKED.")
     ] = GEN["size_px"],
@@ -61,7 +77,12 @@ def train(
         str, typer.Option(help="Feature extractor for fid/kid/is/prdc: inception or xrv.")
     ] = GEN["features"],
     resume: Annotated[
-        bool, typer.Option(help="Continue from the newest checkpoint in --out.")
+        bool,
+        typer.Option(
+            help="Continue from the newest checkpoint in --out, with the run's recorded "
+            "settings (options given again must match, except --steps, --metrics and the "
+            "intervals)."
+        ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Random seed (bitwise reproducible on CPU).")] = GEN[
         "seed"
@@ -154,11 +175,13 @@ def train(
     first --autoencoder-steps); without --label one run learns both classes and samples
     either with classifier-free guidance (gen sample RUN --label positive --guidance 2).
     """
+    from cxrlab.errors import CxrlabError
     from cxrlab.gen.config import GenConfig
     from cxrlab.gen.train_api import train_with_metrics
 
-    config = GenConfig(
-        model=model, data=str(data), out=str(out), size_px=size, label=label, split=split or None,
+    values = dict(
+        model=model, data=str(data) if data else None, out=str(out), size_px=size, label=label,
+        split=split or None,
         steps=steps, batch_size=batch_size, sample_interval=sample_interval, save_interval=save_interval,
         log_interval=log_interval,
         metrics=[] if no_metrics or not metrics else [m.strip() for m in metrics.split(",") if m.strip()],
@@ -170,6 +193,17 @@ def train(
         autoencoder_steps=autoencoder_steps, sampler=sampler, sample_steps=sample_steps,
         guidance=guidance, width=width, res_blocks=res_blocks,
     )  # fmt: skip
+    recorded = recorded_config(out, resume)
+    values = with_recorded_settings(
+        values, recorded, given_options(context), {"size": "size_px", "no_metrics": "metrics"}
+    )
+    for option in ("model", "data"):
+        if values[option] is None:
+            raise CxrlabError(
+                f"--{option} is required for a new run ({out}/config.yaml not found"
+                f"{'' if resume else '; pass --resume to continue a run there'})"
+            )
+    config = GenConfig(**values)
     if learns_held_out(config.split):
         warn([
             f"--split {config.split or 'all rows'}: this generator learns images held out "
@@ -177,7 +211,8 @@ def train(
             "seen them, so `clf train --synthetic` refuses its PACKED. Leave --split train "
             "for synthetic training data."
         ])  # fmt: skip
-    result = train_with_metrics(config, resume=resume, progress=not quiet)
+    with report_interrupt(out, f"cxrlab gen train --out {out} --resume"):
+        result = train_with_metrics(config, resume=resume, progress=not quiet)
     row = ", ".join(
         f"{k} {v:.4g}" for k, v in result.last_row.items() if k not in ("step", "seconds")
     )

@@ -68,12 +68,17 @@ class GenConfig(YamlConfig):
     """
 
     command: ClassVar[str] = "cxrlab gen train"
+    # What a resume may change: none of these changes the training maths (metrics
+    # draw from their own noise generator; saving and logging read, never draw).
     resume_free_fields: ClassVar[tuple[str, ...]] = (
         "out",
         "device",
         "steps",
         "sample_interval",
+        "save_interval",
         "log_interval",
+        "metrics",
+        "metrics_n",
         "wandb",
     )
 

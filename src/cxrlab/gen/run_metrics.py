@@ -19,8 +19,10 @@ from cxrlab.errors import CxrlabError
 from cxrlab.gen.config import GenConfig
 from cxrlab.gen.models import Recipe
 from cxrlab.gen.sampling import generate
-from cxrlab.metrics.api import compute_metrics
+from cxrlab.metrics.api import compute_metrics, parse_metric_names
+from cxrlab.metrics.extractors import get_extractor
 from cxrlab.metrics.images import ImageSource
+from cxrlab.metrics.registry import METRICS
 
 #: The split generator metrics compare with.
 REFERENCE_SPLIT = "val"
@@ -51,6 +53,12 @@ class RunMetrics:
         from cxrlab.gen.trainer import build_recipe
 
         self.config = config
+        # Every name and the extractor's weights are checked here, before the first
+        # step: a typo or a missing weights file must not surface after an hour.
+        names = parse_metric_names(config.metrics) or []
+        self.extractor = None
+        if any(METRICS[name].needs_network for name in names):
+            self.extractor = get_extractor(config.features, device=config.device)
         self.recipe = recipe if recipe is not None else build_recipe(config)
         self.covid = metrics_covid(config, self.recipe.conditional)
         splits = tuple(config.splits) if config.splits else None
@@ -89,6 +97,7 @@ class RunMetrics:
             "features": self.config.features,
             "device": self.config.device,
             "seed": self.config.seed,
+            "extractor": self.extractor,
         }
         names = [m for m in self.config.metrics if m != "memorization"]
         values: dict[str, float] = {}

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from cxrlab.cli_common import Quiet, friendly_errors
+from cxrlab.cli_common import (
+    Quiet,
+    friendly_errors,
+    given_options,
+    recorded_config,
+    report_interrupt,
+    with_recorded_settings,
+)
 
 app = typer.Typer(
     help="Lung segmentation: train a MONAI U-Net on a dataset's lung masks, predict masks.",
@@ -18,10 +25,15 @@ app = typer.Typer(
 @app.command("train")
 @friendly_errors
 def train(
-    data: Annotated[
-        Path, typer.Option(help="Dataset folder whose rows have lung masks (mask_path), split.")
-    ],
+    context: typer.Context,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (SEGRUN) to write.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Dataset folder whose rows have lung masks (mask_path), split (required "
+            "unless --resume)."
+        ),
+    ] = None,
     size: Annotated[int, typer.Option(help="Working resolution: square side in px.")] = 128,
     epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 60,
     batch_size: Annotated[int, typer.Option(help="Images per optimizer step.")] = 8,
@@ -36,7 +48,11 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from checkpoints/last.pt.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue from checkpoints/last.pt with the run's recorded settings.",
+        ),
     ] = False,
     force: Annotated[bool, typer.Option(help="Replace what --out holds.")] = False,
     quiet: Quiet = False,
@@ -54,8 +70,8 @@ def train(
         raise CxrlabError(
             f"--channels must be comma-separated integers, got {channels!r}"
         ) from None
-    config = SegConfig(
-        data=str(data),
+    values = dict(
+        data=str(data) if data else None,
         out=str(out),
         size_px=size,
         channels=channel_list,
@@ -67,7 +83,17 @@ def train(
         seed=seed,
         device=device,
     )
-    result = train_segmenter(config, resume=resume, force=force, progress=not quiet)
+    values = with_recorded_settings(
+        values, recorded_config(out, resume), given_options(context), {"size": "size_px"}
+    )
+    if values["data"] is None:
+        raise CxrlabError(
+            f"--data is required for a new run ({out}/config.yaml not found"
+            f"{'' if resume else '; pass --resume to continue a run there'})"
+        )
+    config = SegConfig(**values)
+    with report_interrupt(out, f"cxrlab seg train --out {out} --resume"):
+        result = train_segmenter(config, resume=resume, force=force, progress=not quiet)
     typer.echo(result.report)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrlab.cli_common import Quiet, friendly_errors
+from cxrlab.cli_common import Quiet, friendly_errors, report_interrupt
 
 app = typer.Typer(
     help="Run a grid of preprocessing / generator / classifier settings from one YAML spec "
@@ -39,7 +39,10 @@ def run(
     from cxrlab.study.bundled import resolve_spec
     from cxrlab.study.runner import run_study
 
-    result = run_study(resolve_spec(spec), out, device=device, progress=not quiet, log=typer.echo)
+    with report_interrupt(out, f"cxrlab study run {spec} --out {out}", kept="*.pt"):
+        result = run_study(
+            resolve_spec(spec), out, device=device, progress=not quiet, log=typer.echo
+        )
     typer.echo(result.summary())
     if report:
         from cxrlab.study.report import write_report

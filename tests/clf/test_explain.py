@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from cxrlab.clf.explain import (
     explain_images,
     heat_share_inside,
     hide_lungs,
+    shortcut_finding,
     shortcut_verdict,
 )
 from cxrlab.clf.metrics import evaluate_predictions
@@ -112,7 +115,7 @@ def test_shortcut_probe_flags_a_model_that_reads_a_corner_marker(tmp_path):
     packed = split_packed(tmp_path / "C", counts, maker=corner_marker, size_px=S)
     verdict, (intact, hidden) = probe(pixel_reader(corner), packed)
     assert intact.metrics["roc_auc"] == 1.0 and hidden.metrics["roc_auc"] == 1.0
-    assert "reads shortcuts" in verdict
+    assert "using shortcuts" in verdict
 
     packed = split_packed(tmp_path / "L", counts, maker=toy_images, size_px=S)
     verdict, (intact, hidden) = probe(pixel_reader(central_box_mask(S)), packed)
@@ -146,7 +149,7 @@ def auc_only(value: float, low: float, high: float):
 @pytest.mark.parametrize(
     ("hidden", "says"),
     [
-        ((0.78, 0.65, 0.9), "reads shortcuts"),
+        ((0.78, 0.65, 0.9), "using shortcuts"),
         ((0.25, 0.1, 0.4), "ranking inverts"),
         ((0.7, 0.45, 0.9), "inconclusive"),
         ((0.52, 0.35, 0.68), "no evidence of shortcuts"),
@@ -180,3 +183,50 @@ def test_grad_cam_probabilities_are_the_models_and_one_instance_serves_many_call
             cams, probability = cam(images)
             assert torch.allclose(probability, expected, atol=1e-5)
         assert cams.shape == (3, 32, 32)
+
+
+def conclusion(verdict: str) -> str:
+    """What a probe's sentence concludes: the words after the AUCs it reports."""
+    return verdict.split(": ", 1)[1]
+
+
+CHANCE = "cannot tell: the model is not better than chance on these images"
+
+
+@pytest.mark.parametrize(
+    "without",
+    [(0.5, 0.3, 0.7), (0.51, 0.28, 0.72), (0.9, 0.8, 0.97), (0.2, 0.1, 0.35)],
+)
+def test_a_model_at_chance_cannot_tell_from_either_probe(without):
+    from cxrlab.clf.evaluate import lung_mask_verdict
+
+    # the issue's model: intact ROC-AUC 0.519 [0.238, 0.738], whatever the probe measures
+    intact = auc_only(0.519, 0.238, 0.738)
+    box = shortcut_verdict(intact, auc_only(*without))
+    lungs = lung_mask_verdict(intact, auc_only(*without), auc_only(0.5, 0.3, 0.7))
+    assert CHANCE in box and CHANCE in lungs
+    assert "no evidence" not in box + lungs and "using shortcuts" not in box + lungs
+    assert "0.519 [0.238, 0.738] intact" in box
+    assert shortcut_finding(intact, auc_only(*without))[0] == "chance"
+
+
+@pytest.mark.parametrize(
+    ("intact", "without", "finding"),
+    [
+        # 0.62 is above the old real-lung rule's 0.6, but keeps 27% of the skill
+        ((0.95, 0.9, 0.99), (0.62, 0.45, 0.8), "no shortcuts"),
+        # 0.57 is under 0.6, but keeps 70% of a weak model's skill
+        ((0.6, 0.52, 0.68), (0.57, 0.45, 0.7), "inconclusive"),
+        ((0.8, 0.7, 0.9), (0.78, 0.65, 0.9), "shortcuts"),
+        ((0.8, 0.7, 0.9), (0.25, 0.1, 0.4), "inverted"),
+        ((0.8, math.nan, math.nan), (0.5, 0.4, 0.6), "undefined"),
+    ],
+)
+def test_one_rule_decides_both_probes(intact, without, finding):
+    from cxrlab.clf.evaluate import lung_mask_verdict
+
+    intact, without = auc_only(*intact), auc_only(*without)
+    box = shortcut_verdict(intact, without)
+    lungs = lung_mask_verdict(intact, without, auc_only(0.7, 0.6, 0.8))
+    assert conclusion(box) == conclusion(lungs) == shortcut_finding(intact, without)[1]
+    assert shortcut_finding(intact, without)[0] == finding

@@ -200,3 +200,32 @@ def test_dedup_keeps_the_duplicate_patient_linked(tmp_path):
     groups = dict(zip(manifest.index, leakage_groups(manifest.reset_index()), strict=True))
     assert groups["folders:COVID/p1_a.png"] == groups["folders:COVID/p2_b.png"]
     assert groups["folders:COVID/p1_a.png"] != groups["folders:Normal/p3_a.png"]
+
+
+def test_the_largest_seed_group_goes_to_train_and_a_far_share_is_warned(tmp_path):
+    """3 positive patients with 2, 3 and 40 images: train gets the 40 (not test), and the
+    split says that val and test hold far less than their 20 % of the positives."""
+    patients = [("pos_small", 1, "a", 2), ("pos_mid", 1, "a", 3), ("pos_big", 1, "a", 40)]
+    patients += [(f"neg{i}", 0, "a", 1) for i in range(60)]
+    dataset = write_dataset(tmp_path / "X", patients)
+    for seed in range(3):
+        result = runner.invoke(app, ["data", "split", str(dataset), "--seed", str(seed), "-q"])
+        assert result.exit_code == 0, result.output
+        manifest = read_manifest(dataset)
+        positives = manifest[manifest["covid"] == 1]["split"].value_counts().to_dict()
+        assert positives == {"train": 40, "val": 3, "test": 2}
+        assert "warning: covid=1: its images are split far from the ratios" in result.output
+        assert "val 7% (ratio 20%), test 4% (ratio 20%)" in result.output
+        assert "covid=0" not in result.output  # the negatives split near the ratios
+        recorded = json.loads((dataset / "dataset.json").read_text())["split"]["warnings"]
+        assert any("far from the ratios" in warning for warning in recorded)
+
+
+def test_split_report_carries_the_far_share_warning(tmp_path):
+    from cxrlab.data.api import split_dataset
+
+    patients = [("p2", 1, "a", 2), ("p3", 1, "a", 3), ("p40", 1, "a", 40)]
+    patients += [(f"neg{i}", 0, "a", 1) for i in range(60)]
+    report = split_dataset(write_dataset(tmp_path / "X", patients), (0.6, 0.2, 0.2))
+    assert report.counts["train"]["covid"] == 40
+    assert [w for w in report.warnings if w.startswith("covid=1:") and "far" in w]

@@ -208,7 +208,8 @@ def evaluate(
         Path | None,
         typer.Option(
             help="MASKS folder of `cxrlab seg predict`: the probe removes, then keeps only, "
-            "the real lungs (default: a central box)."
+            "the real lungs, and Grad-CAM's heat share inside the lungs is measured on them "
+            "(default: a central box)."
         ),
     ] = None,
     out: Annotated[

@@ -12,14 +12,15 @@ lung masks: each evaluated image's mask is found by id, taken through the PACKED
 own geometry (top crop, lung box, square resize: ``preprocess_lung_mask`` with the
 options in its meta.json) and resized to the model's input like the images; the
 model is evaluated intact, with the lungs removed and with only the lungs kept, on
-the images that have a mask (the others are left out and counted).
+the images that have a mask (the others are left out and counted), and Grad-CAM's
+heat share inside the lungs is measured on those masks. Both probes read their AUCs
+with one rule, :func:`cxrlab.clf.explain.shortcut_finding`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from cxrlab.clf.explain import (
     explain_images,
     hide_lungs,
     keep_only_lungs,
+    shortcut_finding,
     shortcut_verdict,
 )
 from cxrlab.clf.metrics import Evaluation, evaluate_predictions, seeds_table, summarise_seeds
@@ -228,16 +230,21 @@ def evaluate_run(
         out: where to write (default ``RUN/eval/<data folder>-<split>``).
         device: ``auto``, ``cpu`` or ``cuda``.
         bootstrap: patient-bootstrap resamples.
-        lung_masks: a MASKS folder: the probe removes, then keeps only, these lungs
-            (needs ``shortcut_probe``).
+        lung_masks: a MASKS folder: the probe removes, then keeps only, these lungs,
+            and Grad-CAM's heat share inside the lungs is measured on them (needs
+            ``shortcut_probe`` or ``explain``); both then use only the images that have
+            a mask.
         progress: a bar per prediction pass over the images.
 
     Each seed's threshold is the one chosen on its validation split at training.
     """
     run = Path(run)
     notes: list[str] = []
-    if lung_masks is not None and not shortcut_probe:
-        raise CxrlabError("--lung-masks is used by the shortcut probe: add --shortcut-probe")
+    if lung_masks is not None and not shortcut_probe and explain <= 0:
+        raise CxrlabError(
+            "--lung-masks is used by the shortcut probe and Grad-CAM's lung share: add "
+            "--shortcut-probe or --explain N"
+        )
     folders = seed_folders(run)
     torch_device = resolve_device(device)
     packed = open_packed(data)
@@ -299,23 +306,27 @@ def evaluate_run(
             "data": str(packed.path),
             "evaluation": evaluation.as_dict(),
         }
+        # Given lung masks are the lung field of both Grad-CAM and the probe: the
+        # images that have one, with the mask aligned to the model's input.
+        masked = None
+        if masks_by_id is not None:
+            masked = _with_lung_masks(packed, images, masks_by_id, lung_masks)
         if explain > 0:
-            positions = choose_examples(images.labels, explain, seed=seed)
+            shown = images if masked is None else masked[0]
+            positions = choose_examples(shown.labels, explain, seed=seed)
             explanations[seed] = explain_images(
                 model,
-                images,
+                shown,
                 positions,
                 target / "gradcam.png",
                 device=torch_device,
                 threshold=threshold,
+                lung_field="" if masked is None else f"lung masks from {lung_masks}",
             )
             values["gradcam"] = explanations[seed]
         if shortcut_probe:
-            if masks_by_id is not None:  # real lung masks: lungs removed and lungs only
-                probe, subject = (
-                    _lung_mask_probe,
-                    _with_lung_masks(packed, images, masks_by_id, lung_masks),
-                )
+            if masked is not None:  # real lung masks: lungs removed and lungs only
+                probe, subject = _lung_mask_probe, masked
             else:  # the central box as the lung field
                 probe, subject = functools.partial(_probe, intact=evaluation), images
             probes[seed] = probe(
@@ -385,6 +396,7 @@ def _probe(
     return {
         "lung_field": "lung masks" if images.mask is not None else f"central box {LUNG_BOX}",
         "hidden": hidden.as_dict(),
+        "finding": shortcut_finding(intact, hidden)[0],
         "verdict": shortcut_verdict(intact, hidden),
         "examples": str(grid),
     }
@@ -435,29 +447,15 @@ def _with_lung_masks(
 
 
 def lung_mask_verdict(intact: Evaluation, removed: Evaluation, only: Evaluation) -> str:
-    """One sentence on the AUCs with the lungs removed and with only the lungs kept."""
+    """One sentence on the AUCs with the lungs removed and with only the lungs kept,
+    read by :func:`shortcut_finding` (intact against lungs removed), the rule of the
+    central-box probe too."""
     said = (
         f"ROC-AUC {intact.line('roc_auc')} intact, {removed.line('roc_auc')} with the lungs "
         f"removed, {only.line('roc_auc')} with only the lungs"
     )
-    auc, low, high = removed.metrics["roc_auc"], *removed.intervals["roc_auc"]
-    if not math.isfinite(auc) or not math.isfinite(low):
-        return f"{said}: undefined (one class only)"
-    if low > 0.5:
-        return (
-            f"{said}: the classifier still scores well with the lungs removed, so it is using "
-            "shortcuts (text, markers, borders, source) outside the lungs"
-        )
-    if high < 0.5:
-        return (
-            f"{said}: the ranking inverts with the lungs removed, so image content outside "
-            "the lungs drives its scores: it is using shortcuts"
-        )
-    if auc >= 0.6:
-        return f"{said}: inconclusive; some skill survives without the lungs but the interval includes chance: evaluate on more images"
-    return (
-        f"{said}: no evidence of shortcuts outside the lungs (near chance with the lungs removed)"
-    )
+    # The same rule as the central-box probe: only the words before it differ.
+    return f"{said}: {shortcut_finding(intact, removed)[1]}"
 
 
 def _lung_mask_probe(
@@ -490,6 +488,7 @@ def _lung_mask_probe(
         "intact": evaluations["intact"].as_dict(),
         "lungs_removed": evaluations["lungs removed"].as_dict(),
         "lungs_only": evaluations["lungs only"].as_dict(),
+        "finding": shortcut_finding(evaluations["intact"], evaluations["lungs removed"])[0],
         "verdict": lung_mask_verdict(*evaluations.values()),
         "examples": grids,
     }

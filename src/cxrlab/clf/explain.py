@@ -9,8 +9,10 @@ lungs from borders).
 
 A model that detects COVID-19 from the lungs should lose its skill when the lungs
 are hidden. :func:`hide_lungs` blacks out the lung field (the PACKED's lung masks
-when it has ``masks.npy``, else a central box); :func:`shortcut_verdict` reads the
-AUC with the lungs hidden against the intact one. A model that keeps its AUC is
+when it has ``masks.npy``, else a central box); :func:`shortcut_finding`, the one
+rule of this probe and of the real-lung probe of :mod:`cxrlab.clf.evaluate`, reads
+the AUC without the lungs against the intact one, and says "cannot tell" for a
+model that is not better than chance to begin with. A model that keeps its AUC is
 reading shortcuts (text, markers, borders, the source hospital: DeGrave, Janizek and
 Lee, Nature Machine Intelligence 2021).
 """
@@ -293,12 +295,19 @@ def explain_images(
     device: torch.device,
     threshold: float,
     batch_size: int = 16,
+    lung_field: str = "",
 ) -> dict:
     """Grad-CAM overlays of ``images[positions]`` into the PNG ``out``; returns a summary.
 
     The summary gives, per image, its id, label, probability and the share of the
-    heatmap inside the lung field (masks, or the central box), and their mean: a
-    low share means the model looks at borders, corners and text.
+    heatmap inside the lung field, and their mean: a low share means the model looks
+    at borders, corners and text. The lung field is the set's own masks
+    (``images.mask``: the PACKED's ``masks.npy``, or the ``--lung-masks`` of
+    ``clf evaluate`` aligned to the images), else the central box :data:`LUNG_BOX`.
+
+    Args:
+        lung_field: where the set's masks come from, for the summary (default
+            ``lung masks``).
     """
     cam = GradCam(model)
     all_images, all_cams, all_probability, shares, areas = [], [], [], [], []
@@ -329,7 +338,9 @@ def explain_images(
     return {
         "path": str(path),
         "layer": cam.layer_name,
-        "lung_field": "lung masks" if images.mask is not None else f"central box {LUNG_BOX}",
+        "lung_field": (lung_field or "lung masks")
+        if images.mask is not None
+        else f"central box {LUNG_BOX}",
         "lung_field_area": round(float(area), 4),
         "mean_heat_share_in_lung_field": None
         if len(finite) == 0
@@ -357,28 +368,74 @@ def choose_examples(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.asarray(chosen[:n], dtype=np.int64)
 
 
+#: What :func:`shortcut_finding` can conclude, each with the sentence that says it.
+FINDINGS = {
+    "undefined": "undefined (one class only)",
+    "chance": "cannot tell: the model is not better than chance on these images "
+    "(its intact ROC-AUC interval includes 0.5), so losing the lungs cannot show what it uses",
+    "shortcuts": "it still scores well without the lungs{kept}, so it is using shortcuts "
+    "(text, markers, borders, source) outside the lungs",
+    "inverted": "the ranking inverts without the lungs, so image content outside the lungs "
+    "drives its scores: it is using shortcuts",
+    "inconclusive": "inconclusive: most of its skill survives without the lungs{kept} but the "
+    "interval includes chance: evaluate on more images",
+    "no shortcuts": "no evidence of shortcuts outside the lungs: near chance without them{kept}",
+}
+#: The share of the intact skill above chance (AUC - 0.5) that, kept without the lungs
+#: while the interval still includes chance, makes the probe inconclusive rather than clean.
+KEPT_SKILL_INCONCLUSIVE = 0.5
+
+
+def skill_kept(intact: Evaluation, without: Evaluation) -> float:
+    """The share of the intact ROC-AUC's skill above chance kept without the lungs:
+    (AUC without - 0.5) / (AUC intact - 0.5); NaN when the intact AUC is not above 0.5."""
+    base, auc = intact.metrics["roc_auc"], without.metrics["roc_auc"]
+    if not (math.isfinite(base) and math.isfinite(auc)) or base <= 0.5:
+        return math.nan
+    return (auc - 0.5) / (base - 0.5)
+
+
+def shortcut_finding(intact: Evaluation, without: Evaluation) -> tuple[str, str]:
+    """The one rule of both shortcut probes (central box hidden, real lungs removed):
+    a key of :data:`FINDINGS` and its sentence, from the ROC-AUCs (95% intervals)
+    intact and without the lungs.
+
+    In order: an AUC that is undefined says nothing; a model whose intact interval
+    includes 0.5 (not better than chance) cannot show what it relies on, since there
+    is no skill to lose; an interval without the lungs above 0.5 is a shortcut, one
+    below 0.5 an inverted ranking (also a shortcut); an interval that includes chance
+    is inconclusive when at least :data:`KEPT_SKILL_INCONCLUSIVE` of the skill above
+    chance is kept, and no evidence of shortcuts otherwise.
+    """
+    values = [
+        intact.metrics["roc_auc"],
+        *intact.intervals["roc_auc"],
+        without.metrics["roc_auc"],
+        *without.intervals["roc_auc"],
+    ]
+    if not all(math.isfinite(value) for value in values):
+        key = "undefined"
+    elif intact.intervals["roc_auc"][0] <= 0.5:
+        key = "chance"
+    elif without.intervals["roc_auc"][0] > 0.5:
+        key = "shortcuts"
+    elif without.intervals["roc_auc"][1] < 0.5:
+        key = "inverted"
+    elif skill_kept(intact, without) >= KEPT_SKILL_INCONCLUSIVE:
+        key = "inconclusive"
+    else:
+        key = "no shortcuts"
+    kept = skill_kept(intact, without)
+    kept_text = (
+        f" (keeps {max(kept, 0.0):.0%} of its skill above chance)" if math.isfinite(kept) else ""
+    )
+    return key, FINDINGS[key].format(kept=kept_text)
+
+
 def shortcut_verdict(intact: Evaluation, hidden: Evaluation) -> str:
-    """One sentence on what the AUC with the lungs hidden says about shortcuts."""
-    auc, low, high = hidden.metrics["roc_auc"], *hidden.intervals["roc_auc"]
-    base = intact.metrics["roc_auc"]
-    said = f"ROC-AUC {intact.line('roc_auc')} intact, {hidden.line('roc_auc')} with the lung field hidden"
-    if not math.isfinite(auc) or not math.isfinite(low):
-        return f"{said}: undefined (one class only)"
-    kept = (auc - 0.5) / (base - 0.5) if math.isfinite(base) and base > 0.5 else math.nan
-    kept_text = f" (keeps {kept:.0%} of its skill above chance)" if math.isfinite(kept) else ""
-    if low > 0.5:
-        return (
-            f"{said}{kept_text}: the model still separates the classes without seeing the lungs, "
-            "so it reads shortcuts (text, markers, borders, source) outside the lung field"
-        )
-    if high < 0.5:
-        return (
-            f"{said}: the ranking inverts without the lungs, so image content outside the lung "
-            "field drives its scores: treat it as a shortcut"
-        )
-    if math.isfinite(kept) and kept >= 0.5:
-        return (
-            f"{said}{kept_text}: inconclusive; most of the skill survives without the lungs but "
-            "the interval includes chance: evaluate on more images"
-        )
-    return f"{said}{kept_text}: no evidence of shortcuts outside the lung field (near chance with the lungs hidden)"
+    """One sentence on the central-box probe: the AUCs and :func:`shortcut_finding`'s reading."""
+    said = (
+        f"ROC-AUC {intact.line('roc_auc')} intact, {hidden.line('roc_auc')} with the lung field "
+        "hidden"
+    )
+    return f"{said}: {shortcut_finding(intact, hidden)[1]}"

@@ -6,10 +6,14 @@ number that follows. Here the unit of assignment is a *group*: the connected
 component of images linked by sharing a patient (including the patients of
 rejected rows that named the same image, ``linked_patients``) or a duplicate
 group. Within each label stratum, when the stratum has at least one group per
-split, every split first gets one group (so no split lacks a class); then the
-groups are assigned greedily, in a seeded random order, to the split whose share
-of that stratum is furthest below its target ratio. When a class has fewer groups
-than there are splits, the split still happens and says which split lacks it.
+split, every split first gets one group (so no split lacks a class): the smallest
+groups, the largest of them to the split with the largest ratio (so 3 patients
+with 2, 3 and 40 images give train the 40, not test). Then the groups are assigned
+greedily, in a seeded random order, to the split whose share of that stratum is
+furthest below its target ratio. When a class has fewer groups than there are
+splits, the split still happens and says which split lacks it; when a split's
+share of a class ends up far from its ratio (under half or over twice it), a
+warning says so.
 """
 
 from __future__ import annotations
@@ -126,7 +130,8 @@ def plan_splits(
     stratify: str = "covid",
     holdout_source: str | None = None,
 ) -> tuple[pd.Series, list[str]]:
-    """The split of every row, and warnings naming any split that lacks a class.
+    """The split of every row, and warnings naming any split that lacks a class or whose
+    share of a class is far from its ratio.
 
     Args:
         manifest: a dataset manifest (needs ``patient_id``, ``duplicate_group``, ``source``
@@ -172,14 +177,17 @@ def plan_splits(
         members = members[rng.permutation(len(members))]
         total = float(group_size[members].sum())
         filled = np.zeros(len(names))
-        # one group for each split first (the smallest ones, to stay near the ratios)
+        # one group for each split first: the smallest groups (to stay near the ratios),
+        # the largest of them to the split with the largest target (train before val
+        # before test on ties), so a big group never lands in a small split by default
         sizes = group_size[members].to_numpy()
-        seeds = members[np.argsort(sizes, kind="stable")[: len(used)]]
-        for choice, group in zip(used, seeds, strict=False):
+        seeds = members[np.argsort(sizes, kind="stable")[: len(used)]][::-1]
+        by_target = sorted(used, key=lambda i: -targets[i])
+        for choice, group in zip(by_target, seeds, strict=False):
             assignment[int(group)] = names[choice]
             filled[choice] += group_size[group]
         if len(members) < len(used):
-            lacking = [names[i] for i in used[len(members) :]]
+            lacking = [names[i] for i in by_target[len(members) :]]
             warnings.append(
                 f"{stratify}={stratum} has only {len(members)} patient/duplicate group(s) for "
                 f"{len(used)} splits: {', '.join(lacking)} get(s) none"
@@ -192,8 +200,39 @@ def plan_splits(
             choice = int(np.argmax(deficit))
             assignment[int(group)] = names[choice]
             filled[choice] += group_size[group]
+        if len(members) >= len(used):
+            warnings.extend(_share_warnings(f"{stratify}={stratum}", filled, targets, names, sizes))
     split[remaining] = [assignment[int(g)] for g in groups[remaining]]
     return pd.Series(split, index=manifest.index, name="split"), warnings
+
+
+#: A split's share of a class is "far" from its ratio below ratio / FAR_FACTOR or above
+#: ratio * FAR_FACTOR (3 equal groups for 0.6/0.2/0.2, a third each, are not far).
+FAR_FACTOR = 2.0
+
+
+def _share_warnings(
+    stratum: str, filled: np.ndarray, targets: np.ndarray, names: tuple[str, ...], sizes
+) -> list[str]:
+    """A warning naming every split whose share of ``stratum``'s images is far from its
+    ratio (groups too few or too uneven to split near the ratios), or none."""
+    total = float(filled.sum())
+    if total == 0:
+        return []
+    shares = filled / total
+    far = [
+        f"{names[i]} {shares[i]:.0%} (ratio {target:.0%})"
+        for i, target in enumerate(targets)
+        if target > 0 and not target / FAR_FACTOR <= shares[i] <= target * FAR_FACTOR
+    ]
+    if not far:
+        return []
+    return [
+        f"{stratum}: its images are split far from the ratios: {', '.join(far)}; its "
+        f"{len(sizes)} patient/duplicate groups hold {int(min(sizes))} to {int(max(sizes))} "
+        "images, too few or too uneven to split closer (add data, or read its metrics with "
+        "this in mind)"
+    ]
 
 
 def split_report(manifest: pd.DataFrame, column: str = "label") -> SplitReport:

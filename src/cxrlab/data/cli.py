@@ -44,12 +44,17 @@ def data_import(
         "dataset"
     ),
     views: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="ieee8023, figure1, actualmed: comma-separated views to keep "
-            "(others are rejected as 'view not selected')."
+            help="ieee8023, figure1, actualmed, sample: comma-separated view classes to keep, "
+            "of PA, AP, AP Supine, lateral, unknown (blank view), other. Each metadata "
+            "value maps to one class, case and punctuation aside (AP erect, AP semi erect, "
+            "AP portable: AP; L, LL, lateral: lateral), and so does each value here (--views "
+            "'AP erect' keeps every AP). Others are rejected as 'view not selected'. "
+            "Default: PA,AP,AP Supine; figure1 and actualmed (frontal-only collections) "
+            "also keep unknown."
         ),
-    ] = "PA,AP,AP Supine",
+    ] = None,
     images: Annotated[
         Path | None, typer.Option(help="covidx: the folder holding the images of the label file.")
     ] = None,
@@ -84,7 +89,14 @@ def data_import(
     from cxrlab.data.api import import_source
 
     options: dict = {}
-    if format_name in (SourceFormat.ieee8023, SourceFormat.figure1, SourceFormat.actualmed):
+    view_formats = (SourceFormat.ieee8023, SourceFormat.figure1, SourceFormat.actualmed)
+    if views is not None:
+        if format_name not in (*view_formats, SourceFormat.sample):
+            raise typer.BadParameter(
+                f"{format_name.value} has no view metadata (its views are 'unknown'); "
+                "leave --views out",
+                param_hint="--views",
+            )
         options["views"] = [v.strip() for v in views.split(",") if v.strip()]
     if format_name == SourceFormat.covidx:
         options["images"] = images

@@ -31,6 +31,7 @@ from cxrlab.data.manifest import (
     write_manifest,
     write_table,
 )
+from cxrlab.data.sources.views import view_counts
 from cxrlab.errors import DatasetError, ImageReadError
 from cxrlab.utils.fs import atomic_dir, atomic_write_text, sha256_file
 from cxrlab.utils.outputs import DATASET, OutputError, check_output
@@ -43,7 +44,8 @@ LOW_ACCEPTANCE = 0.10
 REASON_HINTS = {
     "missing": "the image files are not where the source says: check PATH, or --images "
     "for covidx (the folder holding the label file's images)",
-    "view not selected": "check --views (e.g. --views 'PA,AP,AP Supine')",
+    "view not selected": "check --views (e.g. --views 'PA,AP,AP Supine,unknown' keeps "
+    "images whose view the metadata leaves blank)",
     "no label": "the findings or class names are not in the labels vocabulary (README: labels)",
     "not an X-ray": "the source holds mostly CT or other modalities",
     "unreadable": "the files are not images cxrlab can decode",
@@ -64,12 +66,17 @@ class IngestReport:
     reasons: dict[str, int]
     n_duplicate_groups: int
     warnings: list[str] = field(default_factory=list)
+    views: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [
             f"{self.out}: {self.n_inputs} inputs = {self.n_accepted} accepted "
             f"+ {self.n_rejected} rejected"
         ]
+        if self.views:
+            lines.append(
+                "  accepted views: " + ", ".join(f"{k} {v}" for k, v in self.views.items())
+            )
         for reason, count in sorted(self.reasons.items(), key=lambda kv: -kv[1]):
             lines.append(f"  rejected, {reason}: {count}")
         if self.n_duplicate_groups:
@@ -231,6 +238,7 @@ def ingest(
     n_groups = int(groups[groups != ""].nunique())
     warnings = [w for scan in scans for w in scan.warnings]
     warnings += _acceptance_warnings(n_inputs, len(manifest), reasons)
+    views = view_counts(manifest["view"]) if len(manifest) else {}
     info = {
         "cxrlab_version": __version__,
         "sources": sources,
@@ -240,6 +248,7 @@ def ingest(
             "accepted": len(manifest),
             "rejected": len(rejected),
             "rejected_by_reason": reasons,
+            "accepted_by_view": views,
         },
         "warnings": warnings,
     }
@@ -248,7 +257,9 @@ def ingest(
         write_manifest(staging, manifest)
         write_table(staging / REJECTS, rejected)
         atomic_write_text(staging / DATASET_JSON, json.dumps(info, indent=2, default=str) + "\n")
-    return IngestReport(out, n_inputs, len(manifest), len(rejected), reasons, n_groups, warnings)
+    return IngestReport(
+        out, n_inputs, len(manifest), len(rejected), reasons, n_groups, warnings, views
+    )
 
 
 def _check_out(

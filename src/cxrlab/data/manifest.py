@@ -74,7 +74,8 @@ class Candidate:
         covid: 1 for COVID-19 positive, 0 otherwise.
         patient_id: unique within the dataset (prefixed with the source name).
         source: the source's name (``ieee8023``, ``covidx:sirm``, ...).
-        view: projection (PA, AP, AP Supine, ...) or empty when unknown.
+        view: view class (PA, AP, AP Supine, lateral, unknown, other: see
+            :mod:`cxrlab.data.sources.views`); ``unknown`` when the source does not say.
         row: the metadata row number (1-based, header excluded) or file path, for rejects.
         extra: source-specific columns kept in the manifest (finding, license, url...).
     """
@@ -85,7 +86,7 @@ class Candidate:
     covid: int
     patient_id: str
     source: str
-    view: str = ""
+    view: str = "unknown"
     row: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 

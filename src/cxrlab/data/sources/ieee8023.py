@@ -8,6 +8,12 @@ Rows are checked in this order, the first failing check naming the reject reason
 modality is X-ray, the file exists, view is selected, finding is a label,
 the file was not listed by an earlier row.
 
+Views: the ``view`` column maps to a view class (:mod:`cxrlab.data.sources.views`), so
+``AP erect`` and ``AP semi erect`` are ``AP``. The default keeps PA, AP and AP Supine;
+a blank view is ``unknown`` and is left out by default, since the collection also
+holds laterals (``--views PA,AP,AP Supine,unknown`` keeps it). The manifest's ``view``
+is the class; ``view_as_written`` keeps the metadata's spelling.
+
 Lung masks: ``annotations/lungVAE-masks/<image stem>_mask.png`` (0/255 at the image's
 size, for a few hundred images upstream) are recorded in the ``mask_path`` column
 (empty when an image has none). They are lungVAE predictions (Selvan et al. 2020),
@@ -32,10 +38,8 @@ from cxrlab.data.manifest import (
     SourceScan,
 )
 from cxrlab.data.sources.labels import LabelError, harmonise
+from cxrlab.data.sources.views import DEFAULT_VIEWS, parse_views, view_class
 from cxrlab.errors import DatasetError
-
-#: Frontal views used by COVIDx and torchxrayvision.
-DEFAULT_VIEWS = ("PA", "AP", "AP Supine")
 
 #: Metadata columns copied into the manifest.
 KEPT_COLUMNS = ("finding", "license", "url", "doi", "offset", "sex", "age")
@@ -74,7 +78,8 @@ def scan_ieee8023(
 
     Args:
         path: the dataset folder.
-        views: projections to keep (exact match of the ``view`` column).
+        views: view classes to keep (PA, AP, AP Supine, lateral, unknown, other), or
+            spellings of them: each is mapped by :func:`~cxrlab.data.sources.views.view_class`.
         source: name recorded in the manifest and used to prefix ids.
     """
     root = Path(path)
@@ -90,7 +95,7 @@ def scan_ieee8023(
     needed = {"patientid", "finding", "view", "modality", "filename"}
     if not needed <= set(table.columns):
         raise DatasetError(f"{metadata} lacks the columns {sorted(needed - set(table.columns))}")
-    wanted_views = {v.strip() for v in views}
+    wanted_views = parse_views(views)
     candidates: list[Candidate] = []
     rejects: list[Reject] = []
     first_row: dict[str, str] = {}
@@ -104,7 +109,8 @@ def scan_ieee8023(
         reject = functools.partial(_reject, rejects, source, row, image_id, file_path, patient)
 
         modality = record["modality"].strip()
-        view = record["view"].strip()
+        view_written = record["view"].strip()
+        view = view_class(view_written)
         if modality != "X-ray":
             reject(REASON_NOT_XRAY, f"modality {modality!r}")
             continue
@@ -112,7 +118,7 @@ def scan_ieee8023(
             reject(REASON_MISSING, "file named in metadata.csv is absent")
             continue
         if view not in wanted_views:
-            reject(REASON_VIEW, f"view {view!r} not in {sorted(wanted_views)}")
+            reject(REASON_VIEW, f"view {view_written!r} ({view}) not in {list(wanted_views)}")
             continue
         try:
             label = harmonise(record["finding"])
@@ -138,10 +144,11 @@ def scan_ieee8023(
                 row=row,
                 extra={
                     **{k: record.get(k, "") for k in KEPT_COLUMNS},
+                    "view_as_written": view_written,
                     "mask_path": lung_mask_path(root, record["filename"]),
                 },
             )
         )
     return SourceScan(
-        source, candidates, rejects, len(table), {"path": str(root), "views": sorted(wanted_views)}
+        source, candidates, rejects, len(table), {"path": str(root), "views": list(wanted_views)}
     )

@@ -10,9 +10,13 @@
   ``images/<imagename>``.
 
 Every finding of a comma-separated list counts (a row whose findings include
-COVID-19 is COVID; the manifest's ``finding`` keeps them all), and, as for ieee8023,
-only the selected views (default PA, AP, AP Supine) are kept: laterals are
-rejected as ``view not selected``, so they never enter a frontal study.
+COVID-19 is COVID; the manifest's ``finding`` keeps them all). Views map to view
+classes (:mod:`cxrlab.data.sources.views`: ``AP erect`` is ``AP``) and only the
+selected classes are kept: laterals are rejected as ``view not selected``, so they
+never enter a frontal study. Both collections hold frontal images only, and Figure1
+leaves the view blank for most of them, so a blank view (class ``unknown``) is kept
+by default here (default ``PA, AP, AP Supine, unknown``; ``--views PA,AP,AP Supine``
+drops it).
 """
 
 from __future__ import annotations
@@ -30,8 +34,13 @@ from cxrlab.data.manifest import (
     Reject,
     SourceScan,
 )
-from cxrlab.data.sources.ieee8023 import DEFAULT_VIEWS
 from cxrlab.data.sources.labels import LabelError, harmonise
+from cxrlab.data.sources.views import (
+    DEFAULT_VIEWS_FRONTAL_SOURCE,
+    UNKNOWN,
+    parse_views,
+    view_class,
+)
 from cxrlab.errors import DatasetError
 
 
@@ -49,12 +58,12 @@ def _scan_partner(
 ) -> SourceScan:
     if "patientid" not in table.columns or "finding" not in table.columns:
         raise DatasetError(f"{root}/metadata.csv lacks patientid/finding columns")
-    wanted_views = {v.strip() for v in views}
+    wanted_views = parse_views(views)
     warnings = []
-    if "view" not in table.columns:  # nothing to select on: keep every row, loudly
+    if "view" not in table.columns and UNKNOWN in wanted_views:  # every view is unknown
         warnings.append(
-            f"{root}/metadata.csv has no view column: views were not checked, so lateral "
-            "images may be included"
+            f"{root}/metadata.csv has no view column: every view is 'unknown' and was kept, "
+            "so lateral images may be included"
         )
     candidates: list[Candidate] = []
     rejects: list[Reject] = []
@@ -70,9 +79,10 @@ def _scan_partner(
         if modality and modality.lower() not in {"x-ray", "xray", "cxr"}:
             reject(REASON_NOT_XRAY, f"modality {modality!r}")
             continue
-        view = str(record.get("view", "")).strip()
-        if "view" in table.columns and view not in wanted_views:
-            reject(REASON_VIEW, f"view {view!r} not in {sorted(wanted_views)}")
+        view_written = str(record.get("view", "")).strip()
+        view = view_class(view_written)
+        if view not in wanted_views:
+            reject(REASON_VIEW, f"view {view_written!r} ({view}) not in {list(wanted_views)}")
             continue
         try:
             label = harmonise(str(record["finding"]))  # every finding of the list counts
@@ -94,15 +104,18 @@ def _scan_partner(
                 source=source,
                 view=view,
                 row=str(number),
-                extra={"finding": str(record["finding"])},
+                extra={"finding": str(record["finding"]), "view_as_written": view_written},
             )
         )
-    options = {"path": str(root), "views": sorted(wanted_views)}
+    options = {"path": str(root), "views": list(wanted_views)}
     return SourceScan(source, candidates, rejects, len(table), options, warnings)
 
 
 def scan_figure1(
-    path: str | Path, *, views: tuple[str, ...] | list[str] = DEFAULT_VIEWS, source: str = "figure1"
+    path: str | Path,
+    *,
+    views: tuple[str, ...] | list[str] = DEFAULT_VIEWS_FRONTAL_SOURCE,
+    source: str = "figure1",
 ) -> SourceScan:
     """Scan a Figure1-COVID-chestxray-dataset checkout."""
     root = Path(path)
@@ -120,7 +133,7 @@ def scan_figure1(
 def scan_actualmed(
     path: str | Path,
     *,
-    views: tuple[str, ...] | list[str] = DEFAULT_VIEWS,
+    views: tuple[str, ...] | list[str] = DEFAULT_VIEWS_FRONTAL_SOURCE,
     source: str = "actualmed",
 ) -> SourceScan:
     """Scan an Actualmed-COVID-chestxray-dataset checkout."""

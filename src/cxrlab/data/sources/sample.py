@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cxrlab.data.manifest import SourceScan
 from cxrlab.data.sources.ieee8023 import scan_ieee8023
+from cxrlab.data.sources.views import DEFAULT_VIEWS
 from cxrlab.errors import DatasetError
 
 
@@ -27,6 +28,11 @@ def sample_path() -> Path:
     return path
 
 
-def scan_sample(path: str | Path | None = None, *, source: str = "sample") -> SourceScan:
-    """Scan the bundled sample (``path`` is ignored unless given explicitly)."""
-    return scan_ieee8023(Path(path) if path else sample_path(), source=source)
+def scan_sample(
+    path: str | Path | None = None,
+    *,
+    views: tuple[str, ...] | list[str] = DEFAULT_VIEWS,
+    source: str = "sample",
+) -> SourceScan:
+    """Scan the bundled sample (``path`` is ignored unless given explicitly) as ieee8023."""
+    return scan_ieee8023(Path(path) if path else sample_path(), views=views, source=source)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrlab.clf.config import ARCHS, AUGMENTS, BALANCES, ClfConfig
+from cxrlab.clf.config import ARCHS, AUGMENTS, BALANCES, STANDARDIZATIONS, ClfConfig
 from cxrlab.cli_common import (
     ListOptionsCommand,
     Quiet,
@@ -89,6 +89,13 @@ def train(
     head: Annotated[
         str, typer.Option(help="logit (1 output, sigmoid + BCE) or softmax (2 outputs).")
     ] = CLF["head"],
+    standardize: Annotated[
+        str,
+        typer.Option(
+            help=f"Per-image intensity standardisation, part of the model (evaluation "
+            f"applies it too): {', '.join(STANDARDIZATIONS)}."
+        ),
+    ] = CLF["standardize"],
     epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = CLF["epochs"],
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = CLF["batch_size"],
     lr: Annotated[float, typer.Option(help="Initial AdamW learning rate.")] = CLF["lr"],
@@ -157,6 +164,7 @@ def train(
         freeze_backbone=freeze_backbone,
         pretrained=pretrained,
         head=head,
+        standardize=standardize,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,

@@ -24,6 +24,8 @@ AUGMENTS = (
 )
 BALANCES = ("none", "weighted-loss", "oversample")
 SCHEDULES = ("cosine", "plateau", "constant")
+#: Per-image intensity standardisation inside the model (:func:`cxrlab.clf.models.zscore`).
+STANDARDIZATIONS = ("none", "zscore")
 
 
 @dataclass
@@ -51,6 +53,8 @@ class ClfConfig(YamlConfig):
             ``imagenet`` (resnet18), ``xrv`` (densenet121-xrv) or a local weights file.
         head: ``logit`` (one logit, sigmoid + binary cross-entropy) or ``softmax``
             (two logits, softmax + cross-entropy).
+        standardize: ``none`` or ``zscore``: each image to zero mean and unit sd of its
+            own, as part of the model (training, validation and ``clf evaluate`` alike).
         epochs: passes over the training images.
         batch_size: images per optimizer step.
         lr: AdamW learning rate at the start.
@@ -80,6 +84,7 @@ class ClfConfig(YamlConfig):
     freeze_backbone: bool = False
     pretrained: str = "auto"
     head: str = "logit"
+    standardize: str = "none"
     epochs: int = 50
     batch_size: int = 20
     lr: float = 1e-3
@@ -99,6 +104,7 @@ class ClfConfig(YamlConfig):
             "augment": AUGMENTS,
             "balance": BALANCES,
             "schedule": SCHEDULES,
+            "standardize": STANDARDIZATIONS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -20,6 +20,13 @@ work on the same [0, 1] images:
   scaling (torchxrayvision's convention); with its weights, images are resized to
   the 224 px they were trained at.
 
+``standardize="zscore"`` (``clf train --standardize``) gives every image, after any
+resize, zero mean and unit sd of its own before the backbone's scaling, then puts it
+back at ImageNet's grey mean and sd, so each backbone's normalisation applies unchanged
+(ResNet-18 from scratch then sees exactly the z-scores). It is part of ``prepare``
+and of the :class:`ModelSpec` every checkpoint stores, so training, validation,
+``clf evaluate``, Grad-CAM and the shortcut probes all apply it the same way.
+
 Weights are found by :func:`pretrained_weights`: a local file, ``$CXRLAB_WEIGHTS_DIR``,
 the library's cache, then a download (not when ``$CXRLAB_OFFLINE`` is set); when
 none works, :class:`MissingWeightsError` names the file, its URL and the fix.
@@ -35,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cxrlab.clf.config import ARCHS, HEADS
-from cxrlab.data.loader import normalize_batch
+from cxrlab.clf.config import ARCHS, HEADS, STANDARDIZATIONS
+from cxrlab.data.loader import IMAGENET_GREY_MEAN, IMAGENET_GREY_STD, normalize_batch
 from cxrlab.errors import CxrlabError
 from cxrlab.metrics.extractors.weights import (
     OFFLINE_ENV,
@@ -52,6 +59,19 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 XRV_INPUT_PX = 224
 SIMPLE_CNN_FILTERS = (128, 64, 32, 32)
 SIMPLE_CNN_DENSE = 128
+#: The smallest per-image sd divided by in :func:`zscore` (a flat image stays flat).
+ZSCORE_MIN_SD = 1e-3
+
+
+def zscore(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> each image with zero mean and unit sd over its pixels, re-expressed
+    at ImageNet's grey mean and sd (still about [0, 1] for a typical image), so that any
+    contrast or brightness change of an image (``a x + b``, a > 0) gives the same output.
+    """
+    flat = images.float().flatten(1)
+    mean = flat.mean(dim=1).view(-1, 1, 1, 1)
+    sd = flat.std(dim=1, correction=0).clamp_min(ZSCORE_MIN_SD).view(-1, 1, 1, 1)
+    return ((images - mean) / sd * IMAGENET_GREY_STD + IMAGENET_GREY_MEAN).to(images.dtype)
 
 
 class Classifier(nn.Module):
@@ -63,6 +83,7 @@ class Classifier(nn.Module):
         head: (B, C, h, w) -> (B, K) logits.
         normalize: ``unit``, ``imagenet``, ``imagenet-rgb`` or ``xrv`` (see :meth:`prepare`).
         input_size_px: resize inputs to this side first (None: keep the data's size).
+        standardize: ``none`` or ``zscore`` (per image, :func:`zscore`), before ``normalize``.
     """
 
     def __init__(
@@ -73,9 +94,15 @@ class Classifier(nn.Module):
         *,
         normalize: str,
         input_size_px: int | None = None,
+        standardize: str = "none",
     ) -> None:
         super().__init__()
+        if standardize not in STANDARDIZATIONS:
+            raise CxrlabError(
+                f"unknown --standardize {standardize!r}; choose one of {', '.join(STANDARDIZATIONS)}"
+            )
         self.arch = arch
+        self.standardize = standardize
         self.backbone = backbone
         self.head = head
         self.normalize = normalize
@@ -100,6 +127,8 @@ class Classifier(nn.Module):
                 align_corners=False,
                 antialias=True,
             )
+        if self.standardize == "zscore":
+            images = zscore(images)
         if self.normalize == "imagenet-rgb":
             return (images.expand(-1, 3, -1, -1) - self.rgb_mean) / self.rgb_std
         return normalize_batch(images, self.normalize)
@@ -364,12 +393,15 @@ class ModelSpec:
         size_px: side of the training images.
         head: ``logit`` or ``softmax``.
         pretrained: ``none``, ``imagenet``, ``xrv`` or a weights file.
+        standardize: ``none`` or ``zscore`` (per-image, inside :meth:`Classifier.prepare`);
+            checkpoints written before it existed read as ``none``.
     """
 
     arch: str
     size_px: int
     head: str = "logit"
     pretrained: str = "none"
+    standardize: str = "none"
 
     def as_dict(self) -> dict:
         return {
@@ -377,6 +409,7 @@ class ModelSpec:
             "size_px": self.size_px,
             "head": self.head,
             "pretrained": self.pretrained,
+            "standardize": self.standardize,
         }
 
 
@@ -392,7 +425,18 @@ def build_classifier(spec: ModelSpec, *, load_weights: bool = True) -> Classifie
         raise CxrlabError(f"unknown --arch {spec.arch!r}; choose one of {', '.join(ARCHS)}")
     if spec.head not in HEADS:
         raise CxrlabError(f"unknown --head {spec.head!r}; choose logit or softmax")
+    if spec.standardize not in STANDARDIZATIONS:
+        raise CxrlabError(
+            f"unknown --standardize {spec.standardize!r}; "
+            f"choose one of {', '.join(STANDARDIZATIONS)}"
+        )
     n_logits = 1 if spec.head == "logit" else 2
+    model = _build(spec, n_logits, load_weights)
+    model.standardize = spec.standardize  # the architectures' builders leave it "none"
+    return model
+
+
+def _build(spec: ModelSpec, n_logits: int, load_weights: bool) -> Classifier:
     pretrained = spec.pretrained
     if pretrained == "auto":
         pretrained = "xrv" if spec.arch == "densenet121-xrv" else "none"

@@ -192,6 +192,7 @@ class SeedTrainer:
             size_px=self.train_images.size_px,
             head=config.head,
             pretrained=config.resolved_pretrained,
+            standardize=config.standardize,
         )
         torch.manual_seed(seed)  # the same initial weights in every process
         self.model = build_classifier(self.spec).to(device)

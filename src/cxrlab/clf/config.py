@@ -24,6 +24,8 @@ AUGMENTS = (
 )
 BALANCES = ("none", "weighted-loss", "oversample")
 SCHEDULES = ("cosine", "plateau", "constant")
+#: Cross-validation schemes of ``clf train --cv`` (``none``: one ordinary run).
+CV_SCHEMES = ("none", "sites")
 #: Per-image intensity standardisation inside the model (:func:`cxrlab.clf.models.zscore`).
 STANDARDIZATIONS = ("none", "zscore")
 
@@ -68,6 +70,13 @@ class ClfConfig(YamlConfig):
         devices: data-parallel processes (Lightning Fabric DDP) on that device type;
             each takes its share of every batch of ``batch_size`` images.
         bootstrap: patient-level bootstrap resamples for the 95% intervals.
+        cv: ``none`` (one run on the PACKED's splits) or ``sites`` (leave-site-out
+            cross-validation over the train and val rows, :mod:`cxrlab.clf.cv`).
+        folds: folds of whole sites with ``cv: sites`` (None: 5, or fewer when there are
+            fewer usable sites).
+        splits_file: a CSV (``id``, ``split``) that replaces the PACKED's split column for
+            this run; rows it does not list are not used at all. Each fold of a
+            cross-validation is a run with its own (``fold-NN/splits.csv``).
     """
 
     command: ClassVar[str] = "cxrlab clf train"
@@ -95,6 +104,9 @@ class ClfConfig(YamlConfig):
     device: str = "auto"
     devices: int = 1
     bootstrap: int = 2000
+    cv: str = "none"
+    folds: int | None = None
+    splits_file: str | None = None
 
     def __post_init__(self) -> None:
         self.check_types()
@@ -104,6 +116,7 @@ class ClfConfig(YamlConfig):
             "augment": AUGMENTS,
             "balance": BALANCES,
             "schedule": SCHEDULES,
+            "cv": CV_SCHEMES,
             "standardize": STANDARDIZATIONS,
         }
         for name, allowed in choices.items():
@@ -121,6 +134,10 @@ class ClfConfig(YamlConfig):
                 f"--batch-size {self.batch_size} is too small for --devices {self.devices}: "
                 "each process needs at least 2 images of every batch (BatchNorm)"
             )
+        if self.folds is not None and self.cv == "none":
+            raise CxrlabError("--folds needs --cv sites")
+        if self.folds is not None and self.folds < 2:
+            raise CxrlabError(f"--folds must be at least 2, got {self.folds}")
         if self.lr <= 0:
             raise CxrlabError(f"--lr must be positive, got {self.lr}")
         if self.synthetic_ratio is not None and self.synthetic_ratio < 0:

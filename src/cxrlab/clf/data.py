@@ -356,6 +356,41 @@ def training_set(
     return ImageSet(parts, pd.concat(tables, ignore_index=True), size_px)
 
 
+def with_splits(packed: str | Path | Packed, splits_file: str | Path) -> Packed:
+    """``packed`` with its split column replaced by ``splits_file`` (CSV: ``id``, ``split``).
+
+    Rows the file does not list get the split ``""``: no training or evaluation set
+    takes them. A cross-validation fold is a run whose file names its training,
+    validation and held-out (``test``) rows.
+
+    Raises:
+        DatasetError: naming the file, when it is missing or malformed, lists an id twice
+            or lists an id the PACKED does not have (a file of another PACKED).
+    """
+    import dataclasses
+
+    data = _open(packed)
+    path = Path(splits_file)
+    if not path.is_file():
+        raise DatasetError(f"splits file {path} not found (it is written by `clf train --cv`)")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not {"id", "split"} <= set(table.columns):
+        raise DatasetError(f"{path} must have the columns id and split")
+    if table["id"].duplicated().any():
+        twice = table.loc[table["id"].duplicated(), "id"].iloc[0]
+        raise DatasetError(f"{path} lists id {twice!r} twice")
+    unknown = sorted(set(table["id"]) - set(data.manifest["id"]))
+    if unknown:
+        raise DatasetError(
+            f"{path} lists {len(unknown)} id(s) that {data.path} does not have (e.g. "
+            f"{unknown[0]!r}): it was made for another PACKED"
+        )
+    manifest = data.manifest.copy()
+    manifest["split"] = manifest["id"].map(dict(zip(table["id"], table["split"], strict=True)))
+    manifest["split"] = manifest["split"].fillna("")
+    return dataclasses.replace(data, manifest=manifest)
+
+
 def patient_overlap(packed: str | Path | Packed) -> dict[str, int]:
     """Patients of the train split that also appear in val / test (should be 0 each)."""
     data = _open(packed)

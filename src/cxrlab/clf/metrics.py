@@ -49,22 +49,36 @@ def _check(covid: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray, np.n
     return covid, probability
 
 
+def _thresholds(threshold: float | np.ndarray, n: int) -> float | np.ndarray:
+    """A scalar threshold, or (N,) thresholds: one per row (pooled cross-validation
+    folds, each at the threshold chosen on its own validation)."""
+    if np.ndim(threshold) == 0:
+        return float(threshold)
+    threshold = np.asarray(threshold, dtype=np.float64)
+    if threshold.shape != (n,):
+        raise CxrlabError(
+            f"{threshold.shape} thresholds for {n} predictions: give one or one per row"
+        )
+    return threshold
+
+
 def binary_metrics(
-    covid: np.ndarray, probability: np.ndarray, threshold: float
+    covid: np.ndarray, probability: np.ndarray, threshold: float | np.ndarray
 ) -> dict[str, float]:
     """Accuracy, sensitivity (COVID recall), specificity, PPV, NPV, F1 and ROC-AUC.
 
     Args:
         covid: (N,) 0/1 true labels.
         probability: (N,) predicted probability of COVID-19.
-        threshold: predicted positive when ``probability >= threshold``.
+        threshold: predicted positive when ``probability >= threshold``; a scalar or
+            (N,) per-row thresholds.
 
     Returns:
         name -> value; NaN where undefined (ROC-AUC with one class, PPV with no
         positive prediction, ...).
     """
     covid, probability = _check(covid, probability)
-    predicted = (probability >= threshold).astype(np.int64)
+    predicted = (probability >= _thresholds(threshold, len(covid))).astype(np.int64)
     nan = np.nan
     both_classes = len(np.unique(covid)) == 2
     return {
@@ -134,17 +148,20 @@ def weighted_auc(covid: np.ndarray, score: np.ndarray, weights: np.ndarray) -> n
 
 
 def weighted_metrics(
-    covid: np.ndarray, probability: np.ndarray, threshold: float, weights: np.ndarray
+    covid: np.ndarray,
+    probability: np.ndarray,
+    threshold: float | np.ndarray,
+    weights: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Every metric of :func:`binary_metrics` for each row of ``weights`` (R, N) at once.
 
     Row r counts image i ``weights[r, i]`` times (a bootstrap resample); with
     integer weights the values equal scikit-learn's with ``sample_weight``. NaN
-    where undefined.
+    where undefined. ``threshold``: a scalar or (N,) per-row thresholds.
     """
     covid, probability = _check(covid, probability)
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    predicted = probability >= threshold
+    predicted = probability >= _thresholds(threshold, len(covid))
     positive = covid == 1
     cells = np.stack(
         [positive & predicted, ~positive & predicted, ~positive & ~predicted, positive & ~predicted]
@@ -166,7 +183,7 @@ def weighted_metrics(
 def bootstrap_intervals(
     covid: np.ndarray,
     probability: np.ndarray,
-    threshold: float,
+    threshold: float | np.ndarray,
     patients: np.ndarray,
     *,
     n_resamples: int = 2000,
@@ -178,7 +195,8 @@ def bootstrap_intervals(
     Args:
         covid: (N,) 0/1 labels.
         probability: (N,) predicted probabilities.
-        threshold: the decision threshold (fixed: chosen on validation, not refitted).
+        threshold: the decision threshold (fixed: chosen on validation, not refitted);
+            a scalar or (N,) per-row thresholds.
         patients: (N,) patient id per row.
         n_resamples: bootstrap resamples.
         seed: the same seed gives the same intervals.
@@ -199,16 +217,69 @@ def bootstrap_intervals(
         )
         chunks.append(weighted_metrics(covid, probability, threshold, weights))
     values = {name: np.concatenate([c[name] for c in chunks]) for name in METRICS}
+    return {name: percentile_interval(values[name], confidence) for name in METRICS}
+
+
+def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The central ``confidence`` percentile interval of the finite resampled ``values``;
+    (nan, nan) when none is finite (the metric was undefined in every resample)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return (math.nan, math.nan)
     tail = (1.0 - confidence) / 2.0 * 100.0
-    intervals = {}
-    for name in METRICS:
-        finite = values[name][np.isfinite(values[name])]
-        if len(finite) == 0:
-            intervals[name] = (math.nan, math.nan)
-        else:
-            low, high = np.percentile(finite, [tail, 100.0 - tail])
-            intervals[name] = (float(low), float(high))
-    return intervals
+    low, high = np.percentile(finite, [tail, 100.0 - tail])
+    return (float(low), float(high))
+
+
+def paired_bootstrap(
+    sets: list[tuple[np.ndarray, np.ndarray, float | np.ndarray, np.ndarray]],
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> list[dict[str, np.ndarray]]:
+    """Resampled metrics of several prediction sets that share patients, drawn together.
+
+    Each resample draws patients (with replacement) from the union of the sets'
+    patients; a patient's rows in *every* set take the number of times it was drawn.
+    The difference of two sets' values in one resample (in-site minus out-of-site AUC,
+    where one patient can be in both) is then a draw of the difference's bootstrap
+    distribution, keeping the correlation the shared patients bring.
+
+    Args:
+        sets: (covid (N_k,), probability (N_k,), threshold (scalar or (N_k,)),
+            patients (N_k,)) per set.
+        n_resamples: bootstrap resamples.
+        seed: the same seed gives the same resamples.
+
+    Returns:
+        Per set, name -> (n_resamples,) values of every metric of :func:`binary_metrics`
+        (NaN where undefined in a resample).
+    """
+    checked = [
+        (*_check(covid, probability), threshold) for covid, probability, threshold, _ in sets
+    ]
+    patients = np.concatenate([np.asarray(s[3]).astype(str) for s in sets])
+    if len(patients) != sum(len(c[0]) for c in checked):
+        raise CxrlabError("every prediction set needs one patient id per prediction")
+    bounds = np.cumsum([0] + [len(c[0]) for c in checked])
+    rng = np.random.default_rng(seed)
+    chunk = max(1, RESAMPLE_CELLS // len(patients))  # bounds the (resamples, N) weight matrix
+    chunks: list[list[dict[str, np.ndarray]]] = []
+    for start in range(0, n_resamples, chunk):
+        weights = patient_resample_weights(patients, min(chunk, n_resamples - start), rng)
+        chunks.append(
+            [
+                weighted_metrics(covid, probability, threshold, weights[:, low:high])
+                for (covid, probability, threshold), low, high in zip(
+                    checked, bounds[:-1], bounds[1:], strict=True
+                )
+            ]
+        )
+    return [
+        {name: np.concatenate([c[index][name] for c in chunks]) for name in METRICS}
+        for index in range(len(sets))
+    ]
 
 
 @dataclass

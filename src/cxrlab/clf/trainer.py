@@ -38,7 +38,14 @@ import numpy as np
 import torch
 
 from cxrlab.clf.config import ClfConfig
-from cxrlab.clf.data import ORIGINS, ImageSet, evaluation_set, patient_overlap, training_set
+from cxrlab.clf.data import (
+    ORIGINS,
+    ImageSet,
+    evaluation_set,
+    patient_overlap,
+    training_set,
+    with_splits,
+)
 from cxrlab.clf.evaluate import plot_confusion_matrix, plot_roc, write_predictions
 from cxrlab.clf.metrics import (
     Evaluation,
@@ -50,7 +57,7 @@ from cxrlab.clf.metrics import (
 )
 from cxrlab.clf.models import ModelSpec, build_classifier
 from cxrlab.clf.predict import BEST, backbone_features, predict, predictions_frame
-from cxrlab.data.packed import open_packed
+from cxrlab.data.packed import Packed, open_packed
 from cxrlab.errors import CxrlabError
 from cxrlab.utils import outputs
 from cxrlab.utils.checkpoint import load_checkpoint, save_checkpoint
@@ -172,7 +179,7 @@ class SeedTrainer:
         self.writer = fabric.is_global_zero  # the one process that writes files
         self.progress = progress and self.writer
         self.folder = Path(config.out) / f"seed_{seed}"
-        self.packed = open_packed(config.data)
+        self.packed = run_data(config)
         self.train_images: ImageSet = training_set(
             self.packed,
             synthetic=config.synthetic,
@@ -521,7 +528,7 @@ def _check_run_folder(config: ClfConfig, resume: bool) -> None:
     config.guard_run_folder(run, resume, started=started)
 
 
-def _train_seeds(
+def train_seeds(
     fabric, config: ClfConfig, resume: bool, progress: bool
 ) -> dict[int, SeedResult] | None:
     """Every seed, one after the other, in each of Fabric's processes; the first
@@ -530,6 +537,35 @@ def _train_seeds(
     for seed in config.seeds:
         results[seed] = SeedTrainer(config, seed, fabric, progress=progress).run(resume=resume)
     return results if fabric.is_global_zero else None
+
+
+def run_data(config: ClfConfig) -> Packed:
+    """The PACKED a run trains and is judged on: ``config.data``, its split column
+    replaced by ``config.splits_file`` when there is one (a cross-validation fold)."""
+    packed = open_packed(config.data)
+    return with_splits(packed, config.splits_file) if config.splits_file else packed
+
+
+def check_run(config: ClfConfig, resume: bool) -> None:
+    """Before any work: refuse an ``out`` that is an input or another kind of folder, a
+    started run without ``resume``, and a resume under changed settings."""
+    check_output(config.out, kind=outputs.CLASSIFIER_RUN, inputs=[config.data, config.synthetic])
+    _check_run_folder(config, resume)
+
+
+def start_run(config: ClfConfig) -> list[str]:
+    """Create the run folder, write its ``config.yaml``; the run's notes (a leaking split)."""
+    run = Path(config.out)
+    run.mkdir(parents=True, exist_ok=True)
+    config.write(run / "config.yaml")
+    notes = []
+    overlap = patient_overlap(run_data(config))
+    if any(overlap.values()):
+        notes.append(
+            f"patients shared between train and val/test: {overlap}; the split leaks "
+            "patients, so these numbers are optimistic (split with `cxrlab data split --by patient`)"
+        )
+    return notes
 
 
 def train_classifier(
@@ -546,22 +582,23 @@ def train_classifier(
         The run's results; None in the extra processes of multi-GPU DDP, which run the
         command again.
     """
-    check_output(config.out, kind=outputs.CLASSIFIER_RUN, inputs=[config.data, config.synthetic])
-    _check_run_folder(config, resume)
-    run = Path(config.out)
-    fabric = make_fabric(config.device, config.devices)  # refuses a missing CUDA first
-    run.mkdir(parents=True, exist_ok=True)
-    config.write(run / "config.yaml")
-    notes = []
-    overlap = patient_overlap(config.data)
-    if any(overlap.values()):
-        notes.append(
-            f"patients shared between train and val/test: {overlap}; the split leaks "
-            "patients, so these numbers are optimistic (split with `cxrlab data split --by patient`)"
+    if config.cv != "none":
+        raise CxrlabError(
+            f"cv {config.cv!r}: a cross-validated run is trained by "
+            "cxrlab.clf.cv.cross_validate (`cxrlab clf train --cv sites`)"
         )
-    results = fabric.launch(_train_seeds, config, resume, progress)
+    check_run(config, resume)
+    fabric = make_fabric(config.device, config.devices)  # refuses a missing CUDA first
+    notes = start_run(config)
+    results = fabric.launch(train_seeds, config, resume, progress)
     if results is None:
         return None
+    return summarise_run(config, results, notes)
+
+
+def summarise_run(config: ClfConfig, results: dict[int, SeedResult], notes: list[str]) -> RunResult:
+    """Write the run's ``metrics.json`` and ``report.txt`` from every seed's result."""
+    run = Path(config.out)
     report = run_report(config, results, notes)
     summary = {
         "arch": config.arch,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from cxrlab.data.duplicates import DEFAULT_NEAR_DISTANCE
@@ -12,7 +13,15 @@ from cxrlab.data.ingest import IngestReport, ingest
 from cxrlab.data.io import DEFAULT_MAX_PIXELS
 from cxrlab.data.manifest import DATASET_JSON, read_dataset_info, read_manifest, write_manifest
 from cxrlab.data.sources import IMPORTERS, importer
-from cxrlab.data.split import SPLIT_NAMES, SplitReport, parse_ratios, plan_splits, split_report
+from cxrlab.data.split import (
+    SITE_COLUMN,
+    SPLIT_NAMES,
+    SplitReport,
+    parse_ratios,
+    plan_splits,
+    site_names,
+    split_report,
+)
 from cxrlab.errors import DatasetError
 from cxrlab.utils.fs import atomic_write_text
 from cxrlab.utils.outputs import DATASET, PACKED, check_output, folder_kind
@@ -166,18 +175,21 @@ def split_dataset(
     *,
     seed: int = 0,
     holdout_source: str | None = None,
+    holdout_site: str | list[str] | None = None,
 ) -> SplitReport:
     """Write the ``split`` column of a dataset's manifest (see :mod:`cxrlab.data.split`).
 
     The split and its warnings (a class missing from a split) are recorded in
-    ``dataset.json``. With ``holdout_source``, the report counts the images of other
-    sources that followed it into ``external`` through a shared patient or duplicate
+    ``dataset.json``. With ``holdout_source`` (``holdout_site``: a site name, names
+    separated by commas, or a list), the report counts the images of other sources
+    (sites) that followed it into ``external`` through a shared patient or duplicate
     group.
 
     Raises:
         DatasetError: for a PACKED folder (split the dataset it was made from), bad
-            ratios, or a held-out source that leaves train or val without both classes;
-            the manifest is untouched then.
+            ratios, an unknown source or site, a site hold-out on a manifest without
+            sites, or a hold-out that leaves train or val without both classes; the
+            manifest is untouched then.
     """
     dataset = Path(dataset)
     if folder_kind(dataset) == PACKED:
@@ -189,33 +201,56 @@ def split_dataset(
     manifest = read_manifest(dataset)
     if manifest.empty:
         raise DatasetError(f"{dataset} has no accepted images to split; see its rejects.csv")
-    split, warnings = plan_splits(manifest, ratios, seed=seed, holdout_source=holdout_source)
+    sites = site_names(holdout_site) if holdout_site is not None else None
+    split, warnings = plan_splits(
+        manifest, ratios, seed=seed, holdout_source=holdout_source, holdout_site=sites
+    )
     followers: dict[str, int] = {}
+    site_followers: dict[str, int] = {}
+    external = split == "external"
     if holdout_source:
-        followed = manifest[(split == "external") & (manifest["source"] != holdout_source)]
+        followed = manifest[external & (manifest["source"] != holdout_source)]
         followers = {str(k): int(v) for k, v in followed["source"].value_counts().items()}
+    if sites is not None:
+        followed = manifest[external & ~manifest[SITE_COLUMN].astype(str).isin(sites)]
+        site_followers = {str(k): int(v) for k, v in followed[SITE_COLUMN].value_counts().items()}
+    if holdout_source or sites is not None:
+        held_rows = np.zeros(len(manifest), dtype=bool)
+        options, held_names = [], []
+        if holdout_source:
+            held_rows |= (manifest["source"] == holdout_source).to_numpy()
+            options.append(f"--holdout-source {holdout_source}")
+            held_names.append(holdout_source)
+        if sites is not None:
+            held_rows |= manifest[SITE_COLUMN].astype(str).isin(sites).to_numpy()
+            options.append(f"--holdout-site {','.join(sites)}")
+            held_names.extend(sites)
+        option, held = " ".join(options), ", ".join(held_names)
+        n_followers = int((external.to_numpy() & ~held_rows).sum())
         for name in SPLIT_NAMES[:2]:
             classes = set(manifest.loc[split == name, "covid"])
             if classes != {0, 1}:
                 missing = sorted({0, 1} - classes)
                 raise DatasetError(
-                    f"--holdout-source {holdout_source}: {name} would have no images with "
-                    f"covid={missing} once {holdout_source} (and "
-                    f"{sum(followers.values())} images sharing a patient or duplicate group "
+                    f"{option}: {name} would have no images with covid={missing} once {held} "
+                    f"(and {n_followers} images sharing a patient or duplicate group "
                     f"with it) is external; {dataset}/manifest.csv is unchanged. Hold out "
-                    "another source, or add images of that class from other sources"
+                    "another source or site, or add images of that class from other ones"
                 )
     manifest["split"] = split
     write_manifest(dataset, manifest)
     report = split_report(manifest)
     report.warnings = warnings
     report.external_followers = followers
+    report.external_site_followers = site_followers
     info = read_dataset_info(dataset)
     info["split"] = {
         "ratios": list(ratios),
         "seed": seed,
         "holdout_source": holdout_source,
+        "holdout_site": sites,
         "external_followers": followers,
+        "external_site_followers": site_followers,
         "warnings": warnings,
     }
     atomic_write_text(dataset / DATASET_JSON, json.dumps(info, indent=2, default=str) + "\n")

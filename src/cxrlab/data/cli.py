@@ -192,17 +192,32 @@ def data_split(
     holdout_source: Annotated[
         str | None, typer.Option(help="Put this whole source into an 'external' test split.")
     ] = None,
+    holdout_site: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME[,NAME]",
+            help="Put these sites (the manifest's site column) into the 'external' split, "
+            "with every patient or duplicate group they share with other sites.",
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Split a dataset into train/val/test, stratified by label, with no patient in two splits.
 
     Each split gets at least one patient group of each class when there are enough;
-    otherwise a warning names the split that lacks one (also kept in dataset.json).
+    otherwise a warning names the split that lacks one, and another any split whose
+    share of a class is far from its ratio (both also kept in dataset.json).
     """
     from cxrlab.data.api import split_dataset
     from cxrlab.data.split import parse_ratios
 
-    report = split_dataset(dataset, parse_ratios(ratios), seed=seed, holdout_source=holdout_source)
+    report = split_dataset(
+        dataset,
+        parse_ratios(ratios),
+        seed=seed,
+        holdout_source=holdout_source,
+        holdout_site=holdout_site,
+    )
     typer.echo(f"{dataset}: {report.n_groups} patient/duplicate groups")
     typer.echo(report.summary())
     if holdout_source:
@@ -211,6 +226,14 @@ def data_split(
         typer.echo(
             f"external: {holdout_source} plus {sum(followers.values())} images of other "
             "sources that share a patient or duplicate group with it"
+            + (f" ({detail})" if detail else "")
+        )
+    if holdout_site is not None:
+        followers = report.external_site_followers
+        detail = ", ".join(f"{site} {n}" for site, n in followers.items())
+        typer.echo(
+            f"external: site(s) {holdout_site} plus {sum(followers.values())} images of other "
+            "sites that share a patient or duplicate group with them"
             + (f" ({detail})" if detail else "")
         )
     warn(report.warnings)

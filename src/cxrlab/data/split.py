@@ -13,11 +13,14 @@ greedily, in a seeded random order, to the split whose share of that stratum is
 furthest below its target ratio. When a class has fewer groups than there are
 splits, the split still happens and says which split lacks it; when a split's
 share of a class ends up far from its ratio (under half or over twice it), a
-warning says so.
+warning says so. A held-out source or site (``--holdout-source``,
+``--holdout-site``) goes to ``external`` first, with every group it shares, so a
+patient seen at a held-out site and another one is external whole.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +31,10 @@ from cxrlab.data.manifest import LINKED_PATIENTS
 from cxrlab.errors import DatasetError
 
 SPLIT_NAMES = ("train", "val", "test")
+
+#: The manifest column naming each row's site, and its value when the site is not known.
+SITE_COLUMN = "site"
+UNKNOWN_SITE = "unknown"
 
 #: How far from 1 the ratios' sum may be.
 RATIO_TOLERANCE = 1e-6
@@ -40,6 +47,8 @@ class SplitReport:
     warnings: list[str] = field(default_factory=list)
     #: images in ``external`` from sources other than the held-out one, by source
     external_followers: dict[str, int] = field(default_factory=dict)
+    #: images in ``external`` from sites other than the held-out ones, by site
+    external_site_followers: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = []
@@ -111,15 +120,63 @@ def assign_splits(
     seed: int = 0,
     stratify: str = "covid",
     holdout_source: str | None = None,
+    holdout_site: str | Sequence[str] | None = None,
 ) -> pd.Series:
     """Return the split of every row (``train``/``val``/``test``/``external``).
 
     See :func:`plan_splits`, which also says which split lacks a class.
     """
     split, _ = plan_splits(
-        manifest, ratios, seed=seed, stratify=stratify, holdout_source=holdout_source
+        manifest,
+        ratios,
+        seed=seed,
+        stratify=stratify,
+        holdout_source=holdout_source,
+        holdout_site=holdout_site,
     )
     return split
+
+
+def site_names(value: str | Sequence[str] | None) -> list[str]:
+    """``"A,B"``, ``["A", "B"]`` or None -> the site names, stripped, in order, once each."""
+    if value is None:
+        return []
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+
+
+def held_out_site_rows(manifest: pd.DataFrame, holdout_site: str | Sequence[str]) -> np.ndarray:
+    """Boolean mask of the rows whose ``site`` is one of ``holdout_site``.
+
+    Raises:
+        DatasetError: naming ``--holdout-site`` when the manifest has no ``site`` column,
+            a name is not one of its sites, or a name is ``unknown``.
+    """
+    wanted = site_names(holdout_site)
+    if SITE_COLUMN not in manifest.columns:
+        raise DatasetError(
+            "--holdout-site: this dataset's manifest.csv has no 'site' column (it was "
+            "imported before cxrlab recorded sites); import it again with this cxrlab "
+            "(`cxrlab data import ... --force`), then split"
+        )
+    sites = manifest[SITE_COLUMN].astype(str)
+    known = sorted(set(sites) - {UNKNOWN_SITE})
+    if UNKNOWN_SITE in wanted:
+        raise DatasetError(
+            f"--holdout-site {UNKNOWN_SITE}: rows whose site is unknown are not one site; "
+            f"hold out named sites (this dataset's sites: {', '.join(known) or 'none known'})"
+        )
+    if not known:  # a manifest from before sites were recorded, its column filled in
+        raise DatasetError(
+            "--holdout-site: this dataset records no site (every row's site is unknown); "
+            "import it again with this cxrlab (`cxrlab data import ... --force`), which "
+            "records each source's sites, then split"
+        )
+    missing = [name for name in wanted if name not in set(known)]
+    if missing or not wanted:
+        what = f"{','.join(missing)}: not a site of this dataset" if missing else ": no site named"
+        raise DatasetError(f"--holdout-site {what} (its sites: {', '.join(known)})")
+    return sites.isin(wanted).to_numpy()
 
 
 def plan_splits(
@@ -129,6 +186,7 @@ def plan_splits(
     seed: int = 0,
     stratify: str = "covid",
     holdout_source: str | None = None,
+    holdout_site: str | Sequence[str] | None = None,
 ) -> tuple[pd.Series, list[str]]:
     """The split of every row, and warnings naming any split that lacks a class or whose
     share of a class is far from its ratio.
@@ -141,6 +199,13 @@ def plan_splits(
         stratify: column whose classes keep their proportions in every split.
         holdout_source: every row of this source (and of any group it shares with
             another source) goes to ``external``.
+        holdout_site: a site name, comma-separated names or a list: every row whose
+            ``site`` is one of them goes to ``external``, with every row of its patient or
+            duplicate group (a patient seen at two sites goes external whole).
+
+    Raises:
+        DatasetError: for bad ratios, an unknown source or site, or ``holdout_site`` on a
+            manifest without a ``site`` column.
     """
     targets = np.asarray(parse_ratios(ratios), dtype=float)
     names = SPLIT_NAMES[: len(targets)]
@@ -154,6 +219,9 @@ def plan_splits(
                 f"(sources: {sorted(set(manifest['source']))})"
             )
         held_groups = set(groups[(manifest["source"] == holdout_source).to_numpy()])
+        split[np.isin(groups, list(held_groups))] = "external"
+    if holdout_site is not None:
+        held_groups = set(groups[held_out_site_rows(manifest, holdout_site)])
         split[np.isin(groups, list(held_groups))] = "external"
 
     remaining = split == ""

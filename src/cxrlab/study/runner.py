@@ -211,6 +211,7 @@ class StudyRunner:
                 tuple(split.get("ratios", (0.6, 0.2, 0.2))),
                 seed=int(split.get("seed", 0)),
                 holdout_source=split.get("holdout_source"),
+                holdout_site=split.get("holdout_site"),
             )
             self.log("    " + split_report.summary().replace("\n", "\n    "))
             write_stats(dataset, self.out / "data" / "stats")

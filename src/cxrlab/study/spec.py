@@ -340,7 +340,9 @@ def load_spec(path: str | Path) -> StudySpec:
     )
     data = problems.check(_section, raw, "data", path, required=True) or {}
     split = dict(data.pop("split", None) or {})
-    problems.check(_check_keys, split, {"ratios", "seed", "holdout_source"}, "data.split", path)
+    problems.check(
+        _check_keys, split, {"ratios", "seed", "holdout_source", "holdout_site"}, "data.split", path
+    )
     sources = data.get("sources")
     if not sources:
         problems.add("'data.sources' must list at least one source")

@@ -501,3 +501,51 @@ def test_ctrl_c_in_a_long_command_says_what_was_kept_and_how_to_go_on(
     assert result.exit_code == 130, result.output
     assert "interrupted" in result.output and str(out / "checkpoints" / "last.pt") in result.output
     assert resume.format(out=out) in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["data", "preprocess", "{X}/manifest.csv", "--size", "32", "--out", "{tmp}/P9"],
+         "is a file, not a dataset folder: give its folder"),
+        (["data", "split", "{X}/manifest.csv"], "is a file, not a dataset folder"),
+        (["data", "stats", "{X}/manifest.csv"], "is a file, not a dataset folder"),
+        (["data", "show", "{P}/images.npy", "--out", "{tmp}/g.png"],
+         "is a file, not a packed dataset folder"),
+        (["clf", "train", "--arch", "simple-cnn", "--data", "{P}/manifest.csv", "--out",
+          "{tmp}/R"], "is a file, not a packed dataset folder"),
+        (["seg", "train", "--data", "{X}/manifest.csv", "--out", "{tmp}/S9"], "is a file"),
+        (["seg", "train", "--data", "{P}", "--out", "{tmp}/S9"], "is a packed dataset"),
+        (["data", "preprocess", "{X}", "--splits", "trian,val", "--size", "32", "--out",
+          "{tmp}/P9"], "trian is not a split name"),
+        (["gen", "sample", "{P}", "--out", "{tmp}/SYN"], "not a generator run"),
+    ],
+)  # fmt: skip
+def test_a_file_or_folder_of_the_wrong_kind_is_one_clear_line(workspace, tmp_path, args, words):
+    names = {"{X}": str(workspace / "X"), "{P}": str(workspace / "P"), "{tmp}": str(tmp_path)}
+    argv = []
+    for arg in args:
+        for key, value in names.items():
+            arg = arg.replace(key, value)
+        argv.append(arg)
+    before = _snapshot(workspace)
+    result = runner.invoke(app, [*argv, "-q"])
+    assert result.exit_code == 2, result.output
+    assert words in result.output and "Traceback" not in result.output, result.output
+    assert "gen train --out" not in result.output  # never advise training into data
+    assert _snapshot(workspace) == before and not list(tmp_path.iterdir())
+
+
+def test_an_unsplit_packed_says_it_is_not_split(tmp_path):
+    assert (
+        runner.invoke(
+            app, ["data", "import", "sample", "--out", str(tmp_path / "X"), "-q"]
+        ).exit_code
+        == 0
+    )
+    args = ["data", "preprocess", str(tmp_path / "X"), "--size", "32", "--out", str(tmp_path / "P")]
+    assert runner.invoke(app, [*args, "-q"]).exit_code == 0
+    result = runner.invoke(
+        app, ["metrics", str(tmp_path / "P"), str(tmp_path / "P"), "--real-split", "val", "-q"]
+    )
+    assert "not split yet" in result.output and "['']" not in result.output, result.output

@@ -7,6 +7,11 @@ sample``), and every image of a ``--synthetic`` source, enter only
 rows only, whatever their split says. Online augmentation is applied by the trainer
 to training batches only.
 
+Whether synthetic images may train a classifier on a PACKED (their provenance, copies
+of held-out images, preprocessing) is decided in the data layer
+(:func:`cxrlab.data.provenance.check_synthetic`): this package reads the files the
+generator wrote, never the generator package.
+
 An :class:`ImageSet` gathers (B, 1, S, S) float batches in [0, 1] from one or more
 (N, H, W) arrays (memory maps of PACKED folders, or decoded PNGs); images whose side
 differs from the set's are resized (bilinear, antialiased).
@@ -22,10 +27,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from cxrlab.data.manifest import describe_splits
 from cxrlab.data.packed import Packed, load_stack, open_packed
+from cxrlab.data.provenance import check_synthetic, preprocessing_of
 from cxrlab.data.sources.labels import class_label
-from cxrlab.errors import DatasetError
-from cxrlab.gen.config import learns_held_out
+from cxrlab.errors import CxrlabError, DatasetError
 
 #: Manifest columns that mark generated rows (missing columns count as 0).
 GENERATED_COLUMNS = ("augmented", "synthetic")
@@ -92,6 +98,8 @@ class ImageSet:
         self.size_px = size_px
         self.mask = mask
         self.labels = self.table["covid"].to_numpy().astype(np.int64)
+        #: what was accepted that the outputs must say (unverified or mismatched synthetic images)
+        self.notes: list[str] = []
 
     def __len__(self) -> int:
         return len(self.table)
@@ -189,14 +197,14 @@ def evaluation_set(packed: str | Path | Packed, split: str, size_px: int | None 
         wanted = data.manifest["split"].eq(split).to_numpy()
     rows = np.nonzero(wanted & ~generated_mask(data.manifest))[0]
     if len(rows) == 0:
-        splits = sorted(set(data.manifest["split"]))
         hint = {
             "external": "; for a dataset from another source that was never split, use --split all",
             "val": "; training chooses its epoch and threshold on a validation split: split with "
             "`cxrlab data split DATASET --by patient --ratios 0.6 0.2 0.2` and preprocess again",
         }.get(split, "")
         raise DatasetError(
-            f"{data.path}: no real images in split {split!r} (its splits: {splits}){hint}"
+            f"{data.path}: no real images in split {split!r} ({describe_splits(data.manifest)})"
+            f"{hint}"
         )
     table = _table(data.manifest, rows, 0, row_origins(data.manifest))
     mask = _packed_masks(data, rows, size_px)
@@ -247,15 +255,6 @@ def synthetic_source(path: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
                 "images, its validation and test ones too, into training; give what "
                 "`cxrlab gen sample RUN --packed --out S` writes"
             )
-        learned = (data.meta.get("synthetic") or {}).get("trained_on") or {}
-        split = learned.get("split", "train")  # not recorded (older cxrlab): not known
-        if learns_held_out(split):
-            raise DatasetError(
-                f"--synthetic {path} comes from a generator trained on split "
-                f"{split or 'all rows'} of {learned.get('data')}: it learned "
-                "validation/test images, so a classifier trained on its images would have "
-                "seen them; train the generator with --split train and sample again"
-            )
         frame = data.manifest[["id", "patient_id", "source", "split", "covid"]].copy()
         return data.images, frame
     if path.is_dir():
@@ -266,31 +265,53 @@ def synthetic_source(path: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
     )
 
 
-def _refuse_held_out_copies(
-    data: Packed, train_rows: np.ndarray, synthetic: np.ndarray, where: str | Path
-) -> None:
-    """Refuse "synthetic" images that are pixel-for-pixel copies of the real images a
-    classifier is chosen or judged on (every row outside the train split): a folder of
-    real test PNGs given as --synthetic would leak them into training."""
-    import hashlib
+def synthetic_notes(packed: str | Path | Packed, config) -> list[str]:
+    """Check a run's ``--synthetic`` images against ``packed`` before training (see
+    :func:`cxrlab.data.provenance.check_synthetic`); the notes its report must carry.
 
-    if synthetic.shape[1:] != data.images.shape[1:]:
-        return  # another size: not a copy of these pixels
+    Args:
+        config: a :class:`~cxrlab.clf.config.ClfConfig` (``synthetic``,
+            ``synthetic_unverified``, ``allow_mismatch``).
+    """
+    if not config.synthetic:
+        return []
+    images, _ = synthetic_source(config.synthetic)
+    return check_synthetic(
+        _open(packed),
+        config.synthetic,
+        images,
+        unverified=config.synthetic_unverified,
+        allow_mismatch=config.allow_mismatch,
+    )
 
-    def digest(image: np.ndarray) -> bytes:
-        return hashlib.blake2b(np.ascontiguousarray(image).tobytes()).digest()
 
-    held_out = np.setdiff1d(np.arange(len(data.manifest)), train_rows)
-    real = {digest(data.images[row]): row for row in held_out}
-    for index in range(len(synthetic)):
-        row = real.get(digest(synthetic[index]))
-        if row is not None:
-            found = data.manifest.iloc[row]
-            raise DatasetError(
-                f"--synthetic {where}: image {index} is a copy of {found['id']} of the "
-                f"{found['split']} split of {data.path}; images judged on must never be "
-                "trained on: give images drawn with `cxrlab gen sample`"
-            )
+def data_preprocessing(packed: str | Path | Packed) -> dict:
+    """How ``packed``'s images were made (size, equalization, crop, lungs, bit depth...),
+    as a run records it for ``clf evaluate`` to compare."""
+    data = _open(packed)
+    return preprocessing_of(data.meta, int(data.images.shape[-1]))
+
+
+def trained_preprocessing(run: str | Path) -> tuple[dict | None, str]:
+    """How the images a classifier run learned from were made, and where that is read:
+    its ``metrics.json`` record, else the ``meta.json`` of its config's ``data``; None
+    when neither can be read (the PACKED moved)."""
+    import json
+
+    import yaml
+
+    run = Path(run)
+    try:
+        recorded = json.loads((run / "metrics.json").read_text()).get("preprocessing")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, dict) and recorded:
+        return recorded, str(run / "metrics.json")
+    try:
+        data = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("data")
+        return data_preprocessing(data), str(data)
+    except (OSError, ValueError, AttributeError, TypeError, yaml.YAMLError, CxrlabError):
+        return None, ""  # the training PACKED is gone or unreadable: nothing to compare
 
 
 def training_set(
@@ -300,6 +321,8 @@ def training_set(
     synthetic_ratio: float | None = None,
     oversample_positive: int = 0,
     seed: int = 0,
+    synthetic_unverified: bool = False,
+    allow_mismatch: bool = False,
 ) -> ImageSet:
     """The train split of ``packed`` (with its augmented copies) plus synthetic images.
 
@@ -311,6 +334,16 @@ def training_set(
         oversample_positive: add this many copies of real COVID-positive training images
             (drawn with replacement with ``seed``; origin ``oversampled``): the control
             arm of a synthetic experiment, same prevalence change, no new images.
+        synthetic_unverified: accept a synthetic source without provenance (its notes
+            say so).
+        allow_mismatch: accept synthetic images made from data preprocessed otherwise
+            (its notes say how).
+
+    The returned set's ``notes`` say what was accepted that the outputs must record.
+
+    Raises:
+        DatasetError: synthetic images that would put held-out images into training or
+            were made otherwise (see :func:`cxrlab.data.provenance.check_synthetic`).
     """
     data = _open(packed)
     size_px = int(data.images.shape[-1])
@@ -322,9 +355,16 @@ def training_set(
         )
     parts = [ImagePart(data.images, rows)]
     tables = [_table(data.manifest, rows, 0, row_origins(data.manifest))]
+    notes: list[str] = []
     if synthetic:
         images, frame = synthetic_source(synthetic)
-        _refuse_held_out_copies(data, rows, images, synthetic)
+        notes = check_synthetic(
+            data,
+            synthetic,
+            images,
+            unverified=synthetic_unverified,
+            allow_mismatch=allow_mismatch,
+        )
         chosen = np.arange(len(frame))
         real_count = int((tables[0]["origin"] == "real").sum())
         if synthetic_ratio is not None:
@@ -353,7 +393,9 @@ def training_set(
         copies = real.iloc[drawn].reset_index(drop=True)
         copies["origin"] = "oversampled"
         tables.append(copies)
-    return ImageSet(parts, pd.concat(tables, ignore_index=True), size_px)
+    result = ImageSet(parts, pd.concat(tables, ignore_index=True), size_px)
+    result.notes = notes
+    return result
 
 
 def with_splits(packed: str | Path | Packed, splits_file: str | Path) -> Packed:

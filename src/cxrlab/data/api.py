@@ -11,7 +11,13 @@ import yaml
 from cxrlab.data.duplicates import DEFAULT_NEAR_DISTANCE
 from cxrlab.data.ingest import IngestReport, ingest
 from cxrlab.data.io import DEFAULT_MAX_PIXELS
-from cxrlab.data.manifest import DATASET_JSON, read_dataset_info, read_manifest, write_manifest
+from cxrlab.data.manifest import (
+    DATASET_JSON,
+    read_dataset_info,
+    read_manifest,
+    require_folder,
+    write_manifest,
+)
 from cxrlab.data.sources import IMPORTERS, importer
 from cxrlab.data.split import (
     SITE_COLUMN,
@@ -191,7 +197,7 @@ def split_dataset(
             sites, or a hold-out that leaves train or val without both classes; the
             manifest is untouched then.
     """
-    dataset = Path(dataset)
+    dataset = require_folder(dataset)
     if folder_kind(dataset) == PACKED:
         raise DatasetError(
             f"{dataset} is a packed dataset, not a dataset: split the dataset it was made "

@@ -32,6 +32,7 @@ MANIFEST_COLUMNS = [
     "covid",
     "patient_id",
     "source",
+    "site",
     "view",
     "width",
     "height",
@@ -42,6 +43,11 @@ MANIFEST_COLUMNS = [
     "duplicate_group",
     "split",
 ]
+
+#: The site column, and its value where the source does not state one (manifests
+#: written before sites existed read as all ``unknown``).
+SITE = "site"
+UNKNOWN_SITE = "unknown"
 
 #: Optional manifest column: ";"-separated patients of rejected rows that named the
 #: same image (``file listed twice``, ``exact duplicate``); splits group them too.
@@ -74,6 +80,9 @@ class Candidate:
         covid: 1 for COVID-19 positive, 0 otherwise.
         patient_id: unique within the dataset (prefixed with the source name).
         source: the source's name (``ieee8023``, ``covidx:sirm``, ...).
+        site: where the image was made, as the source states it (a country, a
+            publishing site, a collection, a folder...: see
+            :mod:`cxrlab.data.sources.sites`); ``unknown`` when it does not say.
         view: view class (PA, AP, AP Supine, lateral, unknown, other: see
             :mod:`cxrlab.data.sources.views`); ``unknown`` when the source does not say.
         row: the metadata row number (1-based, header excluded) or file path, for rejects.
@@ -89,6 +98,7 @@ class Candidate:
     view: str = "unknown"
     row: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    site: str = "unknown"
 
 
 @dataclass
@@ -155,6 +165,38 @@ def write_table(path: Path, frame: pd.DataFrame) -> None:
     atomic_write_text(path, dataframe_to_csv_text(frame))
 
 
+def require_folder(path: str | Path, what: str = "dataset") -> Path:
+    """The one check of every command that reads a dataset (or PACKED) folder: ``path``
+    is a folder holding ``manifest.csv``, not that file itself nor anything else.
+
+    Raises:
+        DatasetError: naming ``path`` and the folder to give instead.
+    """
+    path = Path(path)
+    if path.is_file():
+        hint = f"give its folder {path.parent}" if path.name == MANIFEST else f"give a {what} folder"
+        raise DatasetError(f"{path} is a file, not a {what} folder: {hint}")
+    if not path.is_dir():
+        raise DatasetError(
+            f"{path} not found: give a {what} folder (make one with `cxrlab data import "
+            "FORMAT PATH --out DATASET`)"
+        )
+    if not (path / MANIFEST).is_file():
+        raise DatasetError(
+            f"{path} has no {MANIFEST}: is it a {what} folder? Make one with "
+            "`cxrlab data import FORMAT PATH --out DATASET`."
+        )
+    return path
+
+
+def describe_splits(manifest: pd.DataFrame) -> str:
+    """``"its splits: train, val"``, or what to do when the rows were never split."""
+    splits = sorted({str(s) for s in manifest["split"]} - {""}) if "split" in manifest else []
+    if not splits:
+        return "it is not split yet: run `cxrlab data split DATASET` (then preprocess again)"
+    return f"its splits: {', '.join(splits)}"
+
+
 def read_manifest(dataset: str | Path) -> pd.DataFrame:
     """Read a dataset's (or packed folder's) ``manifest.csv`` with stable dtypes.
 
@@ -169,6 +211,9 @@ def read_manifest(dataset: str | Path) -> pd.DataFrame:
             "Make one with `cxrlab data import FORMAT PATH --out DATASET`."
         )
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if SITE not in frame.columns:  # written before cxrlab recorded sites: none is known
+        frame.insert(frame.columns.get_loc("source") + 1 if "source" in frame else 0, SITE, "")
+    frame[SITE] = frame[SITE].replace("", UNKNOWN_SITE)
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise DatasetError(f"{path} lacks the columns {missing}; was it written by cxrlab?")

@@ -28,9 +28,12 @@ import pandas as pd
 from cxrlab import __version__
 from cxrlab.data.manifest import (
     REJECT_COLUMNS,
+    SPLITS,
     dataframe_to_csv_text,
+    describe_splits,
     manifest_digest,
     read_manifest,
+    require_folder,
 )
 from cxrlab.data.masks import mask_paths_by_id
 from cxrlab.data.pack_worker import preprocess_one
@@ -95,6 +98,10 @@ def packed_meta(
 
 def read_meta(packed: str | Path) -> dict:
     path = Path(packed) / META
+    if Path(packed).is_file():
+        raise DatasetError(
+            f"{packed} is a file, not a packed dataset folder: give its folder {Path(packed).parent}"
+        )
     if not path.is_file():
         raise DatasetError(
             f"{path} not found: is {packed} a packed dataset? "
@@ -182,6 +189,7 @@ def preprocess_dataset(
     """
     options = options or PreprocessOptions()
     out = Path(out)
+    require_folder(dataset)
     check_output(out, kind=PACKED_KIND, inputs=[dataset, lung_masks], force=True)
     if options.lungs != "none" and lung_masks is None:
         raise CxrlabError(
@@ -191,11 +199,16 @@ def preprocess_dataset(
     masks_by_id = mask_paths_by_id(lung_masks) if lung_masks is not None else None
     manifest = read_manifest(dataset)
     if splits:
-        unknown = set(splits) - set(manifest["split"])
-        if unknown == set(splits):
+        misspelt = [name for name in splits if name not in SPLITS]
+        if misspelt:
             raise DatasetError(
-                f"no rows of {dataset} are in splits {splits} (its splits: "
-                f"{sorted(set(manifest['split']))}); run `cxrlab data split` first?"
+                f"--splits {','.join(splits)}: {', '.join(misspelt)} is not a split name; "
+                f"choose from {', '.join(SPLITS)}"
+            )
+        if not manifest["split"].isin(splits).any():
+            raise DatasetError(
+                f"no rows of {dataset} are in splits {', '.join(splits)}: "
+                f"{describe_splits(manifest)}"
             )
         manifest = manifest[manifest["split"].isin(splits)].reset_index(drop=True)
     if manifest.empty:

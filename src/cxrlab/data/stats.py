@@ -1,4 +1,11 @@
-"""Dataset statistics: the thesis' figures 4.1-4.3 and table 4.3, as PNG + JSON."""
+"""Dataset statistics: the thesis' figures 4.1-4.3 and table 4.3, as PNG + JSON, and sites.
+
+Sites: images per site and label (``site_by_label.csv``), how many sites are usable
+for leave-site-out validation, and every site that holds one class only. Such a
+site is the classic shortcut (DeGrave et al. 2021): a model can learn the hospital,
+its scanner or its markers instead of the disease and still score well on a split
+that mixes sites. The stats say so in the terminal, ``stats.json`` and the CSV.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,68 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxrlab.data.manifest import read_manifest, read_rejects
+from cxrlab.data.manifest import SITE, UNKNOWN_SITE, read_manifest, read_rejects, require_folder
 from cxrlab.utils.fs import atomic_dir, atomic_path, atomic_write_text
 from cxrlab.utils.outputs import STATS, check_output
 
 #: Splits in the order a reader expects them; any others follow alphabetically.
 SPLIT_ORDER = ("train", "val", "test")
+
+#: A site is usable for leave-site-out validation with this many images of both classes.
+USABLE_SITE_IMAGES = 10
+
+#: The terminal lists this many sites (the largest first); the CSV and JSON list all.
+SITES_SHOWN = 12
+
+#: The sentence every single-class warning carries.
+SHORTCUT = (
+    "a model can learn the site instead of the disease (the classic shortcut), and a "
+    "split that mixes sites will not show it"
+)
+
+
+def site_table(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Images per site (rows, the largest first, ``unknown`` last) and label (columns),
+    then ``images``, ``covid_positive``, ``covid_negative`` and ``single_class`` (a
+    known site whose images are all COVID-positive or all negative)."""
+    sites = manifest[SITE] if SITE in manifest else pd.Series(UNKNOWN_SITE, index=manifest.index)
+    table = pd.crosstab(sites, manifest["label"])
+    table["images"] = table.sum(axis=1)
+    positives = manifest.groupby(sites)["covid"].sum()
+    table["covid_positive"] = positives.reindex(table.index).astype(int)
+    table["covid_negative"] = table["images"] - table["covid_positive"]
+    one_class = (table["covid_positive"] == 0) | (table["covid_negative"] == 0)
+    table["single_class"] = one_class & (table.index != UNKNOWN_SITE)
+    order = sorted(table.index, key=lambda s: (s == UNKNOWN_SITE, -table.at[s, "images"], s))
+    table.index.name = SITE
+    return table.reindex(order)
+
+
+def site_summary(manifest: pd.DataFrame) -> dict:
+    """Sites known, usable (>= :data:`USABLE_SITE_IMAGES` images, both classes),
+    images of unknown site, and the single-class sites (largest first)."""
+    table = site_table(manifest)
+    known = table[table.index != UNKNOWN_SITE]
+    usable = known[
+        (known["images"] >= USABLE_SITE_IMAGES)
+        & (known["covid_positive"] > 0)
+        & (known["covid_negative"] > 0)
+    ]
+    single = known[known["single_class"]]
+    return {
+        "known_sites": int(len(known)),
+        "usable_sites": [str(s) for s in usable.index],
+        "unknown_site_images": int(table["images"].get(UNKNOWN_SITE, 0)),
+        "single_class_sites": [
+            {
+                "site": str(site),
+                "images": int(row["images"]),
+                "class": "COVID-positive" if row["covid_positive"] else "COVID-negative",
+            }
+            for site, row in single.iterrows()
+        ],
+        "single_class_images": int(single["images"].sum()),
+    }
 
 
 def class_balance(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -43,6 +106,11 @@ def compute_stats(manifest: pd.DataFrame, rejects: pd.DataFrame | None = None) -
         "source_by_label": {
             k: {c: int(v) for c, v in row.items()} for k, row in source_label.iterrows()
         },
+        "site_by_label": {
+            str(k): {c: int(v) for c, v in row.items() if c != "single_class"}
+            for k, row in site_table(manifest).iterrows()
+        },
+        "sites": site_summary(manifest),
         "modes": {str(k): int(v) for k, v in manifest["mode"].value_counts().items()},
         "width_px": _describe(manifest["width"]),
         "height_px": _describe(manifest["height"]),
@@ -78,6 +146,7 @@ def write_stats(dataset: str | Path, out: str | Path, *, force: bool = False) ->
     import matplotlib.pyplot as plt
 
     out = Path(out)
+    require_folder(dataset)
     own_place = out.resolve() == (Path(dataset) / "stats").resolve()
     check_output(out, kind=STATS, inputs=[] if own_place else [dataset], force=force)
     manifest = read_manifest(dataset)
@@ -117,6 +186,7 @@ def _write_figures(manifest: pd.DataFrame, stats: dict, out: Path, plt) -> None:
         out / "source_by_label.csv",
         pd.crosstab(manifest["source"], manifest["label"]).to_csv(lineterminator="\n"),
     )
+    atomic_write_text(out / "site_by_label.csv", site_table(manifest).to_csv(lineterminator="\n"))
 
 
 def format_stats(stats: dict) -> str:
@@ -134,9 +204,46 @@ def format_stats(stats: dict) -> str:
         f"height {heights['min']:.0f}-{heights['max']:.0f} px (median {heights['50%']:.0f})"
     )
     lines.append("modes: " + ", ".join(f"{k} {v}" for k, v in stats["modes"].items()))
+    lines += _format_sites(stats)
     dup = stats["duplicates"]
     lines.append(
         f"duplicates: {dup['groups']} groups holding {dup['images_in_groups']} images "
         f"({dup['exact_copies']} exact copies); groups spanning splits: {dup['groups_spanning_splits']}"
     )
     return "\n".join(lines)
+
+
+def _format_sites(stats: dict) -> list[str]:
+    """Images per site and label, usable sites, and a warning per single-class site."""
+    sites, per_site = stats["sites"], stats["site_by_label"]
+    lines = [
+        f"sites: {sites['known_sites']} known, {len(sites['usable_sites'])} usable for "
+        f"leave-site-out (>= {USABLE_SITE_IMAGES} images, both classes); site unknown: "
+        f"{sites['unknown_site_images']} images"
+    ]
+    if sites["known_sites"] == 0:
+        return lines
+    lines.append("images per site and label (site_by_label.csv has every site):")
+    named = list(per_site.items())
+    shown = named[:SITES_SHOWN] + [kv for kv in named[SITES_SHOWN:] if kv[0] == UNKNOWN_SITE]
+    labels = [
+        c
+        for c in next(iter(per_site.values()))
+        if c not in {"images", "covid_positive", "covid_negative"}
+    ]
+    for site, counts in shown:
+        detail = ", ".join(f"{label} {counts[label]}" for label in labels if counts[label])
+        lines.append(f"  {site[:28]:28s} {counts['images']:5d}  {detail}")
+    if len(named) > len(shown):
+        lines.append(f"  ... {len(named) - len(shown)} more sites")
+    single = sites["single_class_sites"]
+    if single:
+        listed = ", ".join(
+            f"{s['site']} ({s['images']}, all {s['class']})" for s in single[:SITES_SHOWN]
+        )
+        more = f" and {len(single) - SITES_SHOWN} more" if len(single) > SITES_SHOWN else ""
+        lines.append(
+            f"warning: {len(single)} sites hold one class only ({sites['single_class_images']} "
+            f"images): {listed}{more}; {SHORTCUT}"
+        )
+    return lines

@@ -13,7 +13,8 @@ from PIL import Image
 
 from cxrlab import __version__
 from cxrlab.data.manifest import dataframe_to_csv_text
-from cxrlab.data.packed import IMAGES, META, PACKED_FORMAT, PACKED_FORMAT_VERSION
+from cxrlab.data.packed import IMAGES, META, PACKED_FORMAT, PACKED_FORMAT_VERSION, open_packed
+from cxrlab.data.provenance import learned_record, write_provenance
 from cxrlab.data.sources.labels import COVID, NEGATIVE
 from cxrlab.errors import CxrlabError
 from cxrlab.gen.config import LABELS, GenConfig
@@ -48,11 +49,23 @@ class LoadedGenerator:
         return self.recipe.conditional
 
 
+def _article(kind: str) -> str:
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
 def _checkpoint_state(run: Path, step: int | None) -> dict:
     if step is not None:
         return load_checkpoint(latest_checkpoint(run, step))
     state = newest_good_checkpoint(run)
     if state is None:
+        from cxrlab.utils.outputs import GENERATOR_RUN, folder_kind
+
+        kind = folder_kind(run)
+        if kind not in (GENERATOR_RUN, None, "empty folder"):  # never advise training into data
+            raise CxrlabError(
+                f"{run} is {_article(kind)}, not a generator run: give the --out "
+                "folder of `cxrlab gen train`"
+            )
         raise CxrlabError(
             f"{run}/checkpoints holds no checkpoint: train with `cxrlab gen train --out {run}` first"
         )
@@ -109,6 +122,16 @@ def generate_uint8(
     return to_uint8(images)
 
 
+def _learned(config: GenConfig) -> tuple[dict | None, str]:
+    """The ``learned`` record of the run's training rows, or None and why it is unknown."""
+    try:
+        data = open_packed(config.data)
+    except CxrlabError as error:
+        return None, f"the generator's PACKED {config.data} cannot be read ({error})"
+    rows = data.select(config.splits, config.covid)
+    return learned_record(data, rows, split=config.split, label=config.label), ""
+
+
 def _drawn_from(out: Path, run: str | Path) -> bool:
     """Whether ``out`` holds images drawn from ``run`` earlier (which a new draw may replace):
     a synthetic PACKED whose meta names the run, or PNGs named as this module names them."""
@@ -142,6 +165,11 @@ def sample_run(
     """Write ``n`` synthetic images of ``run`` to ``out``: PNGs, or a PACKED (``packed=True``)
     whose manifest marks each image ``synthetic=1``, split ``train``, with the run as its source.
 
+    Either way ``out/provenance.json`` says what the generator learned (its PACKED's
+    dataset manifest, the ids and perceptual hashes of the rows, the preprocessing
+    options; :mod:`cxrlab.data.provenance`), so ``clf train --synthetic`` can refuse
+    images of a generator that learned images the classifier is judged on.
+
     ``label``: the class to draw; an unconditional run draws only the class it was trained
     on (:func:`~cxrlab.gen.sampling.sampling_label`). ``out`` may not replace an input or a
     folder of another kind (a real PACKED!) unless ``force``.
@@ -168,7 +196,18 @@ def sample_run(
     )
     covid = LABELS[trained_label] if trained_label else 0
     source = f"synthetic:{Path(run).name}"
+    learned, why = _learned(loaded.config)
+    drawn = {
+        "path": str(Path(run).resolve()),
+        "step": loaded.step,
+        "ema": loaded.uses_ema,
+        "seed": seed,
+        "label": trained_label,
+        "n_images": n,
+        "size_px": int(images.shape[-1]),
+    }
     with atomic_dir(out) as staging:
+        write_provenance(staging, drawn, learned, why)
         if not packed:
             # flat PNGs are COVID-positive to `clf train --synthetic`; others say their class
             folder = staging if covid == 1 else staging / (trained_label or "unlabelled")

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from cxrlab.data.io import read_image
+from cxrlab.data.manifest import describe_splits
 from cxrlab.data.packed import META, open_packed
 from cxrlab.errors import CxrlabError
 from cxrlab.utils.fs import sha256_file
@@ -141,7 +142,7 @@ def _packed_set(source: ImageSource) -> ImageSet:
     if len(rows) == 0:
         raise CxrlabError(
             f"{packed.path}: no images with split={split!r} and covid={source.covid!r} "
-            f"(its splits: {sorted(set(packed.manifest['split'].astype(str)))})"
+            f"({describe_splits(packed.manifest)})"
         )
     # Content key: the rows and their order (manifest) and how the pixels were made (meta).
     digest = hashlib.sha256()

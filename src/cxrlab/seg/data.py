@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from cxrlab.data.io import read_image
-from cxrlab.data.manifest import read_manifest
+from cxrlab.data.manifest import read_manifest, require_folder
 from cxrlab.data.masks import LungMaskError, read_lung_mask
 from cxrlab.errors import DatasetError, ImageReadError
 from cxrlab.preprocess.transforms import resize_mask, resize_square, to_unit_float
@@ -59,6 +59,12 @@ def masked_rows(dataset: str | Path):
     Raises:
         DatasetError: when the dataset has no ``mask_path`` column or no row with a mask.
     """
+    require_folder(dataset)
+    if (Path(dataset) / "meta.json").is_file():
+        raise DatasetError(
+            f"{dataset} is a packed dataset: the lung U-Net trains on a dataset folder (its "
+            "images at full size with their masks), e.g. the one it was made from"
+        )
     manifest = read_manifest(dataset)
     if "mask_path" not in manifest.columns or not manifest["mask_path"].ne("").any():
         raise DatasetError(

@@ -189,9 +189,12 @@ def test_missing_weights_stop_the_study_before_any_work(tmp_path):
         "classifier": {**TINY["classifier"], "arch": "resnet18", "pretrained": "imagenet"},
     }
     path = write_spec(tmp_path, spec)
-    with pytest.raises(CxrlabError, match="resnet18"):
+    with pytest.raises(CxrlabError, match="resnet18") as error:
         run_study(load_spec(path), tmp_path / "out", device="cpu", progress=False, log=print)
     assert not (tmp_path / "out" / "data").exists()
+    # the fix is one a study has: `study run` has neither --weights nor --pretrained
+    assert "CXRLAB_WEIGHTS_DIR" in str(error.value) and "pretrained:" in str(error.value)
+    assert "--pretrained" not in str(error.value) and "--weights" not in str(error.value)
 
 
 def test_the_report_of_a_real_study_loads_every_image_in_chromium(interrupted_study, tmp_path):
@@ -294,7 +297,10 @@ def test_a_study_never_draws_from_a_collapsed_generator(tmp_path):
     generator = result.results[result.results["kind"] == "generator"].iloc[0]
     assert generator["ms_ssim_fake"] > 1.5 * generator["ms_ssim_real"]  # diversity was measured
     assert status["selected_generators"] == {}
-    reason = "every generator of the variant collapsed or memorizes its training images"
+    reason = (
+        "every generator of the variant failed the generator checks (collapsed, memorizes, "
+        "or not measured): gen/32px-none/dc collapsed"
+    )
     assert status["skipped_cells"] == {
         "clf/32px-none/simple-cnn-syn_8": reason,
         "synthetic/32px-none/n8": reason,
@@ -345,3 +351,98 @@ def test_an_unfinished_generator_cell_refuses_changed_settings(tmp_path):
     with pytest.raises(CxrlabError, match="batch_size"):
         run_study(write_spec(tmp_path, changed), tmp_path / "out", device="cpu", progress=False,
                   log=lambda line: None)  # fmt: skip
+
+
+def _copying_run(patch, name: str = "copy") -> None:
+    """Generator runs named ``name`` draw their own training images whenever their
+    metrics are measured: a generator that copies, made in a few steps."""
+    import numpy as np
+    import torch
+
+    from cxrlab.data.packed import open_packed
+    from cxrlab.gen.run_metrics import RunMetrics
+
+    real_generate = RunMetrics.generate
+
+    def generate(self, generator):
+        if Path(self.config.out).name != name:
+            return real_generate(self, generator)
+        packed = open_packed(self.config.data)
+        rows = packed.select("train", self.covid)
+        chosen = rows[np.arange(self.config.metrics_n) % len(rows)]
+        pixels = torch.from_numpy(packed.images[chosen] / packed.max_value).float()
+        return pixels[:, None] * 2 - 1
+
+    patch.setattr(RunMetrics, "generate", generate)
+
+
+#: Two generators, one of them copying; a spec that lists no memorization (as the
+#: bundled demo, preprocessing and thesis specs did).
+COPYING = {
+    **TINY,
+    "preprocess": {"size": 32},
+    "generators": {
+        **TINY["generators"],
+        "runs": [
+            {"name": "copy", "model": "dcgan", "diffaug": "translation"},
+            {"name": "fresh", "model": "dcgan", "diffaug": "translation"},
+        ],
+        "steps": 2,
+        "metrics": ["swd"],
+    },
+    "synthetic": {"amounts": [0, 8]},
+    "classifier": {**TINY["classifier"], "epochs": 1, "seeds": [0], "explain": 0},
+}
+
+
+def test_memorization_is_measured_unlisted_and_a_copying_generator_never_chosen(tmp_path):
+    lines = []
+    with pytest.MonkeyPatch.context() as patch:
+        _copying_run(patch)
+        result = run_study(write_spec(tmp_path, COPYING), tmp_path / "out", device="cpu",
+                           progress=False, log=lines.append)  # fmt: skip
+    generators = result.results[result.results["kind"] == "generator"].set_index("generator")
+    # measured for both, though the spec lists only swd; the copies have the lower SWD
+    assert generators["memorization_share"].notna().all()
+    assert generators.loc["copy", "memorization_share"] > 0.5
+    assert generators.loc["fresh", "memorization_share"] <= 0.1
+    assert generators.loc["copy", "swd"] < generators.loc["fresh", "swd"]
+    status = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert status["selected_generators"] == {"32px-none": "gen/32px-none/fresh"}
+    drawn = result.results[result.results["synthetic"] == 8]
+    assert set(drawn["synthetic_from"]) == {"gen/32px-none/fresh"}
+    assert any("gen/32px-none/copy memorizes" in line for line in lines)
+    from cxrlab.study.report import render_report
+
+    html = render_report(tmp_path / "out")
+    assert "<td>memorizes</td>" in html
+
+
+def test_synthetic_from_a_generator_that_fails_its_checks_is_refused_with_the_reason(tmp_path):
+    named = {
+        **COPYING,
+        "generators": {**COPYING["generators"], "runs": COPYING["generators"]["runs"][:1]},
+        "synthetic": {"amounts": [8], "from": "copy"},
+    }
+    lines = []
+    with pytest.MonkeyPatch.context() as patch:
+        _copying_run(patch)
+        result = run_study(write_spec(tmp_path, named), tmp_path / "out", device="cpu",
+                           progress=False, log=lines.append)  # fmt: skip
+    status = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert status["selected_generators"] == {}
+    reason = (
+        "synthetic.from generator 'copy' failed the generator checks (collapsed, memorizes, "
+        "or not measured): gen/32px-none/copy memorizes"
+    )
+    assert status["skipped_cells"] == {
+        "clf/32px-none/simple-cnn-syn_8": reason,
+        "synthetic/32px-none/n8": reason,
+    }
+    assert not (tmp_path / "out" / "synthetic").exists()
+    assert (result.results["kind"] == "classifier").sum() == 0
+    assert any(reason in line for line in lines)
+    from cxrlab.study.report import render_report
+
+    html = render_report(tmp_path / "out")  # the reason, HTML-escaped
+    assert "failed the generator checks" in html and "gen/32px-none/copy memorizes" in html

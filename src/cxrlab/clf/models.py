@@ -295,7 +295,8 @@ def pretrained_weights(arch: str, pretrained: str, *, download: bool | None = No
             f"${WEIGHTS_DIR_ENV} or {spec.library_cache()} and could not be downloaded "
             f"(offline, or ${OFFLINE_ENV} set). Fix: download {spec.url} on a machine with "
             f"internet and pass --pretrained /path/to/{spec.filename}, or put it in "
-            f"${WEIGHTS_DIR_ENV}; or train from scratch with --pretrained none"
+            f"${WEIGHTS_DIR_ENV}; or train from scratch with --pretrained none",
+            spec,
         ) from error
 
 

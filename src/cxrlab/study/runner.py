@@ -48,8 +48,9 @@ CELL_FILE = "cell.json"
 RESULTS = "results.csv"
 STUDY_JSON = "study.json"
 
-#: Why a variant gets no synthetic images (log lines and ``skipped_cells`` in study.json).
-UNUSABLE = "collapsed or memorizes its training images"
+#: Why a variant gets no synthetic images (log lines and ``skipped_cells`` in study.json):
+#: a generator that fails a check, or lacks a value a check needs, is never drawn from.
+UNUSABLE = "failed the generator checks (collapsed, memorizes, or not measured)"
 
 
 @dataclass
@@ -128,6 +129,7 @@ class StudyRunner:
         self.previous_order: list[str] = []
         self.records: dict[str, dict] = {}  # cell id -> its cell.json, finished cells only
         self.skipped: dict[str, str] = {}  # cell id -> why it cannot run
+        self.unusable: dict[str, str] = {}  # variant -> why it gets no synthetic images
         self.result = StudyResult(self.out)
 
     # ------------------------------------------------------------------ cells
@@ -298,25 +300,44 @@ class StudyRunner:
         return self._do(cell, work)
 
     def _select(self, variant: Variant, gen_cells: list[Cell]) -> str | None:
-        """The variant's generator cell to sample synthetic images from."""
+        """The variant's generator cell to sample synthetic images from: the best by
+        ``select_by`` or the one ``synthetic.from`` names; either way one that passes
+        the generator checks (collapse, memorization, both measured). None when none
+        does; the reason is kept in ``self.unusable`` for the skipped cells."""
         spec = self.spec
         if not gen_cells:
             return None
-        if spec.synthetic_from != "best":
-            return next(c.id for c in gen_cells if c.settings["name"] == spec.synthetic_from)
         metric = spec.select_by
         checks = spec.checks
         rows = [self.rows[cell.id][0] if self.rows.get(cell.id) else {} for cell in gen_cells]
-        usable = []
+        usable, flawed = [], {}
         for cell, row in zip(gen_cells, rows, strict=True):
             flaw = checks.flaw(row)
             if flaw is None:
                 usable.append(cell.id)
-            else:  # never chosen, whatever its metric
-                self.log(f"    {cell.id} {flaw}: {checks.explain(flaw)}")
+            else:  # never drawn from, whatever its metric, and whatever the spec names
+                flawed[cell.id] = flaw
+                self.log(f"    {cell.id} {flaw}: {checks.explain(flaw, row)}")
+        if spec.synthetic_from != "best":
+            named = [c.id for c in gen_cells if c.settings["name"] == spec.synthetic_from]
+            chosen = [cell for cell in named if cell in usable]
+            if chosen:
+                return chosen[0]
+            self.unusable[variant.name] = (
+                f"synthetic.from generator {spec.synthetic_from!r} {UNUSABLE}: "
+                + "; ".join(f"{cell} {flawed[cell]}" for cell in named)
+            )
+            self.log(
+                f"    {self.unusable[variant.name]}: no synthetic images are drawn for "
+                f"{variant.name}, and its synthetic cells are skipped"
+            )
+            return None
         position = best_generator_position(rows, metric, checks)
         if position is None:
             if not usable:
+                self.unusable[variant.name] = f"every generator of the variant {UNUSABLE}: " + (
+                    "; ".join(f"{cell} {flaw}" for cell, flaw in flawed.items())
+                )
                 self.log(
                     f"    every generator of {variant.name} {UNUSABLE}: no synthetic images "
                     "are drawn for it, and its synthetic cells are skipped"
@@ -489,11 +510,15 @@ class StudyRunner:
             chosen = self._select(variant, gen_cells[variant.name])
             if chosen:
                 self.selected[variant.name] = chosen
+            else:  # an earlier invocation's choice that the checks now refuse is no choice
+                self.selected.pop(variant.name, None)
             for combo in self.spec.classifier_grid():
                 synthetic = None
                 needs_images = combo["synthetic"] > 0 and not combo["control"]
                 if needs_images and chosen is None:
-                    reason = f"every generator of the variant {UNUSABLE}"
+                    reason = self.unusable.get(
+                        variant.name, f"no generator of the variant: {UNUSABLE}"
+                    )
                     self.skipped[self._classifier_folder(variant, combo)] = reason
                     self.skipped[self._synthetic_folder(variant, combo["synthetic"])] = reason
                     continue
@@ -513,9 +538,35 @@ class StudyRunner:
         return self.result
 
     def _preflight(self) -> None:
-        """Find every pretrained weights file the study needs before any work starts."""
+        """Find every pretrained weights file the study needs before any work starts.
+
+        Raises:
+            MissingWeightsError: with the fix a study has (``$CXRLAB_WEIGHTS_DIR`` or a
+                path in the spec; ``study run`` has no ``--weights`` or ``--pretrained``).
+        """
+        from cxrlab.metrics.extractors.weights import WEIGHTS_DIR_ENV, MissingWeightsError
+
+        try:
+            self._find_weights()
+        except MissingWeightsError as error:
+            if error.spec is None:
+                raise
+            missing, needed_by = error.spec, getattr(error, "needed_by", "")
+            raise MissingWeightsError(
+                f"the study {self.spec.path.name} needs the weights file {missing.filename}"
+                f"{f' ({needed_by})' if needed_by else ''}, "
+                f"which is not on this machine and cannot be downloaded. Fix: download "
+                f"{missing.url} on a machine with internet into a folder and set "
+                f"${WEIGHTS_DIR_ENV} to that folder, then run the same command again; or "
+                "give its path in the spec (a generator's `weights:`, a classifier's "
+                "`pretrained:`), or leave out what needs it (fid/kid/is/prdc metrics, "
+                "pretrained classifiers)",
+                missing,
+            ) from None
+
+    def _find_weights(self) -> None:
         from cxrlab.metrics.extractors import EXTRACTORS
-        from cxrlab.metrics.extractors.weights import locate_weights
+        from cxrlab.metrics.extractors.weights import MissingWeightsError, locate_weights
         from cxrlab.metrics.registry import METRICS
 
         spec = self.spec
@@ -525,14 +576,22 @@ class StudyRunner:
             names = names.split(",") if isinstance(names, str) else names
             if any(METRICS[n.strip()].needs_network for n in names if n.strip() in METRICS):
                 features = settings.get("features", "inception")
-                locate_weights(EXTRACTORS[features].weights_file(), settings.get("weights"))
+                try:
+                    locate_weights(EXTRACTORS[features].weights_file(), settings.get("weights"))
+                except MissingWeightsError as error:
+                    error.needed_by = f"generator metrics {', '.join(names)} with {features}"
+                    raise
         from cxrlab.clf.config import ClfConfig
         from cxrlab.clf.models import pretrained_weights
 
         for combo in spec.classifier_grid():
             values = {k: v for k, v in combo.items() if k not in ("synthetic", "control")}
             config = ClfConfig(data="", out="", **{**spec.classifier_settings, **values})
-            pretrained_weights(config.arch, config.resolved_pretrained)
+            try:
+                pretrained_weights(config.arch, config.resolved_pretrained)
+            except MissingWeightsError as error:
+                error.needed_by = f"classifier {config.arch}, pretrained {config.pretrained}"
+                raise
 
     # ----------------------------------------------------------------- output
     @staticmethod

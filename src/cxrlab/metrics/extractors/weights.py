@@ -36,7 +36,16 @@ DOWNLOAD_TIMEOUT_SECONDS = 30.0
 
 
 class MissingWeightsError(CxrlabError):
-    """A feature extractor's weights file is not on this machine and cannot be downloaded."""
+    """A weights file is not on this machine and cannot be downloaded.
+
+    Attributes:
+        spec: the missing file (None when not known), so that a caller with other
+            options (a study spec has no ``--weights``) can give its own fix.
+    """
+
+    def __init__(self, message: str, spec: WeightsFile | None = None) -> None:
+        super().__init__(message)
+        self.spec = spec
 
 
 @dataclass(frozen=True)
@@ -105,11 +114,13 @@ def locate_weights(
                 return found
             raise MissingWeightsError(
                 f"--weights {given}: the folder holds none of {', '.join(spec.names)}, "
-                f"the {spec.extractor} extractor's weights. {_fix(spec)}"
+                f"the {spec.extractor} extractor's weights. {_fix(spec)}",
+                spec,
             )
         raise MissingWeightsError(
             f"--weights {given} does not exist; the {spec.extractor} extractor needs "
-            f"{spec.filename}. {_fix(spec)}"
+            f"{spec.filename}. {_fix(spec)}",
+            spec,
         )
 
     searched = []
@@ -137,7 +148,8 @@ def locate_weights(
     raise MissingWeightsError(
         f"the {spec.extractor} feature extractor needs its weights file {spec.filename}, "
         f"which is not on this machine, and {why}. Looked in: {'; '.join(searched)}. "
-        f"{_fix(spec)}"
+        f"{_fix(spec)}",
+        spec,
     )
 
 

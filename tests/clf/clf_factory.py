@@ -105,25 +105,48 @@ def split_packed(
     return write_packed(path, maker(labels, size_px, seed), rows)
 
 
-def synthetic_packed(path: Path, n: int = 6, covid: int = 1, size_px: int = SIZE_PX) -> Path:
-    """A synthetic PACKED as `cxrlab gen sample --packed` writes it."""
+def unrelated_provenance(folder: Path, size_px: int = SIZE_PX) -> Path:
+    """``folder/provenance.json`` of a generator that learned rows of another dataset
+    (no id or image in common with the tests' PACKEDs)."""
+    from cxrlab.data.provenance import write_provenance
+
+    learned = {"data": "/elsewhere/P", "split": "train", "label": "positive",
+               "source_manifest_sha256": "0" * 64, "manifest_sha256": "0" * 64,
+               "options": None, "ids": [], "phash": [], "pixel_phash": [],
+               "shape": [0, size_px, size_px]}  # fmt: skip
+    return write_provenance(folder, {"path": "/elsewhere/run"}, learned)
+
+
+def synthetic_packed(
+    path: Path, n: int = 6, covid: int = 1, size_px: int = SIZE_PX, provenance: bool = True
+) -> Path:
+    """A synthetic PACKED as `cxrlab gen sample --packed` writes it (with a provenance
+    file of an unrelated generator unless ``provenance`` is False)."""
     labels = np.full(n, covid)
     rows = [
         {"id": f"synthetic:run:{i:06d}", "covid": covid, "label": "covid", "patient_id": f"synthetic:run:{i:06d}",
          "source": "synthetic:run", "split": "train", "synthetic": 1}
         for i in range(n)
     ]  # fmt: skip
-    return write_packed(path, toy_images(labels, size_px, seed=99), rows)
+    write_packed(path, toy_images(labels, size_px, seed=99), rows)
+    if provenance:
+        unrelated_provenance(path, size_px)
+    return path
 
 
-def synthetic_pngs(folder: Path, n_positive: int = 4, n_negative: int = 2) -> Path:
-    """A folder of synthetic PNGs: flat files are COVID-19, ``normal/`` ones are not."""
+def synthetic_pngs(
+    folder: Path, n_positive: int = 4, n_negative: int = 2, provenance: bool = True
+) -> Path:
+    """A folder of synthetic PNGs: flat files are COVID-19, ``normal/`` ones are not
+    (with a provenance file of an unrelated generator unless ``provenance`` is False)."""
     folder.mkdir(parents=True)
     (folder / "normal").mkdir()
     for i, image in enumerate(toy_images(np.ones(n_positive, dtype=int), seed=7)):
         Image.fromarray(image).save(folder / f"synthetic_{i:06d}.png")
     for i, image in enumerate(toy_images(np.zeros(n_negative, dtype=int), seed=8)):
         Image.fromarray(image).save(folder / "normal" / f"synthetic_{i:06d}.png")
+    if provenance:
+        unrelated_provenance(folder)
     return folder
 
 

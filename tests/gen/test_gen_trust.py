@@ -63,7 +63,7 @@ def test_negative_run_writes_its_pngs_where_classifiers_read_them_as_negative(tm
     from cxrlab.clf.data import training_set
 
     make_packed(tmp_path / "P")
-    train_generator(config_for(tmp_path, label="negative", steps=3), progress=False)
+    train_generator(config_for(tmp_path, label="negative", steps=3, split="train"), progress=False)
     sample_run(tmp_path / "run", tmp_path / "pngs", n=3, device="cpu")
     assert len(list((tmp_path / "pngs" / "negative").glob("*.png"))) == 3
     images = training_set(open_packed(tmp_path / "P"), synthetic=str(tmp_path / "pngs"), seed=0)
@@ -90,20 +90,106 @@ def test_images_of_a_generator_that_learned_held_out_rows_never_train_a_classifi
     from cxrlab.clf.data import training_set
     from cxrlab.errors import DatasetError
 
-    make_packed(tmp_path / "P")
-    for split in ("train", "train,test"):
+    make_packed(tmp_path / "P")  # rows 0..11 train, 12..15 val
+    for split in ("train", "train,val"):
         out = f"run-{split}"
         train_generator(
             config_for(tmp_path, out=out, label="positive", steps=2, split=split), progress=False
         )
         sample_run(tmp_path / out, tmp_path / f"S-{split}", n=2, packed=True, device="cpu")
     assert len(training_set(tmp_path / "P", synthetic=tmp_path / "S-train")) > 2
-    with pytest.raises(DatasetError, match="trained on split train,test"):
-        training_set(tmp_path / "P", synthetic=tmp_path / "S-train,test")
+    with pytest.raises(DatasetError, match="learned 2 image.* outside its train split.*by id"):
+        training_set(tmp_path / "P", synthetic=tmp_path / "S-train,val")
     code, output = _cli("gen", "train", "--model", "dcgan", "--data", tmp_path / "P", "--size", 32,
                         "--steps", 1, "--split", "train,val", "--out", tmp_path / "G", "-q",
                         "--device", "cpu", "--no-metrics")  # fmt: skip
     assert code == 0 and "warning: --split train,val" in output, output
+
+
+def _resplit(packed, out, splits):
+    """A copy of ``packed`` under another name, its rows split as ``splits`` says (same ids)."""
+    import shutil
+
+    from cxrlab.data.manifest import dataframe_to_csv_text
+
+    shutil.copytree(packed, out)
+    manifest = open_packed(out).manifest
+    manifest["split"] = splits
+    (out / "manifest.csv").write_text(dataframe_to_csv_text(manifest))
+    return out
+
+
+def test_every_gen_sample_output_says_what_its_generator_learned(tmp_path):
+    """PNG folders too: a folder of images is refused as a PACKED is."""
+    from cxrlab.clf.data import training_set
+    from cxrlab.data.provenance import read_provenance
+    from cxrlab.errors import DatasetError
+
+    make_packed(tmp_path / "P")  # rows 0..11 train, 12..15 val
+    train_generator(config_for(tmp_path, label="positive", steps=2, split="train,val"), progress=False)  # fmt: skip
+    sample_run(tmp_path / "run", tmp_path / "pngs", n=2, device="cpu")
+    record = read_provenance(tmp_path / "pngs")
+    learned = record["learned"]
+    assert learned["ids"] == [f"t:{i}" for i in range(1, 16, 2)]  # the positives, val ones too
+    assert len(learned["pixel_phash"]) == 8 and learned["split"] == "train,val"
+    assert record["run"]["path"] == str((tmp_path / "run").resolve())
+    with pytest.raises(DatasetError, match="t:13 of the val split.*by id"):
+        training_set(tmp_path / "P", synthetic=tmp_path / "pngs")
+
+
+def test_a_generator_of_a_differently_split_copy_is_caught_by_content(tmp_path):
+    from cxrlab.clf.data import training_set
+    from cxrlab.errors import DatasetError
+
+    make_packed(tmp_path / "P")  # rows 0..11 train, 12..15 val
+    # the same images split otherwise: the classifier's val rows 12..15 are train there
+    _resplit(tmp_path / "P", tmp_path / "C", ["val"] * 4 + ["train"] * 12)
+    train_generator(config_for(tmp_path, data=str(tmp_path / "C"), label="positive", steps=2,
+                               split="train"), progress=False)  # fmt: skip
+    sample_run(tmp_path / "run", tmp_path / "S", n=2, packed=True, device="cpu")
+    with pytest.raises(DatasetError, match="found by content in another dataset.*val split"):
+        training_set(tmp_path / "P", synthetic=tmp_path / "S")
+
+
+def test_a_synthetic_packed_without_a_recorded_split_is_unverified_not_train(tmp_path):
+    """What older cxrlab wrote: meta.json names the run but not what it learned."""
+    from cxrlab.clf.data import training_set
+    from cxrlab.errors import DatasetError
+
+    make_packed(tmp_path / "P")
+    train_generator(config_for(tmp_path, label="positive", steps=2, split="train"), progress=False)
+    sample_run(tmp_path / "run", tmp_path / "S", n=2, packed=True, device="cpu")
+    (tmp_path / "S" / "provenance.json").unlink()
+    with pytest.raises(DatasetError, match="no provenance.json"):
+        training_set(tmp_path / "P", synthetic=tmp_path / "S")
+    notes = training_set(tmp_path / "P", synthetic=tmp_path / "S", synthetic_unverified=True).notes
+    assert any("unverified" in note for note in notes)
+
+
+def test_a_generator_of_another_dataset_holding_held_out_images_is_caught(tmp_path):
+    """The bundled sample's case: another dataset (other ids, other manifest) whose
+    images are, by their source files' perceptual hashes, held-out images here."""
+    from cxrlab.clf.data import training_set
+    from cxrlab.data.manifest import dataframe_to_csv_text
+    from cxrlab.errors import DatasetError
+
+    make_packed(tmp_path / "P")
+    make_packed(tmp_path / "O")
+    # other pixels (another size, another preprocessing): only the source files' hashes tell
+    noise = np.random.default_rng(7).integers(0, 256, (16, 32, 32), dtype=np.uint8)
+    np.save(tmp_path / "O" / "images.npy", noise)
+    hashes = [f"{(0x9C3F << 48) + i * 0x1111111:016x}" for i in range(16)]
+    for name, ids in (("P", range(16)), ("O", [13] + list(range(1, 16)))):
+        manifest = open_packed(tmp_path / name).manifest
+        manifest["phash"] = [hashes[i] for i in ids]
+        manifest["id"] = [f"{name}:{i}" for i in range(16)]
+        (tmp_path / name / "manifest.csv").write_text(dataframe_to_csv_text(manifest))
+    # O's train row 0 is the file of P's val row 13 (same source hash)
+    train_generator(config_for(tmp_path, data=str(tmp_path / "O"), label="negative", steps=2,
+                               split="train"), progress=False)  # fmt: skip
+    sample_run(tmp_path / "run", tmp_path / "S", n=2, device="cpu")
+    with pytest.raises(DatasetError, match="by content.*P:13 of the val split.*0 of 64 bits"):
+        training_set(tmp_path / "P", synthetic=tmp_path / "S")
 
 
 def test_conditional_sample_draws_the_asked_class(tmp_path):

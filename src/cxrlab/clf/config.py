@@ -43,6 +43,10 @@ class ClfConfig(YamlConfig):
             None uses every synthetic image.
         oversample_positive: copies of real COVID-positive training images added (drawn
             with replacement): the control arm of a synthetic experiment.
+        synthetic_unverified: accept a ``synthetic`` source without ``provenance.json``
+            (which images its generator learned is then unknown; the report says so).
+        allow_mismatch: accept ``synthetic`` images made from data preprocessed otherwise
+            than ``data`` (size, equalization, crop, lungs, bit depth...; the report says how).
         augment: online augmentation preset of training batches: a geometric one
             (``mild``, ``anatomical``, ``severe``), ``acquisition`` (gamma, contrast,
             blur, noise, resolution drop), or both (``mild+acquisition``); ``none``.
@@ -88,6 +92,8 @@ class ClfConfig(YamlConfig):
     synthetic: str | None = None
     synthetic_ratio: float | None = None
     oversample_positive: int = 0
+    synthetic_unverified: bool = False
+    allow_mismatch: bool = False
     augment: str = "none"
     balance: str = "none"
     freeze_backbone: bool = False
@@ -144,6 +150,8 @@ class ClfConfig(YamlConfig):
             raise CxrlabError(f"--synthetic-ratio must be >= 0, got {self.synthetic_ratio}")
         if self.synthetic_ratio is not None and not self.synthetic:
             raise CxrlabError("--synthetic-ratio needs --synthetic PACKED_OR_DIR")
+        if self.synthetic_unverified and not self.synthetic:
+            raise CxrlabError("--synthetic-unverified needs --synthetic PACKED_OR_DIR")
         if not 0.0 <= self.min_lr_fraction <= 1.0:
             raise CxrlabError(f"min_lr_fraction must be in [0, 1], got {self.min_lr_fraction}")
         self.seeds = [int(s) for s in self.seeds]

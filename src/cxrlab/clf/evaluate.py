@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_curve
 
 from cxrlab.clf.config import ClfConfig
-from cxrlab.clf.data import ImageSet, evaluation_set
+from cxrlab.clf.data import ImageSet, data_preprocessing, evaluation_set, trained_preprocessing
 from cxrlab.clf.explain import (
     LUNG_BOX,
     choose_examples,
@@ -44,6 +44,7 @@ from cxrlab.clf.explain import (
 from cxrlab.clf.metrics import Evaluation, evaluate_predictions, seeds_table, summarise_seeds
 from cxrlab.clf.predict import BEST, load_trained, predict, predictions_frame
 from cxrlab.data.packed import Packed, open_packed
+from cxrlab.data.provenance import check_preprocessing
 from cxrlab.data.show import image_grid, save_grid
 from cxrlab.errors import CxrlabError
 from cxrlab.utils import outputs
@@ -217,6 +218,7 @@ def evaluate_run(
     bootstrap: int = 2000,
     batch_size: int = 64,
     lung_masks: str | Path | None = None,
+    allow_mismatch: bool = False,
     progress: bool = False,
 ) -> RunEvaluation:
     """Evaluate every seed of a trained run on ``split`` of the PACKED ``data``.
@@ -234,6 +236,9 @@ def evaluate_run(
             and Grad-CAM's heat share inside the lungs is measured on them (needs
             ``shortcut_probe`` or ``explain``); both then use only the images that have
             a mask.
+        allow_mismatch: evaluate on images preprocessed otherwise than the run's
+            training data (size, equalization, crop, lungs, bit depth); the report names
+            the differences. Without it such images are refused.
         progress: a bar per prediction pass over the images.
 
     Each seed's threshold is the one chosen on its validation split at training.
@@ -248,6 +253,16 @@ def evaluate_run(
     folders = seed_folders(run)
     torch_device = resolve_device(device)
     packed = open_packed(data)
+    learned, learned_from = trained_preprocessing(run)
+    if learned is not None:  # a model judged on images made otherwise says little
+        notes += check_preprocessing(
+            learned,
+            data_preprocessing(packed),
+            what=f"the images {run} learned from ({learned_from}) and --data {packed.path}",
+            allow_mismatch=allow_mismatch,
+            fix="evaluate on a PACKED made with the options of the training data "
+            "(`cxrlab data preprocess DATASET --out PACKED` with the same options)",
+        )
     masks_by_id = None
     if lung_masks is not None:
         from cxrlab.data.masks import mask_paths_by_id

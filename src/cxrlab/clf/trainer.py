@@ -41,8 +41,10 @@ from cxrlab.clf.config import ClfConfig
 from cxrlab.clf.data import (
     ORIGINS,
     ImageSet,
+    data_preprocessing,
     evaluation_set,
     patient_overlap,
+    synthetic_notes,
     training_set,
     with_splits,
 )
@@ -186,6 +188,8 @@ class SeedTrainer:
             synthetic_ratio=config.synthetic_ratio,
             oversample_positive=config.oversample_positive,
             seed=seed,
+            synthetic_unverified=config.synthetic_unverified,
+            allow_mismatch=config.allow_mismatch,
         )
         self.val_images: ImageSet = evaluation_set(self.packed, "val")
         labels = self.train_images.labels
@@ -554,11 +558,13 @@ def check_run(config: ClfConfig, resume: bool) -> None:
 
 
 def start_run(config: ClfConfig) -> list[str]:
-    """Create the run folder, write its ``config.yaml``; the run's notes (a leaking split)."""
+    """Create the run folder, write its ``config.yaml``; the run's notes (a leaking split,
+    synthetic images accepted unverified or made otherwise)."""
+    # synthetic images are checked once, before anything is written: refused early
+    notes = synthetic_notes(run_data(config), config)
     run = Path(config.out)
     run.mkdir(parents=True, exist_ok=True)
     config.write(run / "config.yaml")
-    notes = []
     overlap = patient_overlap(run_data(config))
     if any(overlap.values()):
         notes.append(
@@ -612,6 +618,8 @@ def summarise_run(config: ClfConfig, results: dict[int, SeedResult], notes: list
         if all(r.test is not None for r in results.values())
         else None,
         "per_seed": {str(s): r.as_dict() for s, r in results.items()},
+        # how --data was made: `clf evaluate` refuses images made otherwise
+        "preprocessing": data_preprocessing(config.data),
         "notes": notes,
     }
     atomic_write_text(run / "metrics.json", json.dumps(summary, indent=2) + "\n")

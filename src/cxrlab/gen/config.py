@@ -212,5 +212,7 @@ def split_names(split: str | None) -> list[str] | None:
 
 def learns_held_out(split: str | None) -> bool:
     """Whether a generator trained on ``split`` learns rows other than the train split's
-    (all rows, val or test): images it draws must then never train a classifier."""
+    (all rows, val or test): ``gen train`` warns. What a classifier may use is decided
+    from the rows actually learned (``provenance.json`` of ``gen sample``, checked by
+    :func:`cxrlab.data.provenance.check_synthetic`), not from this name."""
     return set(split_names(split) or []) != {"train"}

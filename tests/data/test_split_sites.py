@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from cxrlab.cli import app
@@ -85,7 +86,8 @@ def test_a_manifest_without_sites_says_to_import_again(tmp_path):
     before = (dataset / "manifest.csv").read_bytes()
     result = runner.invoke(app, ["data", "split", str(dataset), "--holdout-site", "A"])
     assert result.exit_code == 2, result.output
-    assert "error: --holdout-site" in result.output and "no 'site' column" in result.output
+    # read_manifest reads a manifest from before sites as every site unknown
+    assert "error: --holdout-site" in result.output and "records no site" in result.output
     assert "import it again" in result.output
     assert (dataset / "manifest.csv").read_bytes() == before
     # a manifest whose site column says nothing (every row unknown) gets the same advice
@@ -118,3 +120,14 @@ def test_a_study_spec_takes_holdout_site(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     assert load_spec(path).split["holdout_site"] == ["A", "B"]
+
+
+def test_a_frame_without_a_site_column_is_an_error_not_a_key_error():
+    from cxrlab.data.split import plan_splits
+    from cxrlab.errors import DatasetError
+
+    frame = pd.DataFrame(
+        {"patient_id": ["a", "b"], "covid": [0, 1], "source": "s", "duplicate_group": ""}
+    )
+    with pytest.raises(DatasetError, match="no 'site' column.*import it again"):
+        plan_splits(frame, (0.5, 0.5), holdout_site="A")

@@ -27,14 +27,13 @@ import numpy as np
 import pandas as pd
 
 from cxrlab.data.duplicates import UnionFind
-from cxrlab.data.manifest import LINKED_PATIENTS
+from cxrlab.data.manifest import LINKED_PATIENTS, SITE, UNKNOWN_SITE
 from cxrlab.errors import DatasetError
 
 SPLIT_NAMES = ("train", "val", "test")
 
-#: The manifest column naming each row's site, and its value when the site is not known.
-SITE_COLUMN = "site"
-UNKNOWN_SITE = "unknown"
+#: The manifest column naming each row's site (its value ``UNKNOWN_SITE`` when not known).
+SITE_COLUMN = SITE
 
 #: How far from 1 the ratios' sum may be.
 RATIO_TOLERANCE = 1e-6

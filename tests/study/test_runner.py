@@ -183,6 +183,26 @@ def test_source_paths_expand_variables(tmp_path, monkeypatch):
     assert data["sources"][0]["path"] == "${CXRLAB_DATA}/ieee8023"  # not changed in place
 
 
+@pytest.mark.parametrize(
+    "path, words",
+    [
+        ("${CXRLAB_DATA}/ieee8023", "unset environment variable"),
+        ("nowhere/ieee8023", "does not exist"),
+    ],
+)
+def test_a_missing_source_stops_the_study_before_its_folder_is_made(
+    tmp_path, monkeypatch, path, words
+):
+    monkeypatch.delenv("CXRLAB_DATA", raising=False)
+    spec = {**TINY, "data": {**TINY["data"], "sources": [{"format": "ieee8023", "path": path}]}}
+    with pytest.raises(CxrlabError, match=words):
+        run_study(
+            load_spec(write_spec(tmp_path, spec)), tmp_path / "out", device="cpu", progress=False,
+            log=print,
+        )  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_weights_stop_the_study_before_any_work(tmp_path):
     spec = {
         **TINY,
@@ -446,3 +466,16 @@ def test_synthetic_from_a_generator_that_fails_its_checks_is_refused_with_the_re
 
     html = render_report(tmp_path / "out")  # the reason, HTML-escaped
     assert "failed the generator checks" in html and "gen/32px-none/copy memorizes" in html
+
+
+def test_study_run_help_names_every_bundled_spec():
+    from typer.testing import CliRunner
+
+    from cxrlab.cli import app
+    from cxrlab.study.bundled import bundled_specs
+
+    result = CliRunner().invoke(app, ["study", "run", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for name in bundled_specs():
+        assert name in text, name

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cxrlab.cli_common import Quiet, friendly_errors, report_interrupt
+from cxrlab.study.bundled import bundled_specs
 
 app = typer.Typer(
     help="Run a grid of preprocessing / generator / classifier settings from one YAML spec "
@@ -22,7 +23,8 @@ def run(
     spec: Annotated[
         str,
         typer.Argument(
-            help="Spec YAML file, or a bundled spec by name: demo, thesis, preprocessing."
+            help="Spec YAML file, or a bundled spec by name: "
+            f"{', '.join(bundled_specs())} (see `cxrlab study list`)."
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Study folder.")],

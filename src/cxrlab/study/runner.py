@@ -483,6 +483,7 @@ class StudyRunner:
         resolve_device(self.device)  # --device cuda without CUDA fails before any work
         # a study folder, or a new one: never the folder holding the spec, or another kind
         check_output(self.out, kind=outputs.STUDY, inputs=[self.spec.path])
+        self._check_sources()
         self._preflight()
         began = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
@@ -536,6 +537,24 @@ class StudyRunner:
         self.result.results = self._write_results()
         self._write_status()
         return self.result
+
+    def _check_sources(self) -> None:
+        """Every source path of the spec is set and exists, before STUDY/ is made (a study
+        whose dataset is already built needs its sources no more)."""
+        if (self.out / "data" / "dataset" / "manifest.csv").is_file():
+            return
+        data = expand_source_paths(self.spec.data, self.spec.path)
+        for source in data["sources"]:
+            for key in ("path", "images"):
+                if source.get(key) is None:
+                    continue
+                path = Path(self.spec.base) / source[key]
+                if not path.exists():
+                    raise CxrlabError(
+                        f"{self.spec.path}: source {key} {path} does not exist; fix the path "
+                        "in the spec (relative paths are relative to the spec file) or set "
+                        "$CXRLAB_DATA to the folder holding the data"
+                    )
 
     def _preflight(self) -> None:
         """Find every pretrained weights file the study needs before any work starts.

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from cxrlab.data.provenance import check_preprocessing, folder_preprocessing
 from cxrlab.errors import CxrlabError
 from cxrlab.metrics.extractors import EXTRACTORS, FeatureExtractor, get_extractor
-from cxrlab.metrics.images import ImageInput, open_image_set
+from cxrlab.metrics.images import ImageInput, ImageSource, open_image_set
 from cxrlab.metrics.registry import METRICS, MetricContext
 
 
@@ -23,6 +25,19 @@ class MetricResults(dict[str, float]):
     def __init__(self, values: dict[str, float], info: dict) -> None:
         super().__init__(values)
         self.info = info
+
+
+def preprocessing_of_input(source: ImageInput, size_px: tuple[int, int]) -> dict:
+    """How the images of ``source`` were made, as far as known (see
+    :func:`cxrlab.data.provenance.folder_preprocessing`); ``size_px`` as compared."""
+    height, width = size_px
+    size = height if height == width else f"{height}x{width}"
+    if isinstance(source, torch.Tensor | np.ndarray):
+        return {"size_px": size}
+    path = source.path if isinstance(source, ImageSource) else source
+    made = folder_preprocessing(path)
+    made["size_px"] = size
+    return made
 
 
 def parse_metric_names(metrics: str | Sequence[str] | None) -> list[str] | None:
@@ -68,6 +83,7 @@ def compute_metrics(
     batch_size: int = 64,
     progress: bool = False,
     extractor: FeatureExtractor | None = None,
+    allow_mismatch: bool = False,
 ) -> MetricResults:
     """Compare generated images with real ones.
 
@@ -96,6 +112,10 @@ def compute_metrics(
         progress: progress bars.
         extractor: a ready extractor to use instead of loading ``features`` (tests, or a
             trainer that holds one).
+        allow_mismatch: compare images preprocessed differently (size, equalization,
+            crop, lungs, bit depth: a PACKED's options, or for generated images those of
+            the data their generator learned, from ``provenance.json``); ``info`` then
+            records the differences. Without it such sets are refused.
 
     Returns:
         Values by name, e.g. ``fid``, ``kid``, ``kid_std``, ``is``, ``is_std``,
@@ -130,6 +150,14 @@ def compute_metrics(
 
     real_set = open_image_set(real, name="real", n=n, seed=seed, progress=progress)
     fake_set = open_image_set(fake, name="fake", n=n, seed=seed, progress=progress)
+    # one pipeline on both sides, or the numbers measure the preprocessing
+    mismatch = check_preprocessing(
+        preprocessing_of_input(real, real_set.size_px),
+        preprocessing_of_input(fake, fake_set.size_px),
+        what=f"REAL {real_set.name} and FAKE {fake_set.name}",
+        allow_mismatch=allow_mismatch,
+        fix="compare with real images preprocessed like the generator's training data",
+    )
     train_set = (
         open_image_set(train, name="train", seed=seed, progress=progress)
         if train is not None and any(metric.needs_train for metric in chosen)
@@ -155,6 +183,7 @@ def compute_metrics(
             "fake_size_px": list(fake_set.size_px),
             "features": extractor.identity if extractor is not None else None,
             "seed": seed,
+            **({"preprocessing_mismatch": mismatch} if mismatch else {}),
         },
     )
     values: dict[str, float] = {}

@@ -132,6 +132,14 @@ def metrics_command(
         bool,
         typer.Option(help="Replace an existing --out that is not a metrics JSON (never an input)."),
     ] = False,
+    allow_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mismatch",
+            help="Compare sets preprocessed differently (size, equalization, crop, lungs, "
+            "bit depth); the JSON records the differences.",
+        ),
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Compare generated images (FAKE) with real ones (REAL): FID, KID, IS, PRDC, SWD,
@@ -181,6 +189,7 @@ def metrics_command(
         seed=seed,
         grid_path=grid_path,
         progress=not quiet,
+        allow_mismatch=allow_mismatch,
     )
     report = {"metrics": dict(results), **results.info, "cxrlab_version": __version__}
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
@@ -189,6 +198,8 @@ def metrics_command(
         f"{results.info['real']} ({results.info['n_real']} images)"
     )
     typer.echo(format_table(dict(results)))
+    for note in results.info.get("preprocessing_mismatch", []):
+        typer.echo(f"note: {note}")
     typer.echo(
         f"wrote {out}" + (f" and {grid_path}" if "memorization_grid" in results.info else "")
     )

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from cxrlab.clf.config import ARCHS, AUGMENTS, BALANCES, STANDARDIZATIONS, ClfConfig
+from cxrlab.clf.config import (
+    ARCHS,
+    AUGMENTS,
+    BALANCES,
+    STANDARDIZATIONS,
+    ClfConfig,
+    PretrainConfig,
+)
 from cxrlab.cli_common import (
     ListOptionsCommand,
     Quiet,
@@ -19,6 +26,8 @@ from cxrlab.utils.config import config_defaults
 
 #: ``clf train``'s option defaults: those of :class:`~cxrlab.clf.config.ClfConfig`.
 CLF = config_defaults(ClfConfig)
+#: ``clf pretrain``'s option defaults: those of :class:`~cxrlab.clf.config.PretrainConfig`.
+PRE = config_defaults(PretrainConfig)
 
 app = typer.Typer(
     help=(
@@ -86,6 +95,13 @@ def train(
             help="auto (xrv for densenet121-xrv, else none), none, imagenet (resnet18), xrv, or a weights file."
         ),
     ] = CLF["pretrained"],
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start the backbone from a `cxrlab clf pretrain` output (its folder or "
+            "backbone.pt); same --arch and --standardize; the run records it."
+        ),
+    ] = None,
     head: Annotated[
         str, typer.Option(help="logit (1 output, sigmoid + BCE) or softmax (2 outputs).")
     ] = CLF["head"],
@@ -163,6 +179,7 @@ def train(
         balance=balance,
         freeze_backbone=freeze_backbone,
         pretrained=pretrained,
+        init=str(init) if init else None,
         head=head,
         standardize=standardize,
         epochs=epochs,
@@ -192,6 +209,70 @@ def train(
         return
     typer.echo(result.report)
     typer.echo(f"run folder: {result.run} (metrics.json, report.txt)")
+
+
+@app.command("pretrain")
+@friendly_errors
+def pretrain(
+    data: Annotated[Path, typer.Argument(help="PACKED folder (labels are not read).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    arch: Annotated[
+        str, typer.Option(help=f"Whose backbone to pretrain: {', '.join(ARCHS)}.")
+    ] = "resnet18",
+    pretrain_on: Annotated[
+        str,
+        typer.Option(
+            help="Splits whose real images are used, e.g. train or train,val; anything "
+            "but train only when named here (recorded)."
+        ),
+    ] = ",".join(PRE["pretrain_on"]),
+    standardize: Annotated[
+        str,
+        typer.Option(
+            help=f"The --standardize the classifier will use: {', '.join(STANDARDIZATIONS)}."
+        ),
+    ] = PRE["standardize"],
+    epochs: Annotated[int, typer.Option(help="Passes over the images.")] = PRE["epochs"],
+    batch_size: Annotated[
+        int, typer.Option(help="Images per step (two views each; the rest are negatives).")
+    ] = PRE["batch_size"],
+    lr: Annotated[float, typer.Option(help="Initial AdamW learning rate (cosine).")] = PRE["lr"],
+    temperature: Annotated[float, typer.Option(help="NT-Xent temperature.")] = PRE["temperature"],
+    seed: Annotated[int, typer.Option(help="Weights, image order and views.")] = PRE["seed"],
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last finished epoch.")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = PRE["device"],
+    quiet: Quiet = False,
+) -> None:
+    """Self-supervised pretraining (SimCLR, lightly's NT-Xent loss) of a classifier's
+    backbone on unlabelled images; writes backbone.pt, pretrain.json (what it saw) and
+    images.csv for `cxrlab clf train --init OUT`."""
+    from cxrlab.clf.pretrain import pretrain_backbone
+
+    config = PretrainConfig(
+        backbone=arch,
+        data=str(data),
+        out=str(out),
+        pretrain_on=[s.strip() for s in pretrain_on.split(",") if s.strip()],
+        standardize=standardize,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        temperature=temperature,
+        seed=seed,
+        device=device,
+    )
+    with report_interrupt(out, "the same `cxrlab clf pretrain` command with --resume"):
+        result = pretrain_backbone(config, resume=resume, progress=not quiet)
+    record = result.record
+    seen = ", ".join(f"{n} {split}" for split, n in record["images"].items())
+    typer.echo(
+        f"{record['arch']} backbone pretrained ({record['method']}, {record['epochs']} epochs, "
+        f"{seen} images; loss {record['loss_per_epoch'][0]:.3f} -> "
+        f"{record['loss_per_epoch'][-1]:.3f})"
+    )
+    typer.echo(f"written to {result.weights}; use it with `cxrlab clf train --init {result.out}`")
 
 
 @app.command("evaluate")

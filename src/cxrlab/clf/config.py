@@ -57,6 +57,9 @@ class ClfConfig(YamlConfig):
             trains every layer.
         pretrained: ``auto`` (xrv for densenet121-xrv, none otherwise), ``none``,
             ``imagenet`` (resnet18), ``xrv`` (densenet121-xrv) or a local weights file.
+        init: a ``cxrlab clf pretrain`` output (its folder or ``backbone.pt``) whose
+            backbone weights start the run (the head stays random); ``pretrained``
+            must then be ``auto`` or ``none``.
         head: ``logit`` (one logit, sigmoid + binary cross-entropy) or ``softmax``
             (two logits, softmax + cross-entropy).
         standardize: ``none`` or ``zscore``: each image to zero mean and unit sd of its
@@ -98,6 +101,7 @@ class ClfConfig(YamlConfig):
     balance: str = "none"
     freeze_backbone: bool = False
     pretrained: str = "auto"
+    init: str | None = None
     head: str = "logit"
     standardize: str = "none"
     epochs: int = 50
@@ -154,13 +158,91 @@ class ClfConfig(YamlConfig):
             raise CxrlabError("--synthetic-unverified needs --synthetic PACKED_OR_DIR")
         if not 0.0 <= self.min_lr_fraction <= 1.0:
             raise CxrlabError(f"min_lr_fraction must be in [0, 1], got {self.min_lr_fraction}")
+        if self.init and self.pretrained not in ("auto", "none"):
+            raise CxrlabError(
+                f"--init and --pretrained {self.pretrained} both set the backbone's weights; "
+                "choose one"
+            )
         self.seeds = [int(s) for s in self.seeds]
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise CxrlabError(f"--seeds must be distinct integers, got {self.seeds}")
 
     @property
     def resolved_pretrained(self) -> str:
-        """``pretrained`` with ``auto`` replaced by the architecture's natural choice."""
+        """``pretrained`` with ``auto`` replaced by the architecture's natural choice
+        (``none`` under ``init``: the backbone's weights come from there)."""
+        if self.pretrained == "auto" and self.init:
+            return "none"
         if self.pretrained == "auto":
             return "xrv" if self.arch == "densenet121-xrv" else "none"
         return self.pretrained
+
+
+#: Splits ``clf pretrain --pretrain-on`` may name; only ``train`` is used unless asked.
+PRETRAIN_SPLITS = ("train", "val", "test", "external")
+
+
+@dataclass
+class PretrainConfig(YamlConfig):
+    """Everything that defines a run of ``cxrlab clf pretrain``.
+
+    Attributes:
+        backbone: the classifier architecture whose backbone is trained (``--arch``).
+        data: PACKED folder; labels are not read.
+        out: run folder.
+        pretrain_on: splits whose real images are used; anything but ``train`` has to
+            be asked for by name, and is recorded.
+        standardize: the per-image standardisation the classifier will use
+            (``clf train --standardize``); the backbone learns on what it will see.
+        epochs: passes over the images.
+        batch_size: images per step (each gives two views; the others in the batch are
+            its negatives).
+        lr: AdamW learning rate at the start (cosine to 1% at the end).
+        weight_decay: AdamW's decoupled weight decay.
+        temperature: NT-Xent's temperature.
+        projection_dim: output size of the projection head (thrown away after training).
+        seed: weights, image order and views.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+
+    command: ClassVar[str] = "cxrlab clf pretrain"
+    run_kind: ClassVar[str] = "pretraining run"
+
+    backbone: str
+    data: str
+    out: str
+    pretrain_on: list[str] = field(default_factory=lambda: ["train"])
+    standardize: str = "none"
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    temperature: float = 0.5
+    projection_dim: int = 128
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.check_types()
+        if self.backbone not in ARCHS:
+            raise CxrlabError(f"--arch {self.backbone!r} is not known; choose one of {', '.join(ARCHS)}")  # fmt: skip
+        if self.standardize not in STANDARDIZATIONS:
+            raise CxrlabError(
+                f"--standardize {self.standardize!r} is not known; "
+                f"choose one of {', '.join(STANDARDIZATIONS)}"
+            )
+        self.pretrain_on = list(self.pretrain_on)
+        unknown = [s for s in self.pretrain_on if s not in PRETRAIN_SPLITS]
+        if unknown or not self.pretrain_on or len(set(self.pretrain_on)) != len(self.pretrain_on):
+            raise CxrlabError(
+                f"--pretrain-on {','.join(self.pretrain_on)}: give distinct split names "
+                f"among {', '.join(PRETRAIN_SPLITS)} (e.g. train, or train,val)"
+            )
+        if self.epochs < 1:
+            raise CxrlabError("--epochs must be at least 1")
+        if self.batch_size < 2:
+            raise CxrlabError(
+                "--batch-size must be at least 2: each image's negatives are the others"
+            )
+        if self.lr <= 0 or self.temperature <= 0:
+            raise CxrlabError("--lr and --temperature must be positive")

@@ -59,6 +59,7 @@ from cxrlab.clf.metrics import (
 )
 from cxrlab.clf.models import ModelSpec, build_classifier
 from cxrlab.clf.predict import BEST, backbone_features, predict, predictions_frame
+from cxrlab.clf.pretrain import init_notes, init_summary
 from cxrlab.data.packed import Packed, open_packed
 from cxrlab.errors import CxrlabError
 from cxrlab.utils import outputs
@@ -207,6 +208,11 @@ class SeedTrainer:
         )
         torch.manual_seed(seed)  # the same initial weights in every process
         self.model = build_classifier(self.spec).to(device)
+        if config.init:  # a `clf pretrain` backbone; the head keeps its seeded random start
+            from cxrlab.clf.pretrain import load_init, read_init
+
+            init = read_init(config.init)
+            load_init(self.model, init, arch=config.arch, standardize=config.standardize)
         if device.type == "cuda" or config.freeze_backbone:
             # on CPU too for a frozen backbone, which only runs inference: oneDNN's
             # channels-last convolutions are about 1.3x faster there (ResNet-18, 224 px)
@@ -562,6 +568,7 @@ def start_run(config: ClfConfig) -> list[str]:
     synthetic images accepted unverified or made otherwise)."""
     # synthetic images are checked once, before anything is written: refused early
     notes = synthetic_notes(run_data(config), config)
+    notes += init_notes(config.init, run_data(config), arch=config.arch, standardize=config.standardize)  # fmt: skip
     run = Path(config.out)
     run.mkdir(parents=True, exist_ok=True)
     config.write(run / "config.yaml")
@@ -620,6 +627,7 @@ def summarise_run(config: ClfConfig, results: dict[int, SeedResult], notes: list
         "per_seed": {str(s): r.as_dict() for s, r in results.items()},
         # how --data was made: `clf evaluate` refuses images made otherwise
         "preprocessing": data_preprocessing(config.data),
+        "init": init_summary(config.init),  # the pretrained backbone: path, sha256, splits seen
         "notes": notes,
     }
     atomic_write_text(run / "metrics.json", json.dumps(summary, indent=2) + "\n")

@@ -14,6 +14,7 @@ import cxrlab.clf.data as clf_data
 import cxrlab.clf.trainer as trainer
 from cxrlab.clf.cli import app
 from cxrlab.clf.config import ClfConfig
+from cxrlab.clf.metrics import METRICS, bootstrap_intervals, paired_bootstrap
 from cxrlab.errors import CxrlabError, DatasetError
 
 SIZE = 16
@@ -48,11 +49,12 @@ def sited_packed(path, sites=SITES, per_site=8, unknown=4, with_site_column=True
         add(site, "test", 2, "t")
         add(site, "external", 2, "x")
     add("unknown", "train", unknown, "u")
-    if not with_site_column:
-        for row in rows:
-            del row["site"]
     labels = np.array([r["covid"] for r in rows])
-    return write_packed(path, toy_images(labels, SIZE, seed=1), rows)
+    write_packed(path, toy_images(labels, SIZE, seed=1), rows)
+    if not with_site_column:  # a PACKED made before cxrlab recorded sites
+        manifest = pd.read_csv(path / "manifest.csv", dtype=str, keep_default_na=False)
+        manifest.drop(columns="site").to_csv(path / "manifest.csv", index=False)
+    return path
 
 
 def config_for(tmp_path, out="cv", **overrides) -> ClfConfig:
@@ -142,6 +144,10 @@ def test_pooled_metrics_are_those_of_predictions_csv(finished):
     outside = summary["per_seed"]["0"]["out_of_site"]["metrics"]["roc_auc"]["value"]
     assert gap["value"] == pytest.approx(inside - outside, abs=1e-5)
     assert gap["low"] <= gap["high"]
+    per_fold = [f["per_seed"]["0"]["out_of_site_auc"] for f in summary["folds"]]
+    assert summary["per_seed"]["0"]["fold_mean"]["out_of_site_auc"] == pytest.approx(
+        np.mean(per_fold), abs=1e-6
+    )
     # per-fold and per-site AUCs come from the same predictions
     frame = pd.read_csv(tmp_path / "cv" / "predictions.csv")
     for fold in summary["folds"]:
@@ -180,6 +186,26 @@ def test_a_rerun_skips_finished_folds_and_resumes_an_interrupted_one(finished, m
     assert again.skipped == ["fold-00", "fold-02"]
     first_values = first.summary["per_seed"]["0"]["out_of_site"]["metrics"]
     assert again.summary["per_seed"]["0"]["out_of_site"]["metrics"] == first_values
+
+
+def test_the_paired_bootstrap_draws_a_patient_for_every_set_at_once():
+    rng = np.random.default_rng(0)
+    covid = np.tile([0, 1], 30)
+    probability = rng.uniform(size=60)
+    patients = np.arange(60) // 3
+    # the same patients with mirrored scores: AUC_a + AUC_b = 1 in every paired resample
+    # (drawn separately, the two would not add up to 1)
+    a, b = paired_bootstrap(
+        [(covid, probability, 0.5, patients), (covid, 1 - probability, 0.5, patients)],
+        n_resamples=300,
+        seed=1,
+    )
+    np.testing.assert_allclose(a["roc_auc"] + b["roc_auc"], 1.0)
+    assert set(a) == set(METRICS) and np.std(a["roc_auc"]) > 0
+    # per-row thresholds that are all equal give the scalar threshold's intervals
+    scalar = bootstrap_intervals(covid, probability, 0.4, patients, n_resamples=200, seed=2)
+    per_row = bootstrap_intervals(covid, probability, np.full(60, 0.4), patients, n_resamples=200, seed=2)  # fmt: skip
+    assert scalar == per_row
 
 
 def test_fold_assignment_gives_every_fold_both_classes_and_is_seeded():

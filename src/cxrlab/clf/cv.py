@@ -27,7 +27,9 @@ threshold) give the **out-of-site** ROC-AUC, sensitivity and specificity; the fo
 validation predictions pooled give the **in-site** ones; intervals are 95% patient
 bootstraps, and the gap (in-site minus out-of-site) is bootstrapped with the two pools
 drawn together (:func:`~cxrlab.clf.metrics.paired_bootstrap`), since one patient is in
-one fold's validation and another fold's held-out sites. ``OUT/cv.json``,
+one fold's validation and another fold's held-out sites. Each fold's own AUCs, their
+mean over folds (pooling mixes models whose probabilities are not on one scale; the
+mean does not) and every site's out-of-site AUC are reported too. ``OUT/cv.json``,
 ``OUT/predictions.csv`` (out-of-site), ``OUT/predictions_in_site.csv`` and
 ``OUT/report.txt`` hold the results; a finished fold is not trained again, an
 interrupted one resumes from its checkpoint (``--resume``).
@@ -57,15 +59,12 @@ from cxrlab.clf.metrics import (
     percentile_interval,
 )
 from cxrlab.data.duplicates import UnionFind
+from cxrlab.data.manifest import MANIFEST, SITE, UNKNOWN_SITE
 from cxrlab.data.packed import Packed, open_packed
 from cxrlab.data.split import leakage_groups, plan_splits
 from cxrlab.errors import CxrlabError, DatasetError
 from cxrlab.utils.fs import atomic_write_text
 
-#: The manifest column naming an image's site (hospital, country, collection).
-SITE = "site"
-#: The value of :data:`SITE` when the source does not say.
-UNKNOWN_SITE = "unknown"
 #: Folds when ``--folds`` is not given (fewer when there are fewer usable sites).
 DEFAULT_FOLDS = 5
 #: Share of a fold's training rows (by patient group) that form its validation.
@@ -160,21 +159,17 @@ class FoldPlan:
 
 # ------------------------------------------------------------------ the plan
 def row_sites(packed: Packed) -> pd.Series:
-    """The ``site`` of every manifest row (empty values read as ``unknown``).
-
-    Raises:
-        DatasetError: when the manifest has no ``site`` column (made before cxrlab
-            recorded sites), with the fix.
-    """
-    manifest = packed.manifest
-    if SITE not in manifest.columns:
-        raise DatasetError(
-            f"{packed.path}/manifest.csv has no {SITE!r} column, so its images cannot be "
-            "grouped by site: import the dataset again with this cxrlab (`cxrlab data "
-            "import ...`), split it and preprocess it again"
-        )
-    sites = manifest[SITE].fillna("").astype(str).str.strip()
+    """The ``site`` of every manifest row (empty values read as ``unknown``)."""
+    sites = packed.manifest[SITE].fillna("").astype(str).str.strip()
     return sites.where(sites != "", UNKNOWN_SITE)
+
+
+def _made_before_sites(packed: Packed) -> bool:
+    """Whether the PACKED's ``manifest.csv`` has no ``site`` column at all (it is read
+    as all ``unknown``): it was made before cxrlab recorded sites."""
+    with open(packed.path / MANIFEST, encoding="utf-8") as file:
+        header = file.readline().strip().split(",")
+    return SITE not in header
 
 
 def assign_units(counts: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
@@ -238,11 +233,17 @@ def plan_folds(packed: str | Path | Packed, folds: int | None = None, seed: int 
     known = sorted(set(sites[real]) - {UNKNOWN_SITE})
     # a generated row naming a site without real rows cannot be held out: training only
     sites = sites.where(sites.isin(known), UNKNOWN_SITE)
+    if not known and _made_before_sites(data):
+        raise DatasetError(
+            f"{data.path}/manifest.csv has no {SITE!r} column (it was made before cxrlab "
+            "recorded sites), so its images cannot be grouped by site: import the dataset "
+            "again (`cxrlab data import ...`), split it and preprocess it again"
+        )
     if not known:
         raise DatasetError(
             f"{data.path}: no sites: every train/val image has site {UNKNOWN_SITE!r}; "
-            "import the dataset with a site for its images (see `cxrlab data import --help`) "
-            "and preprocess it again"
+            "import the dataset with a site for its images (`cxrlab data import --help`: "
+            "--site-from, --site-level, --site-regex), split and preprocess it again"
         )
     # Sites linked by a patient or a duplicate image are one unit; an unknown-site row
     # in such a group follows its known site (holding the site out but training on the
@@ -607,7 +608,14 @@ def summarise_cv(config: ClfConfig, plan: FoldPlan, configs: list[ClfConfig]) ->
                 "covid": int(part["covid"].sum()),
                 **{name: _number(point[name]) for name in GAP_METRICS},
             }
+        fold_means = {
+            f"{pool}_auc": _number(
+                mean_sd([fold["per_seed"][str(seed)][f"{pool}_auc"] for fold in fold_rows])[0]
+            )
+            for pool in ("in_site", "out_of_site")
+        }
         seeds[str(seed)] = {
+            "fold_mean": fold_means,
             "out_of_site": pooled_evaluation(held, config.bootstrap, seed),
             "in_site": pooled_evaluation(val, config.bootstrap, seed),
             "gap": gap_estimates(val, held, config.bootstrap, seed),
@@ -644,7 +652,11 @@ def summarise_cv(config: ClfConfig, plan: FoldPlan, configs: list[ClfConfig]) ->
             for pool in ("in_site", "out_of_site")
             for name in GAP_METRICS
         }
-        | {f"gap_{name}": across(("gap", name, "value")) for name in GAP_METRICS},
+        | {f"gap_{name}": across(("gap", name, "value")) for name in GAP_METRICS}
+        | {
+            f"fold_mean_{pool}_auc": across(("fold_mean", f"{pool}_auc"))
+            for pool in ("in_site", "out_of_site")
+        },
         "notes": plan.notes(),
     }
 
@@ -708,7 +720,13 @@ def cv_report(summary: dict) -> str:
                     _with_interval(values["gap"][name]),
                 ]
             )
-        lines += [_table(rows), ""]
+        means = values["fold_mean"]
+        lines += [
+            _table(rows),
+            f"mean of the folds' own AUCs (folds holding both classes): in-site "
+            f"{_fmt(means['in_site_auc'])}, out-of-site {_fmt(means['out_of_site_auc'])}",
+            "",
+        ]
         rows = [["site", "fold", "images", "COVID-19", "out-of-site AUC", "sensitivity", "specificity"]]  # fmt: skip
         for site, item in values["per_site"].items():
             rows.append(

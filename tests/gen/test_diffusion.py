@@ -290,3 +290,63 @@ def test_ddim_visits_strided_levels_and_ends_on_the_clean_image(total, steps):
     stride = total // steps
     assert len(levels) == steps and levels[0] <= total - 1 and 0 <= levels[-1] < stride
     assert all(a - b == stride for a, b in zip(levels, levels[1:], strict=False))
+
+
+class TwoShades(torch.nn.Module):
+    """The exact noise prediction for flat images of one of two shades, a denoiser
+    whose class conditioning matters by construction.
+
+    The clean image is flat at ``shades[k]``; label ``c`` (0, 1, or 2 the null class)
+    draws shade ``k`` with probability ``chances[c][k]``. Given a noisy image
+    x_t = sqrt(a) x_0 + sqrt(1 - a) eps, the posterior over the two shades follows
+    from their Gaussian likelihoods, and the prediction is E[eps | x_t, label]: what a
+    perfectly trained epsilon network predicts.
+    """
+
+    def __init__(self, alphas_cumprod, shades, chances) -> None:
+        super().__init__()
+        self.register_buffer("alphas_cumprod", alphas_cumprod.double())
+        self.register_buffer("shades", torch.tensor(shades, dtype=torch.float64))
+        self.register_buffer("log_chances", torch.tensor(chances, dtype=torch.float64).log())
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # the sampler reads its device
+
+    def forward(self, noisy, timesteps, class_labels=None):
+        x = noisy.double().flatten(1)  # (B, D)
+        a = self.alphas_cumprod[timesteps][:, None]  # (B, 1)
+        centres = a.sqrt()[:, :, None] * self.shades[None, :, None]  # (B, 2, 1)
+        distance = ((x[:, None, :] - centres) ** 2).sum(-1)  # (B, 2)
+        posterior = torch.softmax(self.log_chances[class_labels] - distance / (2 * (1 - a)), 1)
+        clean = (posterior * self.shades).sum(1, keepdim=True)  # (B, 1)
+        return ((x - a.sqrt() * clean) / (1 - a).sqrt()).view_as(noisy).float()
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_guidance_moves_samples_towards_the_asked_class(sampler):
+    """Each class keeps 30% of the other's images (its shade), the null class is half
+    and half: classifier-free guidance, p(x | c)^(1 + w) / p(x)^w, must raise the
+    share of samples of the asked class's own shade as w grows. A sign error in the
+    guidance (or the conditional and null predictions swapped) lowers it instead."""
+    from cxrlab.gen.models import DiffusionOptions
+    from cxrlab.gen.models.diffusion import DiffusionFamily, DiffusionModel
+
+    settings = DiffusionOptions(timesteps=50, prediction="epsilon", class_conditional=True)
+    family = DiffusionFamily(8, settings, latent=False)
+    shades = (-0.5, 0.5)  # class 0 dark, class 1 bright
+    chances = [[0.7, 0.3], [0.3, 0.7], [0.5, 0.5]]
+    model = DiffusionModel(
+        TwoShades(family.noise_scheduler.alphas_cumprod, shades, chances), side_px=8
+    ).eval()
+    n = 200
+    for covid in (0, 1):
+        shares = []
+        for guidance in (0.0, 1.0, 4.0):
+            options = SamplingOptions(sampler=sampler, steps=25, guidance=guidance)
+            images = family.sample(
+                model, n, torch.full((n,), covid), torch.Generator().manual_seed(0), options
+            )
+            bright = images.flatten(1).mean(1) > 0
+            shares.append(float((bright if covid else ~bright).float().mean()))
+        # guided: own shade with odds (0.7 / 0.3)^(1 + w) against (0.5 / 0.5)^w
+        expected = [1 / (1 + (3 / 7) ** (1 + w)) for w in (0.0, 1.0, 4.0)]  # 0.70, 0.84, 0.99
+        assert shares == pytest.approx(expected, abs=0.1), (covid, shares)
+        assert shares[0] + 0.05 < shares[1] < shares[2], (covid, shares)

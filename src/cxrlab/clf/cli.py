@@ -15,13 +15,16 @@ from cxrlab.clf.config import (
     ClfConfig,
     PretrainConfig,
 )
+from cxrlab.clf.recipes import RECIPES
 from cxrlab.cli_common import (
     ListOptionsCommand,
     Quiet,
     friendly_errors,
+    given_options,
     numbers,
     report_interrupt,
 )
+from cxrlab.errors import CxrlabError
 from cxrlab.utils.config import config_defaults
 
 #: ``clf train``'s option defaults: those of :class:`~cxrlab.clf.config.ClfConfig`.
@@ -41,9 +44,13 @@ app = typer.Typer(
 @app.command("train", cls=ListOptionsCommand)
 @friendly_errors
 def train(
-    arch: Annotated[str, typer.Option(help=f"One of {', '.join(ARCHS)}.")],
+    context: typer.Context,
     data: Annotated[Path, typer.Option(help="PACKED folder with train/val/test splits.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
+    arch: Annotated[
+        str | None,
+        typer.Option(help=f"One of {', '.join(ARCHS)} (required unless --recipe sets it)."),
+    ] = None,
     synthetic: Annotated[
         Path | None,
         typer.Option(
@@ -100,6 +107,13 @@ def train(
         typer.Option(
             help="Start the backbone from a `cxrlab clf pretrain` output (its folder or "
             "backbone.pt); same --arch and --standardize; the run records it."
+        ),
+    ] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help=f"A named bundle of options ({', '.join(RECIPES)}); options given here win. "
+            "The run records it."
         ),
     ] = None,
     head: Annotated[
@@ -164,9 +178,10 @@ def train(
     pooled out-of-site and in-site figures with 95% patient-bootstrap intervals.
     """
     from cxrlab.clf.config import ClfConfig
+    from cxrlab.clf.recipes import with_recipe
     from cxrlab.clf.trainer import train_classifier
 
-    config = ClfConfig(
+    values = dict(
         arch=arch,
         data=str(data),
         out=str(out),
@@ -194,6 +209,10 @@ def train(
         cv=cv,
         folds=folds,
     )
+    values = with_recipe(recipe, values, given_options(context))
+    if values["arch"] is None:
+        raise CxrlabError(f"--arch is required: one of {', '.join(ARCHS)} (or a --recipe that sets it)")  # fmt: skip
+    config = ClfConfig(**values)
     if cv != "none":
         from cxrlab.clf.cv import cross_validate
 

@@ -60,6 +60,9 @@ class ClfConfig(YamlConfig):
         init: a ``cxrlab clf pretrain`` output (its folder or ``backbone.pt``) whose
             backbone weights start the run (the head stays random); ``pretrained``
             must then be ``auto`` or ``none``.
+        recipe: the name of the :data:`cxrlab.clf.recipes.RECIPES` bundle that set the
+            options not given explicitly (None: none was used); recorded, not applied
+            here (:func:`cxrlab.clf.recipes.with_recipe` applies it).
         head: ``logit`` (one logit, sigmoid + binary cross-entropy) or ``softmax``
             (two logits, softmax + cross-entropy).
         standardize: ``none`` or ``zscore``: each image to zero mean and unit sd of its
@@ -102,6 +105,7 @@ class ClfConfig(YamlConfig):
     freeze_backbone: bool = False
     pretrained: str = "auto"
     init: str | None = None
+    recipe: str | None = None
     head: str = "logit"
     standardize: str = "none"
     epochs: int = 50
@@ -158,6 +162,10 @@ class ClfConfig(YamlConfig):
             raise CxrlabError("--synthetic-unverified needs --synthetic PACKED_OR_DIR")
         if not 0.0 <= self.min_lr_fraction <= 1.0:
             raise CxrlabError(f"min_lr_fraction must be in [0, 1], got {self.min_lr_fraction}")
+        if self.recipe is not None:
+            from cxrlab.clf.recipes import recipe_options
+
+            recipe_options(self.recipe)  # refuses an unknown name
         if self.init and self.pretrained not in ("auto", "none"):
             raise CxrlabError(
                 f"--init and --pretrained {self.pretrained} both set the backbone's weights; "

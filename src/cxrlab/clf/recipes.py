@@ -1,0 +1,86 @@
+"""Named bundles of ``clf train`` options: ``cxrlab clf train --recipe NAME``.
+
+A recipe is one row of :data:`RECIPES`: option values by
+:class:`~cxrlab.clf.config.ClfConfig` field name. It sets every option of its row
+that the command line (or a study spec) did not give; a given option always wins, so
+``--recipe baseline --augment mild`` is the baseline with mild augmentation. The run
+records the recipe's name in its ``config.yaml`` beside the values it ended with.
+
+``baseline`` is ``clf train``'s defaults, spelled out (a test keeps them equal).
+A recipe is added here only once leave-site-out validation (``clf train --cv
+sites``) has chosen it; this table is the one place recipes live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cxrlab.errors import CxrlabError
+
+#: The :class:`~cxrlab.clf.config.ClfConfig` fields a recipe may set: how a model is
+#: built and trained, never which data, where, how often or on which device.
+RECIPE_FIELDS = (
+    "arch",
+    "augment",
+    "balance",
+    "oversample_positive",
+    "standardize",
+    "freeze_backbone",
+    "pretrained",
+    "head",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "schedule",
+    "min_lr_fraction",
+)
+
+#: name -> option values (ClfConfig field names).
+RECIPES: dict[str, dict[str, Any]] = {
+    # clf train's defaults as they are (the from-scratch comparison point)
+    "baseline": {
+        "augment": "none",
+        "balance": "none",
+        "oversample_positive": 0,
+        "standardize": "none",
+        "freeze_backbone": False,
+        "pretrained": "auto",
+        "head": "logit",
+        "epochs": 50,
+        "batch_size": 20,
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "schedule": "cosine",
+        "min_lr_fraction": 0.01,
+    },
+}
+
+
+def recipe_options(name: str) -> dict[str, Any]:
+    """The option values of recipe ``name``.
+
+    Raises:
+        CxrlabError: for a name not in :data:`RECIPES`, listing the known ones.
+    """
+    if name not in RECIPES:
+        raise CxrlabError(f"--recipe {name!r} is not known; choose one of {', '.join(RECIPES)}")
+    return dict(RECIPES[name])
+
+
+def with_recipe(name: str | None, values: Mapping[str, Any], given: set[str]) -> dict[str, Any]:
+    """``values`` (a config's fields) with recipe ``name``'s options set wherever they
+    were not ``given`` (the field names set explicitly); unchanged for ``name`` None.
+
+    Raises:
+        CxrlabError: an unknown recipe.
+    """
+    result = dict(values)
+    if name is None:
+        return result
+    for field_name, value in recipe_options(name).items():
+        if field_name not in given:
+            result[field_name] = value
+    result["recipe"] = name
+    return result

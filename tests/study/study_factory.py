@@ -85,11 +85,14 @@ def _generator(root: Path, variant: str, name: str, index: int) -> dict:
             row.update(
                 swd=0.5 / step * 100 + 0.01 * index,
                 ms_ssim_fake=0.3 + 0.01 * index,
+                ms_ssim_real=0.35,
+                memorization_share=0.04 + 0.01 * index,
                 fid=200 - step / 10 + index,
                 metrics_seconds=1.5,
             )
         rows.append(row)
-    columns = ["step", "seconds", *loss_columns, "swd", "ms_ssim_fake", "fid", "metrics_seconds"]
+    columns = ["step", "seconds", *loss_columns, "swd", "ms_ssim_fake", "ms_ssim_real"]
+    columns += ["memorization_share", "fid", "metrics_seconds"]
     pd.DataFrame(rows, columns=columns).to_csv(folder / "metrics.csv", index=False)
     for step in SAMPLE_STEPS:
         # the last grid is larger, so a test can tell which one was embedded
@@ -104,6 +107,8 @@ def _generator(root: Path, variant: str, name: str, index: int) -> dict:
         "seconds": 20.0 + 5 * index,
         "swd": last["swd"],
         "ms_ssim_fake": last["ms_ssim_fake"],
+        "ms_ssim_real": last["ms_ssim_real"],
+        "memorization_share": last["memorization_share"],
         "fid": last["fid"],
     }
 

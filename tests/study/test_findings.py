@@ -5,6 +5,7 @@ import pytest
 
 from cxrlab.study.findings import (
     CON,
+    NOT_MEASURED,
     PRO,
     UNCLEAR,
     BestClassifier,
@@ -225,8 +226,13 @@ def test_synthetic_findings_compare_with_real_only():
     assert change(finding, "test_roc_auc").mean == pytest.approx(0.02)
 
 
+#: What the generator checks read, measured and passing (MS-SSIM like real, no copying).
+CHECKED = {"ms_ssim_fake": 0.40, "ms_ssim_real": 0.40, "memorization_share": 0.05}
+
+
 def gen_rows(values, metric="swd", seconds=None):
-    """Generator rows: ``values[(variant, generator)]`` is the final metric."""
+    """Generator rows: ``values[(variant, generator)]`` is the final metric; the values
+    the generator checks read are measured and pass (:data:`CHECKED`)."""
     rows = []
     for (equalize, generator), value in values.items():
         rows.append(
@@ -244,6 +250,7 @@ def gen_rows(values, metric="swd", seconds=None):
                 metric: value,
                 "seconds": (seconds or {}).get((equalize, generator), 20.0),
                 "selected": 0,
+                **CHECKED,
             }
         )
     return pd.DataFrame(rows)
@@ -382,8 +389,7 @@ def test_a_collapsed_or_memorizing_generator_is_never_the_best():
     assert best_generators(rows, "swd")["64px-none"].cell == "gen/64px-none/gan"
     checks = GeneratorChecks(collapse_ratio=1.5, memorization_limit=0.1)
     assert list(checks.flaws(rows)) == ["memorizes", "collapsed", ""]
-    assert checks.flaw({"memorization_share": 0.1}) is None  # at the limit: not over it
-    assert checks.flaw({"memorization_share": "n/a", "ms_ssim_fake": None}) is None
+    assert checks.flaw({**CHECKED, "memorization_share": 0.1}) is None  # at the limit: not over
     off = GeneratorChecks(collapse_ratio=None, memorization_limit=None)
     assert best_generators(rows, "swd", off)["64px-none"].cell == "gen/64px-none/vae"
     assert "0.1 of its images" in checks.explain("memorizes")
@@ -393,23 +399,59 @@ def test_best_generator_position_on_the_runners_records():
     # the runner passes one dict per generator cell; {} for a cell with no result
     records = [
         {},
-        {"swd": 50.0, "memorization_share": 0.27},  # best value, but copies
-        {"swd": 60.0, "ms_ssim_fake": 0.9, "ms_ssim_real": 0.4},  # collapsed
-        {"swd": float("nan")},
-        {"swd": 70.0},
-        {"swd": 65.0},
-        {"swd": 65.0},  # equal to the one before: the first wins
+        {**CHECKED, "swd": 50.0, "memorization_share": 0.27},  # best value, but copies
+        {**CHECKED, "swd": 60.0, "ms_ssim_fake": 0.9, "ms_ssim_real": 0.4},  # collapsed
+        {**CHECKED, "swd": float("nan")},
+        {**CHECKED, "swd": 70.0},
+        {**CHECKED, "swd": 65.0},
+        {**CHECKED, "swd": 65.0},  # equal to the one before: the first wins
     ]
     assert best_generator_position(records, "swd") == 5
     off = GeneratorChecks(collapse_ratio=None, memorization_limit=None)
     assert best_generator_position(records, "swd", off) == 1
-    higher = [{"is": 1.5}, {"is": 2.5}, {"is": 2.0}]  # Inception Score: higher is better
+    higher = [{**CHECKED, "is": v} for v in (1.5, 2.5, 2.0)]  # Inception Score: higher best
     assert best_generator_position(higher, "is") == 1
     assert best_generator_position([{}, {"swd": float("nan")}], "swd") is None
     # the report falls back to the runner's record, never to a flawed generator
     rows = gen_rows({("none", "vae"): 0.05, ("none", "dcgan"): 0.1}).drop(columns=["swd"])
     rows = rows.assign(selected=1, memorization_share=[0.3, 0.0])
     assert best_generators(rows, "swd")["64px-none"].cell == "gen/64px-none/dcgan"
+    # ... nor to one the checks could not read
+    rows = rows.assign(memorization_share=[0.0, float("nan")])
+    assert best_generators(rows, "swd")["64px-none"].cell == "gen/64px-none/vae"
+    assert best_generators(rows.assign(memorization_share=float("nan")), "swd") == {}
+
+
+def test_a_missing_memorization_share_is_not_measured_and_never_chosen():
+    # the contract used to be "missing values pass": a generator nobody checked for
+    # copying could be chosen whenever a spec did not list memorization
+    checks = GeneratorChecks(collapse_ratio=1.5, memorization_limit=0.1)
+    unmeasured = {k: v for k, v in CHECKED.items() if k != "memorization_share"}
+    assert checks.flaw(CHECKED) is None
+    assert checks.flaw(unmeasured) == NOT_MEASURED
+    for missing in ("n/a", None, float("nan")):
+        assert checks.flaw({**CHECKED, "memorization_share": missing}) == NOT_MEASURED
+    assert checks.missing(unmeasured) == ["memorization_share"]
+    assert checks.explain(NOT_MEASURED, unmeasured).startswith("memorization_share not measured")
+    # the collapse check needs both MS-SSIM values the same way
+    assert checks.flaw({**CHECKED, "ms_ssim_real": None}) == NOT_MEASURED
+    assert checks.missing({}) == ["ms_ssim_fake", "ms_ssim_real", "memorization_share"]
+    # a measured failure is named before a missing value
+    assert checks.flaw({"memorization_share": 0.3}) == "memorizes"
+    assert checks.flaw({"ms_ssim_fake": 0.9, "ms_ssim_real": 0.4}) == "collapsed"
+    # a check that is off reads nothing, and the metrics the runner adds follow the checks
+    assert GeneratorChecks(1.5, None).flaw(unmeasured) is None
+    assert GeneratorChecks(None, None).flaw({}) is None
+    assert checks.metrics() == ["diversity", "memorization"]
+    assert GeneratorChecks(None, 0.1).metrics() == ["memorization"]
+    # never the best: the lowest SWD without a memorization share loses to a checked one
+    records = [{**unmeasured, "swd": 40.0}, {**CHECKED, "swd": 60.0}]
+    assert best_generator_position(records, "swd", checks) == 1
+    assert best_generator_position(records[:1], "swd", checks) is None
+    rows = gen_rows({("none", "vae"): 40.0, ("none", "dcgan"): 60.0})
+    rows.loc[rows["generator"] == "vae", "memorization_share"] = None
+    assert list(checks.flaws(rows)) == [NOT_MEASURED, ""]
+    assert best_generators(rows, "swd", checks)["64px-none"].cell == "gen/64px-none/dcgan"
 
 
 def test_nan_values_and_missing_columns_are_tolerated():

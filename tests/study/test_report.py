@@ -286,3 +286,26 @@ def test_reproduce_command_uses_absolute_paths(tmp_path, monkeypatch):
     assert words[0] == str(root.resolve() / "spec.yaml")
     assert words[1] == "--out" and Path(words[2]).is_absolute()
     assert Path(words[2]) != root.resolve()  # the runner refuses the folder holding the spec
+
+
+def test_a_missing_memorization_share_reads_not_measured_and_is_never_best(tmp_path):
+    root = make_study(tmp_path / "s")
+    results = pd.read_csv(root / "results.csv")
+    unmeasured = results["cell"] == "gen/64px-none/dcgan"  # that variant's lowest SWD
+    results.loc[unmeasured, "memorization_share"] = float("nan")
+    results.to_csv(root / "results.csv", index=False)
+    section = render_report(root).split('<section id="generators">')[1].split("</section>")[0]
+    header, *body = re.findall(r"<tr[^>]*>(.*?)</tr>", section)
+    names = re.findall(r"<th>(.*?)</th>", header)
+    rows = {}
+    for row in body:
+        cells = dict(zip(names, re.findall(r"<td[^>]*>(.*?)</td>", row), strict=True))
+        rows[f"64px-{cells['equalize']}/{cells['generator']}"] = row
+    assert rows["64px-none/dcgan"].count("not measured") == 2  # the mark and the value
+    assert "★ best" not in rows["64px-none/dcgan"] and "★ best" in rows["64px-none/vae"]
+    assert "★ best" in rows["64px-clahe/dcgan"]
+    # a study that never measured memorization at all: every generator says so
+    results.drop(columns=["memorization_share"]).to_csv(root / "results.csv", index=False)
+    section = render_report(root).split('<section id="generators">')[1].split("</section>")[0]
+    assert "<th>memorization</th>" in section and "★ best" not in section
+    assert section.count(">not measured</td>") == 2 * 4  # the mark and the value, 4 rows

@@ -115,3 +115,21 @@ def test_bundled_specs_load_and_resolve_by_name():
     # 4 augmentations x (real only, + 312 synthetic, + 312 real positives oversampled)
     assert len(preprocessing.classifier_grid()) == 4 * 3
     assert all(load_spec(p).synthetic_control for p in specs.values())
+
+
+def test_every_generator_measures_what_its_checks_read_whatever_the_spec_lists(tmp_path):
+    # memorization used to be measured only when a spec listed it, so a copying
+    # generator passed for lack of a value (demo, preprocessing and thesis listed none)
+    listed = {**BASE, "generators": {**BASE["generators"], "metrics": ["swd"]}}
+    for raw in (BASE, listed):
+        spec = load_spec(write(tmp_path, raw))
+        for generator in spec.generators:
+            assert {"memorization", "diversity"} <= set(generator.settings["metrics"])
+    off = {**BASE, "generators": {**BASE["generators"], "memorization_limit": None}}
+    for generator in load_spec(write(tmp_path, off)).generators:
+        assert "memorization" not in generator.settings["metrics"]
+    for name, path in bundled_specs().items():
+        spec = load_spec(path)
+        assert spec.memorization_limit is not None, name
+        for generator in spec.generators:
+            assert "memorization" in generator.settings["metrics"], (name, generator.name)

@@ -237,8 +237,10 @@ def test_spec_problems_are_named(tmp_path, sections, words):
     with pytest.raises(SpecError) as caught:
         load_spec(_spec(tmp_path, **sections))
     assert words in str(caught.value)
-    # the base spec itself is valid, and measures diversity for the collapse check
-    assert load_spec(_spec(tmp_path)).generators[0].settings["metrics"] == ["swd", "diversity"]
+    # the base spec itself is valid, and measures what the collapse and memorization
+    # checks read, unlisted
+    metrics = load_spec(_spec(tmp_path)).generators[0].settings["metrics"]
+    assert metrics == ["swd", "diversity", "memorization"]
 
 
 def test_every_problem_of_a_spec_is_named_at_once(tmp_path):

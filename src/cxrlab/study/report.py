@@ -32,9 +32,11 @@ import cxrlab
 from cxrlab.errors import CxrlabError
 from cxrlab.metrics.registry import VALUES, value_info
 from cxrlab.study.findings import (
+    CHECK_VALUES,
     COLLAPSE_MS_SSIM_RATIO,
     GROUPS,
     MEMORIZATION_LIMIT,
+    NOT_MEASURED,
     SELECTION_METRIC,
     SUMMARY_METRICS,
     TIME_RATIO_CON,
@@ -654,10 +656,13 @@ def _generator_section(study: Study) -> str:
     rows = _generator_rows(study)
     if rows.empty:
         return _section("generators", "Generator results", _note("no generator results."))
+    checks = study.checks
+    # every value a check that is on reads has a column, "not measured" where it is missing
+    checked = [value for metric in checks.metrics() for value in CHECK_VALUES[metric]]
     metrics = _ordered_metrics(rows, study.select_by)
+    metrics += [value for value in checked if value not in metrics]
     factors = study_factors(study.results, study.axes)["generator"]
     extra = [c for c in ("model", "steps") if c in rows.columns and c not in factors]
-    checks = study.checks
     best = {b.cell for b in best_generators(study.results, study.select_by, checks).values()}
     flaws = checks.flaws(rows)
     has_selected = "selected" in rows.columns
@@ -675,7 +680,7 @@ def _generator_section(study: Study) -> str:
             cells.append("yes" if level_text(row["selected"]) == "1" else "no")
         cells += [_cell_name(row["cell"]) for _ in named]
         cells += [_short_text(level_text(row[c])) for c in [*factors, *extra]]
-        cells += [_number(row[m], 4) for m in metrics]
+        cells += [_checked_number(row.get(m), m in checked) for m in metrics]
         cells.append(_number(row.get("seconds"), 1))
         table_rows.append(cells)
         classes.append("best" if is_best else "")
@@ -689,8 +694,9 @@ def _generator_section(study: Study) -> str:
         f"{metric_label(study.select_by)} ({direction}); 'collapsed' marks generators whose "
         f"images are more than {checks.collapse_ratio or math.inf:g} times as alike as real "
         "ones (mean MS-SSIM), 'memorizes' those with a memorization share (near-copies of "
-        f"training images) above {checks.memorization_limit or math.inf:g}; neither is ever "
-        "chosen. 'selected' is the runner's choice for the synthetic images."
+        f"training images) above {checks.memorization_limit or math.inf:g}, and '{NOT_MEASURED}' "
+        "those lacking a value one of these checks reads (they could not be checked); none of "
+        "them is ever chosen. 'selected' is the runner's choice for the synthetic images."
     )
     table = _table(
         headers,
@@ -700,6 +706,16 @@ def _generator_section(study: Study) -> str:
         caption=caption,
     )
     return _section("generators", "Generator results", table)
+
+
+def _checked_number(value: object, checked: bool) -> str:
+    """A generator metric value; one a generator check reads says it was not measured
+    when it is missing, rather than nothing."""
+    try:
+        measured = math.isfinite(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        measured = False
+    return NOT_MEASURED if checked and not measured else _number(value, 4)
 
 
 def _ordered_metrics(frame: pd.DataFrame, first: str) -> list[str]:

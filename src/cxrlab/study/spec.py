@@ -20,10 +20,11 @@ a one-level axis) and the runner crosses the axes of a section::
       augment: [none]           # axis: classical augmentation of real batches
       label: positive
       steps: 300
-      metrics: [swd, diversity]
+      metrics: [swd, diversity]   # what the checks below read is measured whatever this lists
       select_by: swd            # which generator of a variant is "best", on validation images
       collapse_ratio: 1.5       # generated MS-SSIM above 1.5x real's: collapsed, never chosen
-      memorization_limit: 0.1   # more near-copies of training images than this share: never chosen
+      memorization_limit: 0.1   # more near-copies of training images than this share: never
+                                # chosen; a generator lacking a value a check reads neither
     synthetic:
       amounts: [0, 100]         # synthetic COVID-positive images added to training
       from: best                # or a generator run name
@@ -263,12 +264,20 @@ def _metric_names(value: Any) -> list[str]:
 
 
 def _check_selection(
-    generators: list[GeneratorSetting], settings: dict, select_by: str, path: Path
+    generators: list[GeneratorSetting],
+    settings: dict,
+    select_by: str,
+    path: Path,
+    checked: tuple[str, ...] = (),
 ) -> None:
     """``select_by`` must be a comparable value that every generator measures.
 
     A generator without ``metrics`` measures ``select_by``'s metric; every generator also
-    measures ``diversity`` (the collapse check, pixel-based and cheap), added here.
+    measures ``diversity`` (the collapse check) and the metrics of ``checked`` (those
+    the generator checks that are on read: ``memorization`` with a
+    ``memorization_limit``), added here whatever the spec lists, so that no generator
+    passes a check for lack of a value. All of them are pixel-based and cheap: they
+    need no weights.
     """
     from cxrlab.metrics.registry import VALUES, metric_of_value, value_info
 
@@ -291,9 +300,9 @@ def _check_selection(
                 f"{generator.name!r} measures only {', '.join(names)}; add {wanted!r} to its "
                 "metrics or choose by one of them"
             )
-        generator.settings["metrics"] = list(dict.fromkeys([*names, "diversity"]))
+        generator.settings["metrics"] = list(dict.fromkeys([*names, "diversity", *checked]))
     if common and wanted not in common:
-        settings["metrics"] = list(dict.fromkeys([*common, "diversity"]))
+        settings["metrics"] = list(dict.fromkeys([*common, "diversity", *checked]))
 
 
 def _check_synthetic_label(
@@ -422,7 +431,13 @@ def load_spec(path: str | Path) -> StudySpec:
             f"synthetic.from {synthetic_from!r} is neither 'best' nor a generator run name"
         )
     if generators:
-        problems.check(_check_selection, generators, gen_settings, select_by, path)
+        from cxrlab.study.findings import GeneratorChecks
+
+        checked = GeneratorChecks(
+            collapse_ratio if isinstance(collapse_ratio, (int, float)) else None,
+            memorization_limit if isinstance(memorization_limit, (int, float)) else None,
+        ).metrics()
+        problems.check(_check_selection, generators, gen_settings, select_by, path, tuple(checked))
         if any(amounts):
             chosen = [g for g in generators if synthetic_from in ("best", g.name)]
             problems.check(_check_synthetic_label, chosen, gen_settings, synthetic_label, path)

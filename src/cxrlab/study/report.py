@@ -258,6 +258,37 @@ def render_report(study: str | Path) -> str:
 # ---------------------------------------------------------------- small HTML helpers
 
 
+def _synthetic_caveat_notes(caveats: object) -> list[str]:
+    """Notes saying, in words, which classifier cells trained on synthetic images taken
+    unverified or made from data preprocessed otherwise (study.json ``synthetic_caveats``)."""
+    if not isinstance(caveats, dict) or not caveats:
+        return []
+    notes = []
+    unverified = sorted(
+        c for c, said in caveats.items() if any("unverified" in str(n) for n in said)
+    )
+    if unverified:
+        notes.append(
+            f"{len(unverified)} classifier cell(s) trained on synthetic images taken unverified "
+            "(--synthetic-unverified): they carry no provenance, so whether their generator "
+            "learned validation or test images is not known: " + ", ".join(unverified)
+        )
+    mismatch = {
+        cell: [str(n).split(" differ in ", 1)[-1] for n in said if str(n).startswith("preprocessing mismatch")]
+        for cell, said in caveats.items()
+    }  # fmt: skip
+    mismatch = {cell: differences for cell, differences in mismatch.items() if differences}
+    if mismatch:
+        differences = sorted({d for found in mismatch.values() for d in found})
+        notes.append(
+            f"{len(mismatch)} classifier cell(s) trained on synthetic images from data "
+            f"preprocessed otherwise, allowed ({'; '.join(differences)}: the generator "
+            "learned the nearest power-of-two size and its images were resized): "
+            + ", ".join(sorted(mismatch))
+        )
+    return [_note(text) for text in notes]
+
+
 def _note(text: str) -> str:
     return f'<p class="note">{escape(text)}</p>'
 
@@ -441,6 +472,7 @@ def _title_section(study: Study) -> str:
         parts.append(
             _note(f"{len(skipped)} cells skipped ({'; '.join(reasons)}): " + ", ".join(skipped))
         )
+    parts.extend(_synthetic_caveat_notes(info.get("synthetic_caveats")))
     if not info:
         parts.append(_note("study.json not found: no run information."))
     parts.extend(_note(n) for n in study.notes)

@@ -393,17 +393,30 @@ class StudyRunner:
             settings["oversample_positive"] = combo["synthetic"]
         if self.device != "auto":
             settings["device"] = self.device
+        # a generator of a non-power-of-two variant learned the nearest power of two
+        # (generator_variant): its images are resized, which the run's report records
+        resized = synthetic is not None and generator_variant(variant) != variant
         config = ClfConfig(
             data=str(packed),
             out=str(self.out / folder / "run"),
             synthetic=str(synthetic) if synthetic else None,
+            allow_mismatch=resized,
             **settings,
         )
         identity = {
             **{
                 k: v
                 for k, v in config.as_dict().items()
-                if k not in ("data", "out", "device", "synthetic")
+                # checks that refuse or allow, not settings of the result
+                if k
+                not in (
+                    "data",
+                    "out",
+                    "device",
+                    "synthetic",
+                    "synthetic_unverified",
+                    "allow_mismatch",
+                )
             },
             "synthetic": combo["synthetic"],
             "synthetic_from": source,
@@ -643,6 +656,24 @@ class StudyRunner:
         atomic_write_text(self.out / RESULTS, table.to_csv(index=False, lineterminator="\n"))
         return table
 
+    def _synthetic_caveats(self) -> dict[str, list[str]]:
+        """Per classifier cell, what its run accepted about its synthetic images (taken
+        unverified, or made otherwise than its data), from the run's metrics.json."""
+        caveats = {}
+        for path in sorted((self.out / "clf").glob("*/*/run/metrics.json")):
+            try:
+                notes = json.loads(path.read_text()).get("notes") or []
+            except (OSError, ValueError, AttributeError):
+                continue
+            said = [
+                str(note)
+                for note in notes
+                if str(note).startswith(("synthetic images unverified", "preprocessing mismatch"))
+            ]
+            if said:
+                caveats[path.parent.parent.relative_to(self.out).as_posix()] = said
+        return caveats
+
     def _write_status(self) -> None:
         from cxrlab.utils.device import resolve_device
 
@@ -659,6 +690,7 @@ class StudyRunner:
                 sum(float(r.get("seconds") or 0) for r in self.records.values()), 2
             ),
             "skipped_cells": self.skipped,
+            "synthetic_caveats": self._synthetic_caveats(),
             "axes": {
                 "preprocess": list(spec.preprocess_axes),
                 "generator": ["generator", "gen_augment"],

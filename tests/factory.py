@@ -214,6 +214,17 @@ def make_bad_input_folders(root: Path) -> Path:
     return root
 
 
+def folders_tree(root: Path, layout: dict[str, dict[str, int]]) -> Path:
+    """A folders dataset with sites: ``layout`` {class: {site: n}} ->
+    ``root/<class>/<site>/<site>_<i>.png`` (reference images, for ``--site-level 1``)."""
+    for label, sites in layout.items():
+        for site, n in sites.items():
+            (root / label / site).mkdir(parents=True)
+            for i in range(n):
+                rgb_png(root / label / site / f"{site}_{i}.png")
+    return root
+
+
 def make_packed(path: Path, n: int = 16, size_px: int = 32, seed: int = 0) -> Path:
     """A small PACKED folder written directly (for trainers' tests): blurred blobs, half COVID."""
     import json

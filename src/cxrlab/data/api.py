@@ -57,8 +57,10 @@ def import_source(
 ) -> IngestReport:
     """Import one source (``ieee8023``, ``covidx``, ``folders``, ...) into dataset folder ``out``.
 
-    ``options`` go to the source's importer (``views=`` for ieee8023, figure1 and
-    actualmed, ``images=`` for covidx...). ``force`` replaces an ``out`` of another
+    ``options`` go to the source's importer (``views=`` for ieee8023, figure1,
+    actualmed and sample, ``site_from=`` for ieee8023 and sample, ``site_level=`` or
+    ``site_regex=`` for folders, ``images=`` for covidx...); a build spec's source
+    entries take the same names. ``force`` replaces an ``out`` of another
     kind, made with other settings, or split (never an input).
     """
     inputs = [path, options.get("images")]
@@ -100,6 +102,7 @@ def build_dataset(
           - format: ieee8023
             path: ../covid-chestxray-dataset   # relative to the spec file
             views: [PA, AP]
+            site_from: location                # location, url, doi or none
           - format: covidx
             path: labels/train_COVIDx8B.txt
             images: data/train

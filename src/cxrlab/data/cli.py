@@ -18,7 +18,7 @@ from cxrlab.cli_common import (
     friendly_errors,
     warn,
 )
-from cxrlab.data.sources import IMPORTERS
+from cxrlab.data.sources import IMPORTERS, SITE_FROM
 
 app = typer.Typer(
     help="Import public CXR sources into datasets, split them by patient, describe them.",
@@ -28,6 +28,9 @@ app = typer.Typer(
 
 #: ``data import FORMAT`` choices: the importer registry's names.
 SourceFormat = Enum("SourceFormat", {name: name for name in IMPORTERS}, type=str)
+
+#: ``data import --site-from`` choices.
+SiteFrom = Enum("SiteFrom", {name: name for name in SITE_FROM}, type=str)
 
 
 @app.command("import")
@@ -61,6 +64,29 @@ def data_import(
     patient_regex: Annotated[
         str | None,
         typer.Option(help="folders: regex whose first group in a file name is the patient id."),
+    ] = None,
+    site_from: Annotated[
+        SiteFrom | None,
+        typer.Option(
+            help="ieee8023, sample: the metadata column the 'site' comes from: location (its "
+            "country), url (the publishing site's host), doi (the publisher's prefix) or none. "
+            "Default: location (the most usable sites on the ieee8023 dev data, README: Sites; "
+            "the sample, which has no location column: url). Empty values are 'unknown'."
+        ),
+    ] = None,
+    site_level: Annotated[
+        int | None,
+        typer.Option(
+            help="folders: the folder level below each class folder that names the site "
+            "(1: ROOT/<class>/<site>/...). Default: every site 'unknown'."
+        ),
+    ] = None,
+    site_regex: Annotated[
+        str | None,
+        typer.Option(
+            help="folders: regex whose first group, searched in the path below ROOT "
+            "(e.g. COVID/hospital_a/x.png), is the site. Non-matching files: 'unknown'."
+        ),
     ] = None,
     source: Annotated[str | None, typer.Option(help="Name recorded as the rows' source.")] = None,
     dedup: Annotated[
@@ -102,6 +128,21 @@ def data_import(
         options["images"] = images
     if format_name == SourceFormat.folders and patient_regex:
         options["patient_regex"] = patient_regex
+    site_options = {
+        "--site-from": (site_from, "site_from", (SourceFormat.ieee8023, SourceFormat.sample)),
+        "--site-level": (site_level, "site_level", (SourceFormat.folders,)),
+        "--site-regex": (site_regex, "site_regex", (SourceFormat.folders,)),
+    }
+    for flag, (value, name, formats) in site_options.items():
+        if value is None:
+            continue
+        if format_name not in formats:
+            raise typer.BadParameter(
+                f"only {' and '.join(f.value for f in formats)} take it; {format_name.value}'s "
+                "site is its collection (covidx: each line's source)",
+                param_hint=flag,
+            )
+        options[name] = value.value if isinstance(value, Enum) else value
     if source:
         options["source"] = source
     if path is None and format_name != SourceFormat.sample:

@@ -23,6 +23,8 @@ from cxrlab.data.manifest import (
     REASON_DUPLICATE,
     REJECT_COLUMNS,
     REJECTS,
+    SITE,
+    UNKNOWN_SITE,
     Candidate,
     Reject,
     SourceScan,
@@ -39,6 +41,9 @@ from cxrlab.utils.parallel import parallel_map
 
 #: Below this share of accepted inputs an import warns loudly.
 LOW_ACCEPTANCE = 0.10
+
+#: The import summary names this many sites (the largest first); dataset.json has all.
+SITES_SHOWN = 8
 
 #: What to check when most inputs share one reject reason.
 REASON_HINTS = {
@@ -67,6 +72,7 @@ class IngestReport:
     n_duplicate_groups: int
     warnings: list[str] = field(default_factory=list)
     views: dict[str, int] = field(default_factory=dict)
+    sites: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [
@@ -76,6 +82,15 @@ class IngestReport:
         if self.views:
             lines.append(
                 "  accepted views: " + ", ".join(f"{k} {v}" for k, v in self.views.items())
+            )
+        if self.sites:
+            known = {k: v for k, v in self.sites.items() if k != UNKNOWN_SITE}
+            shown = ", ".join(f"{k} {v}" for k, v in list(known.items())[:SITES_SHOWN])
+            more = f", ... ({len(known) - SITES_SHOWN} more)" if len(known) > SITES_SHOWN else ""
+            lines.append(
+                f"  accepted sites: {len(known)}"
+                + (f" ({shown}{more})" if known else "")
+                + f"; site unknown: {self.sites.get(UNKNOWN_SITE, 0)} images"
             )
         for reason, count in sorted(self.reasons.items(), key=lambda kv: -kv[1]):
             lines.append(f"  rejected, {reason}: {count}")
@@ -205,6 +220,7 @@ def ingest(
             "covid": int(candidate.covid),
             "patient_id": candidate.patient_id,
             "source": candidate.source,
+            "site": candidate.site or UNKNOWN_SITE,
             "view": candidate.view,
             "width": fact["width"],
             "height": fact["height"],
@@ -239,6 +255,8 @@ def ingest(
     warnings = [w for scan in scans for w in scan.warnings]
     warnings += _acceptance_warnings(n_inputs, len(manifest), reasons)
     views = view_counts(manifest["view"]) if len(manifest) else {}
+    sites = _site_counts(manifest)
+    warnings += _straddling_patients(manifest)
     info = {
         "cxrlab_version": __version__,
         "sources": sources,
@@ -249,6 +267,7 @@ def ingest(
             "rejected": len(rejected),
             "rejected_by_reason": reasons,
             "accepted_by_view": views,
+            "accepted_by_site": sites,
         },
         "warnings": warnings,
     }
@@ -258,7 +277,7 @@ def ingest(
         write_table(staging / REJECTS, rejected)
         atomic_write_text(staging / DATASET_JSON, json.dumps(info, indent=2, default=str) + "\n")
     return IngestReport(
-        out, n_inputs, len(manifest), len(rejected), reasons, n_groups, warnings, views
+        out, n_inputs, len(manifest), len(rejected), reasons, n_groups, warnings, views, sites
     )
 
 
@@ -306,6 +325,36 @@ def _link_rejected_patients(rows: list[dict], rejects: list[Reject]) -> None:
         linked = [p for p in row[LINKED_PATIENTS].split(";") if p]
         if reject.patient_id not in linked:
             row[LINKED_PATIENTS] = ";".join([*linked, reject.patient_id])
+
+
+def _site_counts(manifest: pd.DataFrame) -> dict[str, int]:
+    """Accepted images per site, the largest first (ties by name)."""
+    if not len(manifest):
+        return {}
+    counts = manifest[SITE].value_counts()
+    return {str(k): int(counts[k]) for k in sorted(counts.index, key=lambda k: (-counts[k], k))}
+
+
+def _straddling_patients(manifest: pd.DataFrame) -> list[str]:
+    """A warning when a patient's images name more than one site.
+
+    The importer never picks one: the metadata disagrees with itself, and a split
+    by site would put that patient on both sides.
+    """
+    if not len(manifest):
+        return []
+    known = manifest[manifest[SITE] != UNKNOWN_SITE]
+    per_patient = known.groupby("patient_id")[SITE].nunique()
+    straddling = per_patient[per_patient > 1]
+    if straddling.empty:
+        return []
+    example = straddling.index[0]
+    names = sorted(set(known.loc[known["patient_id"] == example, SITE]))
+    return [
+        f"{len(straddling)} patients have images of more than one site (e.g. {example}: "
+        f"{', '.join(names)}); the metadata disagrees with itself, and a split keeps "
+        "each patient whole, so a held-out site takes such a patient's other images along"
+    ]
 
 
 def _acceptance_warnings(n_inputs: int, n_accepted: int, reasons: dict[str, int]) -> list[str]:

@@ -204,12 +204,12 @@ def format_stats(stats: dict) -> str:
         f"height {heights['min']:.0f}-{heights['max']:.0f} px (median {heights['50%']:.0f})"
     )
     lines.append("modes: " + ", ".join(f"{k} {v}" for k, v in stats["modes"].items()))
-    lines += _format_sites(stats)
     dup = stats["duplicates"]
     lines.append(
         f"duplicates: {dup['groups']} groups holding {dup['images_in_groups']} images "
         f"({dup['exact_copies']} exact copies); groups spanning splits: {dup['groups_spanning_splits']}"
     )
+    lines += _format_sites(stats)
     return "\n".join(lines)
 
 

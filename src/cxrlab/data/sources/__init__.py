@@ -21,10 +21,15 @@ IMPORTERS: dict[str, str] = {
 }
 
 
+#: ``--site-from`` choices for ieee8023-style metadata (see :mod:`cxrlab.data.sources.sites`);
+#: here so that the CLI lists them without importing the importers.
+SITE_FROM = ("location", "url", "doi", "none")
+
+
 def importer(format_name: str) -> Callable:
     """The scanning function of ``format_name`` (a key of :data:`IMPORTERS`)."""
     module, function = IMPORTERS[format_name].split(":")
     return getattr(importlib.import_module(module), function)
 
 
-__all__ = ["IMPORTERS", "importer"]
+__all__ = ["IMPORTERS", "SITE_FROM", "importer"]

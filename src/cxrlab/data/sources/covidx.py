@@ -13,7 +13,9 @@ differ:
 :func:`parse_covidx_line` repairs all of these: the filename is the field with an
 image extension, the id is everything before it (spaces become ``_``), the label
 and source follow. A missing source is inferred where the filename makes it
-certain (RSNA's UUID names) and is ``unknown`` otherwise.
+certain (RSNA's UUID names) and is ``unknown`` otherwise. That source (``cohen``,
+``fig1``, ``actmed``, ``sirm``, ``rsna``, ``ricord``...) is each row's ``site``: the
+finest the label file states.
 """
 
 from __future__ import annotations
@@ -196,6 +198,7 @@ def scan_covidx(
                 patient_id=f"{source}:{line.source}:{line.patient_id}",
                 source=f"{source}:{line.source}",
                 row=str(number),
+                site=line.source,
                 extra={"covidx_label": line.label, "covidx_file": label_file.name},
             )
         )

@@ -14,6 +14,10 @@ a blank view is ``unknown`` and is left out by default, since the collection als
 holds laterals (``--views PA,AP,AP Supine,unknown`` keeps it). The manifest's ``view``
 is the class; ``view_as_written`` keeps the metadata's spelling.
 
+Sites: ``site_from`` picks the metadata column the ``site`` comes from (``location``:
+its country; ``url``: the publishing site; ``doi``: the publisher's prefix; ``none``);
+an empty or ``?`` value is ``unknown`` (:mod:`cxrlab.data.sources.sites`).
+
 Lung masks: ``annotations/lungVAE-masks/<image stem>_mask.png`` (0/255 at the image's
 size, for a few hundred images upstream) are recorded in the ``mask_path`` column
 (empty when an image has none). They are lungVAE predictions (Selvan et al. 2020),
@@ -38,11 +42,12 @@ from cxrlab.data.manifest import (
     SourceScan,
 )
 from cxrlab.data.sources.labels import LabelError, harmonise
+from cxrlab.data.sources.sites import choose_site_from, site_of_record
 from cxrlab.data.sources.views import DEFAULT_VIEWS, parse_views, view_class
 from cxrlab.errors import DatasetError
 
 #: Metadata columns copied into the manifest.
-KEPT_COLUMNS = ("finding", "license", "url", "doi", "offset", "sex", "age")
+KEPT_COLUMNS = ("finding", "license", "url", "doi", "location", "offset", "sex", "age")
 
 #: Where the collection keeps its lungVAE lung masks, relative to the dataset folder.
 MASK_FOLDER = Path("annotations") / "lungVAE-masks"
@@ -73,6 +78,7 @@ def scan_ieee8023(
     *,
     views: tuple[str, ...] | list[str] = DEFAULT_VIEWS,
     source: str = "ieee8023",
+    site_from: str | None = None,
 ) -> SourceScan:
     """Scan a covid-chestxray-dataset checkout (a folder with ``metadata.csv``).
 
@@ -81,6 +87,13 @@ def scan_ieee8023(
         views: view classes to keep (PA, AP, AP Supine, lateral, unknown, other), or
             spellings of them: each is mapped by :func:`~cxrlab.data.sources.views.view_class`.
         source: name recorded in the manifest and used to prefix ids.
+        site_from: where the ``site`` comes from: ``location``, ``url``, ``doi`` or
+            ``none``; None: ``location``, or the first of url, doi the metadata has
+            (with a warning; the bundled sample has no location column).
+
+    Raises:
+        DatasetError: for a missing ``metadata.csv`` or column, or a ``site_from`` whose
+            column the metadata lacks.
     """
     root = Path(path)
     metadata = root / "metadata.csv" if root.is_dir() else root
@@ -96,6 +109,7 @@ def scan_ieee8023(
     if not needed <= set(table.columns):
         raise DatasetError(f"{metadata} lacks the columns {sorted(needed - set(table.columns))}")
     wanted_views = parse_views(views)
+    site_from, warnings = choose_site_from(site_from, table.columns, str(metadata))
     candidates: list[Candidate] = []
     rejects: list[Reject] = []
     first_row: dict[str, str] = {}
@@ -142,6 +156,7 @@ def scan_ieee8023(
                 source=source,
                 view=view,
                 row=row,
+                site=site_of_record(site_from, record),
                 extra={
                     **{k: record.get(k, "") for k in KEPT_COLUMNS},
                     "view_as_written": view_written,
@@ -150,5 +165,10 @@ def scan_ieee8023(
             )
         )
     return SourceScan(
-        source, candidates, rejects, len(table), {"path": str(root), "views": list(wanted_views)}
+        source,
+        candidates,
+        rejects,
+        len(table),
+        {"path": str(root), "views": list(wanted_views), "site_from": site_from},
+        warnings,
     )

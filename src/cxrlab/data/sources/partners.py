@@ -17,6 +17,10 @@ never enter a frontal study. Both collections hold frontal images only, and Figu
 leaves the view blank for most of them, so a blank view (class ``unknown``) is kept
 by default here (default ``PA, AP, AP Supine, unknown``; ``--views PA,AP,AP Supine``
 drops it).
+
+Sites: neither collection's metadata says where an image was made, beyond the
+collection itself, so the ``site`` is the collection's name (``figure1``,
+``actualmed``), whatever ``source`` the rows are given.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ from cxrlab.data.sources.views import (
 )
 from cxrlab.errors import DatasetError
 
+#: The collections' names, recorded as every row's site.
+FIGURE1, ACTUALMED = "figure1", "actualmed"
+
 
 def _read_metadata(root: Path, encoding: str) -> pd.DataFrame:
     metadata = root / "metadata.csv"
@@ -54,7 +61,12 @@ def _read_metadata(root: Path, encoding: str) -> pd.DataFrame:
 
 
 def _scan_partner(
-    root: Path, table: pd.DataFrame, source: str, image_name, views: tuple[str, ...] | list[str]
+    root: Path,
+    table: pd.DataFrame,
+    source: str,
+    image_name,
+    views: tuple[str, ...] | list[str],
+    site: str,
 ) -> SourceScan:
     if "patientid" not in table.columns or "finding" not in table.columns:
         raise DatasetError(f"{root}/metadata.csv lacks patientid/finding columns")
@@ -104,6 +116,7 @@ def _scan_partner(
                 source=source,
                 view=view,
                 row=str(number),
+                site=site,
                 extra={"finding": str(record["finding"]), "view_as_written": view_written},
             )
         )
@@ -127,7 +140,7 @@ def scan_figure1(
                 return f"{record['patientid']}{suffix}"
         return ""
 
-    return _scan_partner(root, table, source, image_name, views)
+    return _scan_partner(root, table, source, image_name, views, FIGURE1)
 
 
 def scan_actualmed(
@@ -142,5 +155,5 @@ def scan_actualmed(
     if "imagename" not in table.columns:
         raise DatasetError(f"{root}/metadata.csv lacks the imagename column")
     return _scan_partner(
-        root, table, source, lambda record: str(record["imagename"]).strip(), views
+        root, table, source, lambda record: str(record["imagename"]).strip(), views, ACTUALMED
     )

@@ -6,7 +6,8 @@ box, so a patient can have several), ``stage_2_detailed_class_info.csv``
 (``patientId,class``) and ``stage_2_train_images/<patientId>.dcm``. One image per
 patient; its inputs are the distinct patientIds of the class file. Classes:
 ``Normal`` -> normal, ``Lung Opacity`` -> pneumonia,
-``No Lung Opacity / Not Normal`` -> other. None is COVID-19.
+``No Lung Opacity / Not Normal`` -> other. None is COVID-19. The ``site`` is the
+collection (``rsna``): its images come from one archive (NIH ChestX-ray14).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def scan_rsna(
                 patient_id=f"{source}:{patient}",
                 source=source,
                 row=str(number),
+                site="rsna",
                 extra={"rsna_class": record["class"], "rsna_target": str(targets.get(patient, ""))},
             )
         )

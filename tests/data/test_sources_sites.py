@@ -98,13 +98,20 @@ def test_site_from_a_missing_column_or_bad_choice_is_an_error(tmp_path):
 def test_collections_record_their_site_and_covidx_each_lines_source(tmp_path):
     images = tmp_path / "imgs"
     images.mkdir()
-    for name in ("a.png", "b.png", "c.png"):
+    for name in ("a.png", "b.png", "c.png", "d.png"):
         rgb_png(images / name)
     labels = tmp_path / "train.txt"
-    labels.write_text("1 a.png positive cohen\n2 b.png negative sirm\n3 c.png negative\n")
+    labels.write_text(
+        "1 a.png positive cohen\n2 b.png negative sirm\n3 c.png negative\n4 d.png normal rnsa\n"
+    )
     import_source("covidx", labels, tmp_path / "ds", images=images, progress=False)
     sites = read_manifest(tmp_path / "ds").set_index("id")["site"].to_dict()
-    assert sites == {"covidx:a.png": "cohen", "covidx:b.png": "sirm", "covidx:c.png": "unknown"}
+    assert sites == {
+        "covidx:a.png": "cohen",
+        "covidx:b.png": "sirm",
+        "covidx:c.png": "unknown",
+        "covidx:d.png": "rsna",  # COVIDx 9A's misspelling
+    }
 
     root = tmp_path / "fig1"
     (root / "images").mkdir(parents=True)
@@ -158,3 +165,14 @@ def test_old_manifest_without_site_reads_as_unknown_and_site_reaches_the_packed(
     manifest = read_manifest(tmp_path / "ds")
     assert (manifest["site"] == "unknown").all()
     assert list(manifest.columns[: len(MANIFEST_COLUMNS)]) == MANIFEST_COLUMNS
+
+
+def test_a_patient_whose_rows_name_two_sites_is_reported_not_resolved(tmp_path):
+    root = write_ieee8023(tmp_path / "ieee")
+    table = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+    table.loc[2, "patientid"] = "1"  # patient 1: Brescia, Italy and Wuhan, China
+    table.to_csv(root / "metadata.csv", index=False)
+    report = import_source("ieee8023", root, tmp_path / "ds", progress=False)
+    assert sorted(read_manifest(tmp_path / "ds")["site"]) == ["China", "Italy", "unknown"]
+    assert any("patients with images of more than one site: 1" in w for w in report.warnings)
+    assert any("ieee8023:1: China, Italy" in w for w in report.warnings)

@@ -339,7 +339,7 @@ def _straddling_patients(manifest: pd.DataFrame) -> list[str]:
     """A warning when a patient's images name more than one site.
 
     The importer never picks one: the metadata disagrees with itself, and a split
-    by site would put that patient on both sides.
+    keeps the patient whole, so a held-out site takes the patient's other images along.
     """
     if not len(manifest):
         return []
@@ -351,7 +351,7 @@ def _straddling_patients(manifest: pd.DataFrame) -> list[str]:
     example = straddling.index[0]
     names = sorted(set(known.loc[known["patient_id"] == example, SITE]))
     return [
-        f"{len(straddling)} patients have images of more than one site (e.g. {example}: "
+        f"patients with images of more than one site: {len(straddling)} (e.g. {example}: "
         f"{', '.join(names)}); the metadata disagrees with itself, and a split keeps "
         "each patient whole, so a held-out site takes such a patient's other images along"
     ]

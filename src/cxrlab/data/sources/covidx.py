@@ -15,7 +15,8 @@ image extension, the id is everything before it (spaces become ``_``), the label
 and source follow. A missing source is inferred where the filename makes it
 certain (RSNA's UUID names) and is ``unknown`` otherwise. That source (``cohen``,
 ``fig1``, ``actmed``, ``sirm``, ``rsna``, ``ricord``...) is each row's ``site``: the
-finest the label file states.
+finest the label file states; ``train_COVIDx9A.txt`` spells RSNA ``rnsa`` on 199
+lines (all RSNA's UUID file names), and their site is ``rsna``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ LABELS = {
     name: harmonise(name)
     for name in ("positive", "COVID-19", "COVID", "negative", "normal", "pneumonia")
 }
+
+#: Misspelt sources of the published label files -> the site they name.
+SITE_SPELLINGS = {"rnsa": "rsna"}
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.(png|dcm)$")
 
@@ -198,7 +202,7 @@ def scan_covidx(
                 patient_id=f"{source}:{line.source}:{line.patient_id}",
                 source=f"{source}:{line.source}",
                 row=str(number),
-                site=line.source,
+                site=SITE_SPELLINGS.get(line.source, line.source),
                 extra={"covidx_label": line.label, "covidx_file": label_file.name},
             )
         )

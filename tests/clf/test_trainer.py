@@ -65,8 +65,9 @@ def test_no_synthetic_or_augmented_image_reaches_validation_or_test(tmp_path, mo
     monkeypatch.setattr(trainer, "predict", spy_predict)
     monkeypatch.setattr(BatchAugment, "forward", spy_augment)
     config = config_for(
-        tmp_path, synthetic=str(synthetic_pngs(tmp_path / "D")), augment="mild", epochs=2
-    )
+        tmp_path, synthetic=str(synthetic_pngs(tmp_path / "D")), augment="mild", epochs=2,
+        allow_mismatch=True,  # 32 px synthetic PNGs into a 16 px PACKED: resized, allowed
+    )  # fmt: skip
     result = train_classifier(config, progress=False)
 
     # training: 32 real + 6 augmented copies + 6 synthetic, every one augmented online

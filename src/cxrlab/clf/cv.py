@@ -755,5 +755,11 @@ def cv_report(summary: dict) -> str:
                 )
             )
         )
+    seconds = sum(fold["seconds"] for fold in summary["folds"])
+    lines.append(
+        f"training time: {seconds:.0f} s over {summary['n_folds']} folds and "
+        f"{len(seeds)} seed(s); predictions in predictions.csv (out-of-site) and "
+        "predictions_in_site.csv"
+    )
     lines += [f"note: {note}" for note in summary["notes"]]
     return "\n".join(lines).rstrip()

@@ -212,3 +212,93 @@ def test_predict_writes_one_mask_per_image_at_its_own_size(tmp_path, dataset):
     (other_run / "config.yaml").write_text("segmenter: monai-unet\n")
     with pytest.raises(OutputError, match="already holds a segmentation run"):
         predict_masks(tmp_path / "run", dataset, other_run, device="cpu", progress=False)
+
+
+#: Known "lungs" as fractions (top, bottom, left, right) of the image: two dark boxes of
+#: different sizes, off-centre both ways, so that a flipped, transposed or shifted mask
+#: cannot land on them.
+KNOWN_LUNGS = ((0.15, 0.65, 0.1, 0.38), (0.3, 0.85, 0.55, 0.8))
+
+
+DARK, BRIGHT = 20, 220
+
+
+class DarkIsLung(torch.nn.Module):
+    """A stand-in segmenter whose lung probability is the share of each input pixel
+    covered by the dark lungs of :func:`known_image`: its map in the network's square
+    frame is exactly where the image put the lungs, edges included."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        dark = ((BRIGHT / 255 - images) / ((BRIGHT - DARK) / 255)).clamp(1e-4, 1 - 1e-4)
+        return torch.logit(dark) + self.anchor
+
+
+def known_image(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) uint8 bright image with :data:`KNOWN_LUNGS` dark, and the (H, W) bool lungs."""
+    lungs = np.zeros((height, width), dtype=bool)
+    for top, bottom, left, right in KNOWN_LUNGS:
+        rows = slice(round(top * height), round(bottom * height))
+        lungs[rows, round(left * width) : round(right * width)] = True
+    return np.where(lungs, DARK, BRIGHT).astype(np.uint8), lungs
+
+
+def regions(mask: np.ndarray) -> np.ndarray:
+    """Per connected region, ordered left to right: its centre (row, column) and its
+    box's top, bottom, left and right edges (pixel boundaries), as (n, 6) floats."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask)
+    centres = ndimage.center_of_mass(mask, labels, range(1, count + 1))
+    boxes = ndimage.find_objects(labels)
+    found = [
+        (*centre, box[0].start, box[0].stop, box[1].start, box[1].stop)
+        for centre, box in zip(centres, boxes, strict=True)
+    ]
+    return np.array(sorted(found, key=lambda r: r[1]), dtype=float)
+
+
+# portrait, landscape, near-square odd sides, and a large one whose sides are no multiple
+# of the box reduction a draft decode would use (761 = 8 x 95 + 1)
+@pytest.mark.parametrize(("height", "width"), [(130, 90), (75, 160), (101, 97), (761, 520)])
+def test_predict_puts_a_known_mask_back_where_it_was_at_the_images_size(
+    tmp_path, monkeypatch, height, width
+):
+    import cxrlab.seg.predict as predict_module
+    from cxrlab.data.api import import_source
+
+    folder = tmp_path / "source" / "COVID"
+    folder.mkdir(parents=True)
+    image, lungs = known_image(height, width)
+    Image.fromarray(image).save(folder / "known.png")
+    dataset = tmp_path / "dataset"
+    import_source("folders", tmp_path / "source", dataset, near_distance=None, progress=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    config = tiny_config(tmp_path, dataset, size_px=64)
+    state = {"epoch": 1, "val_dice": 1.0}
+    monkeypatch.setattr(
+        predict_module, "load_segmenter", lambda path, device: (DarkIsLung(), config, state)
+    )
+    predict_masks(run, dataset, tmp_path / "M", device="cpu", progress=False)
+    row = read_masks_table(tmp_path / "M").iloc[0]
+    mask = np.asarray(Image.open(row.mask_path)) == 255
+    assert mask.shape == (height, width)
+    # Away from the edges (one network pixel, in image pixels, plus one) the mask is exact.
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    band = 1 + int(np.ceil(max(height, width) / 64))
+    edge = binary_dilation(lungs, iterations=band) & ~binary_erosion(lungs, iterations=band)
+    assert np.array_equal(mask[~edge], lungs[~edge])
+    assert (mask & lungs).sum() / (mask | lungs).sum() > 0.9
+    # Each lung's centre and box edges come back within a quarter of a network pixel (at
+    # least one image pixel: an edge may round either way): no drift or stretch of half
+    # a network pixel either.
+    found, expected = regions(mask), regions(lungs)
+    assert found.shape == expected.shape == (2, 6)
+    row, column = max(1.0, 0.25 * height / 64), max(1.0, 0.25 * width / 64)
+    tolerance = np.array([row, column, row, row, column, column])
+    assert (np.abs(found - expected) < tolerance).all(), (found, expected, tolerance)

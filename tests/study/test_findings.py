@@ -6,6 +6,7 @@ import pytest
 from cxrlab.study.findings import (
     CON,
     NOT_MEASURED,
+    OUT_OF_SITE_AUC,
     PRO,
     UNCLEAR,
     BestClassifier,
@@ -23,6 +24,7 @@ from cxrlab.study.findings import (
     matching_baseline,
     paired_rows,
     render_finding,
+    selection_metric,
     study_factors,
     summarise_classifiers,
 )
@@ -532,3 +534,23 @@ def test_a_difference_that_holds_over_seeds_but_not_over_test_patients_is_not_a_
     assert "over test patients" in describe_change(auc_test)
     # a missing predictions file leaves the change as it was
     assert classifier_findings(results, AXES, predictions=lambda *a: None)[0] == without
+
+
+def test_with_leave_site_out_the_best_cell_is_chosen_out_of_site():
+    # none validates best in-site; mild holds best on sites its folds never trained on
+    results = clf_rows(
+        lambda eq, aug, seed: 0.70 + 0.05 * (aug == "none"), augments=("none", "mild")
+    )
+    results["val_roc_auc"] = results["test_roc_auc"]
+    results[OUT_OF_SITE_AUC] = 0.55 + 0.1 * (results["augment"] == "mild")
+    assert selection_metric("split") == "val_roc_auc"
+    assert selection_metric("leave-site-out") == OUT_OF_SITE_AUC
+    in_site = best_classifier(results, AXES)
+    out_of_site = best_classifier(results, AXES, selection_metric("leave-site-out"))
+    assert in_site.factors["augment"] == "none" and out_of_site.factors["augment"] == "mild"
+    assert out_of_site.chosen_by == OUT_OF_SITE_AUC
+    assert out_of_site.chosen_value == pytest.approx(0.65)
+    # and the out-of-site AUC is compared between levels, higher being better
+    finding = only(classifier_findings(results, AXES), "augment")
+    assert change(finding, OUT_OF_SITE_AUC).mean == pytest.approx(0.1)
+    assert change(finding, OUT_OF_SITE_AUC).higher_is_better

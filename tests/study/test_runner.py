@@ -479,3 +479,44 @@ def test_study_run_help_names_every_bundled_spec():
     text = " ".join(result.output.split())
     for name in bundled_specs():
         assert name in text, name
+
+
+def test_a_leave_site_out_study_chooses_its_best_cell_out_of_site(tmp_path):
+    from cxrlab.study.findings import OUT_OF_SITE_AUC, best_classifier
+    from cxrlab.study.report import render_report
+
+    spec = {
+        "name": "lso",
+        "data": TINY["data"],
+        "evaluation": "leave-site-out",
+        "preprocess": {"size": 32},
+        "classifier": {
+            "arch": "simple-cnn",
+            "augment": ["none", "mild"],
+            "epochs": 1,
+            "batch_size": 16,
+            "seeds": [0],
+            "bootstrap": 20,
+            "folds": 2,
+        },
+    }
+    result = run_study(write_spec(tmp_path, spec), tmp_path / "out", device="cpu",
+                       progress=False, log=lambda line: None)  # fmt: skip
+    rows = result.results[result.results["kind"] == "classifier"].set_index("cell")
+    columns = [OUT_OF_SITE_AUC, "in_site_roc_auc", "pooled_out_of_site_roc_auc",
+               "pooled_out_of_site_roc_auc_low", "site_gap_roc_auc_high"]  # fmt: skip
+    assert rows[columns].notna().all().all() and rows[columns[:4]].stack().between(0, 1).all()
+    assert rows["test_roc_auc"].notna().all()  # the test split, read once as before
+    for cell in rows.index:
+        cv = json.loads((tmp_path / "out" / cell / "cv" / "cv.json").read_text())
+        assert cv["n_folds"] == 2
+        assert rows.loc[cell, OUT_OF_SITE_AUC] == pytest.approx(
+            cv["per_seed"]["0"]["fold_mean"]["out_of_site_auc"]
+        )
+    status = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert status["evaluation"] == "leave-site-out"
+    assert status["classifier_selected_by"] == OUT_OF_SITE_AUC
+    best = best_classifier(result.results, status["axes"], OUT_OF_SITE_AUC)
+    assert best.cell == rows[OUT_OF_SITE_AUC].idxmax()
+    html = render_report(tmp_path / "out")
+    assert "chosen by leave-site-out validation" in html and "out-of-site ROC-AUC" in html

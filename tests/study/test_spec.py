@@ -133,3 +133,27 @@ def test_every_generator_measures_what_its_checks_read_whatever_the_spec_lists(t
         assert spec.memorization_limit is not None, name
         for generator in spec.generators:
             assert "memorization" in generator.settings["metrics"], (name, generator.name)
+
+
+def test_the_evaluation_mode_is_checked_with_the_spec(tmp_path):
+    assert load_spec(write(tmp_path, BASE)).evaluation == "split"
+    real_only = {
+        **BASE,
+        "evaluation": "leave-site-out",
+        "synthetic": {"amounts": [0]},
+        "classifier": {**BASE["classifier"], "folds": 3},
+    }
+    spec = load_spec(write(tmp_path, real_only))
+    assert (spec.evaluation, spec.folds) == ("leave-site-out", 3)
+    assert "folds" not in spec.classifier_settings  # the ordinary run has none
+    problems = [
+        ({"evaluation": "k-fold"}, "evaluation must be one of split, leave-site-out"),
+        # a generator learned every train site: its images would leak the held-out ones
+        ({"evaluation": "leave-site-out"}, "the out-of-site figures would not be out of site"),
+        ({"classifier": {**BASE["classifier"], "folds": 3}}, "folds needs evaluation"),
+        ({**real_only, "classifier": {**BASE["classifier"], "folds": 1}}, "--folds must be"),
+        ({**real_only, "classifier": {**BASE["classifier"], "cv": "sites"}}, "unknown field"),
+    ]
+    for change, words in problems:
+        with pytest.raises(SpecError, match=words):
+            load_spec(write(tmp_path, {**BASE, **change}))

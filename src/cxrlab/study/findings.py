@@ -65,9 +65,27 @@ CLASSIFIER_METRICS = (
     schema.evaluation_column("test", "specificity"),
     schema.evaluation_column("external", "roc_auc"),
 )
+#: Leave-site-out columns of a study with ``evaluation: leave-site-out`` (per seed, from
+#: :func:`cxrlab.clf.cv.cross_validate`): the out-of-site and in-site ROC-AUC, each the
+#: mean over folds of each fold's own AUC; the pooled out-of-site ROC-AUC and the
+#: in-site minus out-of-site gap, each with ``_low``/``_high`` (95% patient bootstrap).
+OUT_OF_SITE_AUC = "out_of_site_roc_auc"
+IN_SITE_AUC = "in_site_roc_auc"
+POOLED_OUT_OF_SITE_AUC = "pooled_out_of_site_roc_auc"
+SITE_GAP_AUC = "site_gap_roc_auc"
+#: With leave-site-out, the out-of-site ROC-AUC is compared between levels too.
+CLASSIFIER_METRICS = (*CLASSIFIER_METRICS, OUT_OF_SITE_AUC)
 SUMMARY_METRICS = CLASSIFIER_METRICS
 #: What the best classifier cell is chosen by (never a test metric).
 SELECTION_METRIC = schema.VAL_ROC_AUC
+
+
+def selection_metric(evaluation: str | None) -> str:
+    """What the best classifier cell is chosen by under a study's ``evaluation``: the
+    mean out-of-site ROC-AUC over folds with ``leave-site-out`` (will it hold in a site
+    it never saw?), else the validation split's ROC-AUC. Never a test metric."""
+    return OUT_OF_SITE_AUC if evaluation == "leave-site-out" else SELECTION_METRIC
+
 
 #: Labels of classifier result columns (generator metric columns take theirs from the
 #: metric registry, :mod:`cxrlab.metrics.registry`).
@@ -77,6 +95,10 @@ LABELS = {
     "test_specificity": "specificity",
     "external_roc_auc": "external ROC-AUC",
     "val_roc_auc": "validation ROC-AUC",
+    OUT_OF_SITE_AUC: "out-of-site ROC-AUC",
+    IN_SITE_AUC: "in-site ROC-AUC",
+    POOLED_OUT_OF_SITE_AUC: "pooled out-of-site ROC-AUC",
+    SITE_GAP_AUC: "in-site minus out-of-site ROC-AUC",
     "seconds": "training time",
 }
 #: Significance level of every pro or con (after Holm's correction across a report).
@@ -110,7 +132,11 @@ def higher_is_better(metric: str) -> bool:
     """Direction of a metric: True for classifier metrics and the registry's
     higher-better values (IS, precision...); False for FID, KID, SWD and other distances,
     and for ``ideal`` values, which are compared by their distance to the ideal."""
-    if metric.startswith(("test_", "external_", "val_")):
+    if metric.startswith(("test_", "external_", "val_")) or metric in (
+        OUT_OF_SITE_AUC,
+        IN_SITE_AUC,
+        POOLED_OUT_OF_SITE_AUC,
+    ):
         return True
     info = value_info(metric)
     return info is not None and info.better == "higher"
@@ -308,6 +334,8 @@ class BestClassifier:
     val_roc_auc: float
     roc_auc: float
     sensitivity: float
+    chosen_by: str = SELECTION_METRIC
+    chosen_value: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -962,18 +990,21 @@ def _number(group: pd.DataFrame, column: str) -> float | None:
     return None if pd.isna(value) else float(value)
 
 
-def best_classifier(results: pd.DataFrame, axes: dict | None = None) -> BestClassifier | None:
-    """The classifier cell with the highest mean **validation** ROC-AUC over seeds (each
-    seed's AUC at its validation-chosen epoch); ties go to the earlier cell. The test
+def best_classifier(
+    results: pd.DataFrame, axes: dict | None = None, by: str = SELECTION_METRIC
+) -> BestClassifier | None:
+    """The classifier cell with the highest mean ``by`` over seeds: the **validation**
+    ROC-AUC (each seed's AUC at its validation-chosen epoch), or with leave-site-out the
+    out-of-site ROC-AUC (:func:`selection_metric`); ties go to the earlier cell. The test
     split never takes part in the choice: its numbers are reported for the chosen cell.
-    None without any validation ROC-AUC (a study run before cxrlab recorded it)."""
+    None without any value of ``by`` (a study run before cxrlab recorded it)."""
     summary = summarise_classifiers(results, axes)
-    if summary.empty or SELECTION_METRIC not in summary.columns:
+    if summary.empty or by not in summary.columns:
         return None
-    summary = summary[summary[SELECTION_METRIC].notna()]
+    summary = summary[summary[by].notna()]
     if summary.empty:
         return None
-    order = summary[SELECTION_METRIC].sort_values(ascending=False, kind="stable")
+    order = summary[by].sort_values(ascending=False, kind="stable")
     row = summary.loc[order.index[0]]
     factors = study_factors(results, axes)["classifier"]
     return BestClassifier(
@@ -985,6 +1016,8 @@ def best_classifier(results: pd.DataFrame, axes: dict | None = None) -> BestClas
         val_roc_auc=float(row[SELECTION_METRIC]),
         roc_auc=float(row.get("test_roc_auc", math.nan)),
         sensitivity=float(row.get("test_sensitivity", math.nan)),
+        chosen_by=by,
+        chosen_value=float(row[by]),
     )
 
 

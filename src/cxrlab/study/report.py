@@ -140,6 +140,12 @@ class Study:
         return str(self.info.get("select_by") or "swd")
 
     @property
+    def classifier_selected_by(self) -> str:
+        """What the best classifier cell is chosen by (study.json; validation ROC-AUC
+        before it said, or with ``evaluation: split``)."""
+        return str(self.info.get("classifier_selected_by") or SELECTION_METRIC)
+
+    @property
     def checks(self) -> GeneratorChecks:
         """How the run checked its generators (study.json; the defaults before it said)."""
         return GeneratorChecks(
@@ -612,7 +618,8 @@ def _classifier_section(study: Study) -> str:
     if summary.empty:
         return _section("classifiers", "Classifier results", _note("no classifier results."))
     factors = study_factors(study.results, study.axes)["classifier"]
-    best = best_classifier(study.results, study.axes)
+    by = study.classifier_selected_by
+    best = best_classifier(study.results, study.axes, by)
     metrics = [m for m in SUMMARY_METRICS if m in summary.columns]
     headers = ["", "cell", *factors, "seeds", metric_label(SELECTION_METRIC)]
     headers += [*map(metric_label, metrics), "seconds"]
@@ -628,7 +635,7 @@ def _classifier_section(study: Study) -> str:
         rows.append(cells)
         classes.append("best" if is_best else "")
     start = 2 + len(factors)
-    caption = _interval_caption(set(summary["interval"]))
+    caption = _interval_caption(set(summary["interval"]), by)
     parts = [
         _table(
             headers,
@@ -638,7 +645,16 @@ def _classifier_section(study: Study) -> str:
             caption=caption,
         )
     ]
-    if best is not None:
+    if best is not None and by != SELECTION_METRIC:
+        parts.insert(
+            0,
+            "<p>Best classifier, chosen by leave-site-out validation (highest mean "
+            f"{escape(metric_label(by))} over seeds, {best.chosen_value:.3f}: each seed's mean "
+            "over folds of the AUC on sites its fold never trained on; the test split took "
+            f"no part in the choice): <strong>{escape(best.cell)}</strong>, test ROC-AUC "
+            f"{best.roc_auc:.3f} over {best.n_seeds} seed{'s' if best.n_seeds != 1 else ''}.</p>",
+        )
+    elif best is not None:
         parts.insert(
             0,
             f"<p>Best classifier, chosen on validation (highest mean validation ROC-AUC "
@@ -650,14 +666,14 @@ def _classifier_section(study: Study) -> str:
         parts.insert(
             0,
             _note(
-                "no best classifier: results.csv has no validation ROC-AUC to choose by "
+                f"no best classifier: results.csv has no {metric_label(by)} to choose by "
                 "(a study run by an older cxrlab); the test numbers are not used to choose."
             ),
         )
     return _section("classifiers", "Classifier results", "\n".join(parts))
 
 
-def _interval_caption(kinds: set[str]) -> str:
+def _interval_caption(kinds: set[str], by: str = SELECTION_METRIC) -> str:
     text = "Means over seeds, with the 95% interval in brackets: "
     parts = []
     if "seeds+test" in kinds:
@@ -676,7 +692,8 @@ def _interval_caption(kinds: set[str]) -> str:
     return (
         text
         + "; ".join(parts)
-        + ". ★ marks the best cell, chosen by mean validation ROC-AUC; times are training seconds."
+        + f". ★ marks the best cell, chosen by mean {metric_label(by)}; times are training "
+        "seconds."
     )
 
 
@@ -934,7 +951,7 @@ def _first_seed_folder(
 
 
 def _examples_section(study: Study) -> str:
-    best = best_classifier(study.results, study.axes)
+    best = best_classifier(study.results, study.axes, study.classifier_selected_by)
     if best is None:
         return _section(
             "examples", "Confusion matrices and Grad-CAM", _note("no classifier results.")

@@ -38,12 +38,22 @@ import pandas as pd
 from cxrlab.errors import CxrlabError
 from cxrlab.metrics.registry import value_info
 from cxrlab.study import schema
-from cxrlab.study.findings import best_generator_position, control_level
-from cxrlab.study.spec import StudySpec, Variant, _slug, load_spec
+from cxrlab.study.findings import (
+    IN_SITE_AUC,
+    OUT_OF_SITE_AUC,
+    POOLED_OUT_OF_SITE_AUC,
+    SITE_GAP_AUC,
+    best_generator_position,
+    control_level,
+    selection_metric,
+)
+from cxrlab.study.spec import LEAVE_SITE_OUT, StudySpec, Variant, _slug, load_spec
 from cxrlab.utils import outputs
 from cxrlab.utils.fs import atomic_write_text
 from cxrlab.utils.outputs import check_output
 
+#: Suffixes of an estimate's columns in results.csv, by key of cv.json's estimates.
+_ENDS = (("", "value"), ("_low", "low"), ("_high", "high"))
 CELL_FILE = "cell.json"
 RESULTS = "results.csv"
 STUDY_JSON = "study.json"
@@ -422,6 +432,8 @@ class StudyRunner:
             "synthetic_from": source,
             "explain": spec.explain,
         }
+        if spec.evaluation != "split":  # (a split study's cells keep the identity they had)
+            identity.update(evaluation=spec.evaluation, folds=spec.folds)
         level = control_level(combo["synthetic"]) if combo["control"] else combo["synthetic"]
         factors = {**{k: v for k, v in combo.items() if k != "control"}, schema.SYNTHETIC: level}
 
@@ -462,9 +474,37 @@ class StudyRunner:
                 if external is not None:
                     row.update(schema.evaluation_columns("external", external.seeds[seed]))
                 rows.append(row)
+            if spec.evaluation == LEAVE_SITE_OUT:
+                by_seed = self._leave_site_out(config, spec.folds, self.out / folder / "cv")
+                for row in rows:
+                    row.update(by_seed[int(row[schema.SEED])])
             return rows
 
         self._do(Cell(folder, schema.CLASSIFIER_KIND, folder, identity, variant), work)
+
+    def _leave_site_out(self, config, folds: int | None, out: Path) -> dict[int, dict]:
+        """Leave-site-out cross-validation of a classifier cell's settings into ``out``
+        (:func:`cxrlab.clf.cv.cross_validate`, resumed where it stopped): per seed, the
+        out-of-site ROC-AUC (mean over folds, what the best cell is chosen by), the
+        in-site one, the pooled out-of-site one and the in-site minus out-of-site gap
+        with their 95% patient-bootstrap intervals. Test and external rows are not read."""
+        import dataclasses
+
+        from cxrlab.clf.cv import cross_validate
+
+        cv_config = dataclasses.replace(config, out=str(out), cv="sites", folds=folds)
+        summary = cross_validate(cv_config, resume=True, progress=self.progress).summary
+        columns = {}
+        for seed, values in summary["per_seed"].items():
+            pooled = values["out_of_site"]["metrics"]["roc_auc"]
+            gap = values["gap"]["roc_auc"]
+            columns[int(seed)] = {
+                OUT_OF_SITE_AUC: values["fold_mean"]["out_of_site_auc"],
+                IN_SITE_AUC: values["fold_mean"]["in_site_auc"],
+                **{f"{POOLED_OUT_OF_SITE_AUC}{end}": pooled[key] for end, key in _ENDS},
+                **{f"{SITE_GAP_AUC}{end}": gap[key] for end, key in _ENDS},
+            }
+        return columns
 
     @staticmethod
     def _synthetic_folder(variant: Variant, amount: int) -> str:
@@ -697,6 +737,9 @@ class StudyRunner:
                 "classifier": [*spec.classifier_axes, "synthetic"],
             },
             "select_by": spec.select_by,
+            "evaluation": spec.evaluation,
+            # what the best classifier cell is chosen by (never a test metric)
+            "classifier_selected_by": selection_metric(spec.evaluation),
             "collapse_ratio": spec.collapse_ratio,
             "memorization_limit": spec.memorization_limit,
             "planned_cells": self.planned_cells(),

@@ -1,10 +1,12 @@
 """A study spec: one YAML file that names a whole comparison.
 
-A spec has six sections; every field shown as a list is a *grid axis* (a scalar is
+A spec has up to seven sections; every field shown as a list is a *grid axis* (a scalar is
 a one-level axis) and the runner crosses the axes of a section::
 
     name: demo
     description: what this study asks
+    evaluation: split           # or leave-site-out: also folds of whole sites (clf train
+                                # --cv sites), the best cell chosen by mean out-of-site AUC
     data:                       # a `cxrlab data build` spec: where the images come from
       sources:
         - format: sample        # or ieee8023, covidx, folders, figure1, actualmed, rsna
@@ -27,7 +29,7 @@ a one-level axis) and the runner crosses the axes of a section::
                                 # chosen; a generator lacking a value a check reads neither
     synthetic:
       amounts: [0, 100]         # synthetic COVID-positive images added to training
-      from: best                # or a generator run name
+      from: best                # or a generator run name (checked the same way)
       control: true             # also each amount as real positives oversampled (control arm)
     classifier:                 # `cxrlab clf train` options; lists are axes
       arch: [simple-cnn]
@@ -35,6 +37,7 @@ a one-level axis) and the runner crosses the axes of a section::
       epochs: 8
       seeds: [0, 1, 2]
       explain: 8                # Grad-CAM images per seed of each cell
+      folds: 5                  # evaluation leave-site-out only: folds of whole sites
 
 Anything a section does not name takes the command's default.
 """
@@ -71,7 +74,12 @@ CLASSIFIER_AXES = ("arch", "augment", "balance", "head", "pretrained")
 _GEN_RUNNER_FIELDS = {"data", "out", "size_px", "augment", "resume"}
 #: ``generators`` keys that set how the best generator is checked, not how it trains.
 _CHECK_KEYS = ("collapse_ratio", "memorization_limit")
-_CLF_RUNNER_FIELDS = {"data", "out", "synthetic", "synthetic_ratio"}
+_CLF_RUNNER_FIELDS = {"data", "out", "synthetic", "synthetic_ratio", "cv", "splits_file"}
+#: How a study evaluates its classifier cells (spec ``evaluation``): ``split``, the
+#: dataset's own validation split; ``leave-site-out``, also folds of whole sites
+#: (:mod:`cxrlab.clf.cv`), the best cell then chosen by mean out-of-site AUC.
+EVALUATIONS = ("split", "leave-site-out")
+LEAVE_SITE_OUT = "leave-site-out"
 
 
 class SpecError(CxrlabError):
@@ -139,6 +147,8 @@ class StudySpec:
     classifier_axes: dict[str, list]
     classifier_settings: dict
     explain: int
+    evaluation: str = "split"
+    folds: int | None = None
     raw: dict = field(repr=False, default_factory=dict)
 
     @property
@@ -343,7 +353,16 @@ def load_spec(path: str | Path) -> StudySpec:
     problems.check(
         _check_keys,
         raw,
-        {"name", "description", "data", "preprocess", "generators", "synthetic", "classifier"},
+        {
+            "name",
+            "description",
+            "data",
+            "evaluation",
+            "preprocess",
+            "generators",
+            "synthetic",
+            "classifier",
+        },
         "the top level",
         path,
     )
@@ -442,7 +461,26 @@ def load_spec(path: str | Path) -> StudySpec:
             chosen = [g for g in generators if synthetic_from in ("best", g.name)]
             problems.check(_check_synthetic_label, chosen, gen_settings, synthetic_label, path)
 
+    evaluation = str(raw.get("evaluation") or "split")
+    if evaluation not in EVALUATIONS:
+        problems.add(
+            f"evaluation must be one of {', '.join(EVALUATIONS)}, got {raw.get('evaluation')!r}"
+        )
+    leave_site_out = evaluation == LEAVE_SITE_OUT
+    if leave_site_out and any(amounts):
+        problems.add(
+            f"evaluation {LEAVE_SITE_OUT} with synthetic.amounts {amounts}: a generator "
+            "learns images of every train site, the sites each fold holds out too, so its "
+            "images would carry them into training and the out-of-site figures would not "
+            "be out of site; set synthetic.amounts to [0] (classifier.oversample_positive "
+            "gives the real-image control) or use evaluation: split"
+        )
     classifier = problems.check(_section, raw, "classifier", path) or {}
+    # the leave-site-out runs' setting, kept apart: the ordinary run has no folds
+    folds = classifier.pop("folds", None)
+    if folds is not None and not leave_site_out:
+        problems.add(f"classifier.folds needs evaluation: {LEAVE_SITE_OUT}")
+        folds = None
     try:
         explain = int(classifier.pop("explain", 0))
     except (TypeError, ValueError):
@@ -457,6 +495,8 @@ def load_spec(path: str | Path) -> StudySpec:
         values = dict(zip(classifier_axes, combo, strict=True))
         try:
             ClfConfig(data="", out="", **values, **classifier)
+            if leave_site_out:
+                ClfConfig(data="", out="", **values, **classifier, cv="sites", folds=folds)
         except (CxrlabError, TypeError) as error:
             problems.add(f"classifier {values}: {error}")
             break
@@ -481,5 +521,7 @@ def load_spec(path: str | Path) -> StudySpec:
         classifier_axes=classifier_axes,
         classifier_settings=classifier,
         explain=explain,
+        evaluation=evaluation,
+        folds=folds,
         raw=raw,
     )

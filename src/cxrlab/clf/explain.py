@@ -379,7 +379,8 @@ FINDINGS = {
     "drives its scores: it is using shortcuts",
     "inconclusive": "inconclusive: most of its skill survives without the lungs{kept} but the "
     "interval includes chance: evaluate on more images",
-    "no shortcuts": "no evidence of shortcuts outside the lungs: near chance without them{kept}",
+    "no shortcuts": "no evidence of shortcuts outside the lungs: without them its interval "
+    "includes chance and less than half of its skill is left{kept}",
 }
 #: The share of the intact skill above chance (AUC - 0.5) that, kept without the lungs
 #: while the interval still includes chance, makes the probe inconclusive rather than clean.

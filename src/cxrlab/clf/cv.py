@@ -678,6 +678,18 @@ def _table(rows: list[list[str]]) -> str:
     )
 
 
+def _sites_cell(sites: list[str], width: int = 60) -> str:
+    """``a, b, c`` or, past ``width`` characters, ``a, b (+7 more)`` (cv.json has all)."""
+    shown: list[str] = []
+    for index, site in enumerate(sites):
+        rest = len(sites) - index - 1
+        tail = f" (+{rest} more)" if rest else ""
+        if shown and len(", ".join([*shown, site]) + tail) > width:
+            return f"{', '.join(shown)} (+{len(sites) - len(shown)} more)"
+        shown.append(site)
+    return ", ".join(shown)
+
+
 def cv_report(summary: dict) -> str:
     """The text summary ``clf train --cv sites`` prints and keeps in ``report.txt``."""
     seeds = [str(s) for s in summary["seeds"]]
@@ -686,18 +698,22 @@ def cv_report(summary: dict) -> str:
         f"{summary['n_folds']} folds of whole sites, {summary['epochs']} epochs, "
         f"seed(s) {', '.join(seeds)}"
     ]
-    rows = [["fold", "held-out sites", "train", "val", "held out (COVID-19)"]]
+    rows = [["fold", "train", "val", "held out (COVID-19)"]]
     rows[0] += [f"in-site AUC s{s}" for s in seeds] + [f"out-of-site AUC s{s}" for s in seeds]
+    rows[0].append("held-out sites")
     for fold in summary["folds"]:
         row = [
             fold["run"],
-            ", ".join(fold["held_out_sites"]),
             str(fold["train_images"]),
             str(fold["val_images"]),
             f"{fold['held_out_images']} ({fold['held_out_covid']})",
         ]
         row += [_fmt(fold["per_seed"][s]["in_site_auc"]) for s in seeds]
         row += [_fmt(fold["per_seed"][s]["out_of_site_auc"]) for s in seeds]
+        # largest sites first: the cell may end in "(+N more)"
+        sizes = summary["sites"]
+        held = sorted(fold["held_out_sites"], key=lambda site: (-sizes[site]["images"], site))
+        row.append(_sites_cell(held))
         rows.append(row)
     lines += [_table(rows), ""]
     for seed in seeds:
@@ -728,7 +744,8 @@ def cv_report(summary: dict) -> str:
             "",
         ]
         rows = [["site", "fold", "images", "COVID-19", "out-of-site AUC", "sensitivity", "specificity"]]  # fmt: skip
-        for site, item in values["per_site"].items():
+        by_size = sorted(values["per_site"].items(), key=lambda kv: (-kv[1]["images"], kv[0]))
+        for site, item in by_size:
             rows.append(
                 [
                     site,
@@ -740,7 +757,10 @@ def cv_report(summary: dict) -> str:
                     _fmt(item["specificity"]),
                 ]
             )
-        lines += [f"per site (seed {seed}; AUC n/a where a site holds one class):", _table(rows)]
+        lines += [
+            f"per site (seed {seed}, largest first; AUC n/a where a site holds one class):",
+            _table(rows),
+        ]
         lines.append("")
     if len(seeds) > 1:
         means = summary["mean_over_seeds"]

@@ -135,6 +135,10 @@ def test_every_gen_sample_output_says_what_its_generator_learned(tmp_path):
     assert record["run"]["path"] == str((tmp_path / "run").resolve())
     with pytest.raises(DatasetError, match="t:13 of the val split.*by id"):
         training_set(tmp_path / "P", synthetic=tmp_path / "pngs")
+    # a new draw replaces the folder, provenance and all (it is still an image folder)
+    sample_run(tmp_path / "run", tmp_path / "pngs", n=3, seed=1, device="cpu")
+    assert len(list((tmp_path / "pngs").glob("*.png"))) == 3
+    assert read_provenance(tmp_path / "pngs")["run"]["seed"] == 1
 
 
 def test_a_generator_of_a_differently_split_copy_is_caught_by_content(tmp_path):

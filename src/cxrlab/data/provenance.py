@@ -10,13 +10,13 @@ classifier (which reads it) only meet through files:
   learned, their perceptual hashes (the manifest's ``phash`` of the source file and
   the hash of the preprocessed pixels) and the preprocessing options.
   :func:`check_synthetic` refuses synthetic images whose generator learned a
-  validation, test or external image of the classifier's PACKED: by id when both come
-  from the same dataset manifest, by content (perceptual hash) always, so a generator
-  trained on another dataset holding the same images is caught too.
+  validation, test or external image of the classifier's PACKED: by id when the
+  generator learned from the same dataset, by content (perceptual hash) otherwise, so
+  a generator trained on another dataset holding the same images is caught too.
 * **Copies.** Any "synthetic" image that is a copy of a held-out image, resized,
   re-encoded, touched up or saved at another bit depth, is refused
-  (:func:`refuse_held_out_copies`): images are compared by 64-bit DCT perceptual hash
-  (computed at 32 px whatever their size), within :data:`COPY_DISTANCE` bits.
+  (:func:`refuse_held_out_copies`): a 64-bit DCT perceptual hash (computed at 32 px
+  whatever the image's size) finds candidates, 32 px thumbnails confirm them.
 * **Preprocessing.** :func:`preprocessing_differences` names every option (size,
   equalization, crop, lungs, bit depth...) in which two sets of images differ; callers
   refuse a difference unless the user allows it (``--allow-mismatch``), and record it.
@@ -137,8 +137,10 @@ _PIXEL_HASH_CACHE: dict[tuple, np.ndarray] = {}
 def _packed_pixel_hashes(data: Packed, rows: np.ndarray) -> np.ndarray:
     """Pixel hashes of ``rows`` of ``data``, remembered per PACKED content (one classifier
     run checks its synthetic images once per seed)."""
+    images = Path(data.path) / "images.npy"
     key = (
         str(Path(data.path).resolve()),
+        images.stat().st_mtime_ns if images.is_file() else None,
         data.meta.get("manifest_sha256"),
         tuple(data.images.shape),
         rows.tobytes(),

@@ -89,8 +89,9 @@ def folder_kind(path: str | Path) -> str | None:
         return OTHER
     if {"metrics.json", "report.txt"} <= names and any(n.startswith("seed_") for n in names):
         return EVALUATION
-    suffixes = {Path(name).suffix.lower() for name in names}
-    if suffixes <= {".png", ".jpg", ".jpeg"} and all((path / n).is_file() for n in names):
+    pictures = names - {"provenance.json"}  # what `gen sample` writes beside its images
+    suffixes = {Path(name).suffix.lower() for name in pictures}
+    if suffixes <= {".png", ".jpg", ".jpeg"} and all((path / n).is_file() for n in pictures):
         return IMAGES
     return OTHER
 

@@ -168,6 +168,11 @@ def test_a_rerun_skips_finished_folds_and_resumes_an_interrupted_one(finished, m
     folds = tmp_path / "cv"
     with pytest.raises(CxrlabError, match="--resume"):
         cv.cross_validate(config_for(tmp_path, folds=3), progress=False)
+    # an ordinary run into the folder of a cross-validation, resumed or not, is refused
+    with pytest.raises(CxrlabError, match="pass --resume"):
+        trainer.train_classifier(config_for(tmp_path, cv="none"), progress=False)
+    with pytest.raises(CxrlabError, match=r"cv \('sites' -> 'none'\)"):
+        trainer.train_classifier(config_for(tmp_path, cv="none"), resume=True, progress=False)
     # fold-01 stopped after its last epoch, before its threshold and held-out predictions
     for name in ("metrics.json", "report.txt"):
         (folds / "fold-01" / name).unlink()

@@ -364,10 +364,6 @@ def _fold_finished(config: ClfConfig) -> bool:
     )
 
 
-def _fold_started(run: Path) -> bool:
-    return any(run.glob("seed_*/checkpoints/*.pt")) or any(run.glob("seed_*/metrics.json"))
-
-
 def _train_folds(fabric, configs: list[ClfConfig], resume: bool, progress: bool) -> dict | None:
     """Every unfinished fold's seeds, one fold after the other, in each of Fabric's
     processes (one launch for all, as multi-GPU DDP needs); the first process's results."""
@@ -435,8 +431,7 @@ def cross_validate(
     check_output(run, kind=outputs.CLASSIFIER_RUN, inputs=[config.data])
     plan = plan_folds(config.data, config.folds, plan_seed)
     configs = [fold_config(config, fold) for fold in plan.folds]
-    started = any(_fold_started(Path(c.out)) for c in configs)
-    config.guard_run_folder(run, resume, started=started)
+    config.guard_run_folder(run, resume, started=trainer.run_started(run))
     for fold, fc in zip(plan.folds, configs, strict=True):
         path = Path(fc.out) / SPLITS_CSV
         if path.is_file() and path.read_text() != _splits_text(fold):

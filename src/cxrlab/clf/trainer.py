@@ -534,8 +534,17 @@ def _check_run_folder(config: ClfConfig, resume: bool) -> None:
     missing weights) is not a run yet: the fixed command may start it afresh.
     """
     run = Path(config.out)
-    started = any(run.glob(f"seed_*/checkpoints/{LAST}")) or any(run.glob("seed_*/metrics.json"))
-    config.guard_run_folder(run, resume, started=started)
+    config.guard_run_folder(run, resume, started=run_started(run))
+
+
+def run_started(run: Path) -> bool:
+    """Whether a run folder holds a finished epoch of a seed, or of a seed of one of its
+    cross-validation folds (``fold-NN/seed_N``: such a folder is started too)."""
+    return any(
+        any(run.glob(f"{folder}seed_*/checkpoints/{LAST}"))
+        or any(run.glob(f"{folder}seed_*/metrics.json"))
+        for folder in ("", "fold-*/")
+    )
 
 
 def train_seeds(

@@ -239,6 +239,27 @@ def test_unknown_sites_follow_a_known_site_they_share_a_patient_with(tmp_path):
     assert plan.unknown_rows == 0 and len(plan.folds) == 3
 
 
+def test_augmented_copies_of_held_out_images_never_train_in_that_fold(tmp_path):
+    sited_packed(tmp_path / "P", sites=SITES[:3], unknown=0)
+    manifest = pd.read_csv(tmp_path / "P" / "manifest.csv", dtype=str, keep_default_na=False)
+    parents = manifest[manifest["split"] == "train"].iloc[::3]
+    copies = parents.assign(
+        id=parents["id"] + ":aug", augmented="1", parent_id=parents["id"], site="unknown"
+    )  # a copy whose site was lost still follows its patient
+    manifest = pd.concat([manifest, copies], ignore_index=True)
+    images = np.concatenate([np.load(tmp_path / "P" / "images.npy")] * 2)[: len(manifest)]
+    write_packed(tmp_path / "Q", images, manifest.to_dict("records"))
+    plan = cv.plan_folds(tmp_path / "Q", seed=0)
+    site_of = parents.set_index("id")["site"]
+    for fold in plan.folds:
+        roles = fold.splits.set_index("id")["split"]
+        for parent, site in site_of.items():
+            if site in fold.sites:  # held out: the copy is neither trained nor judged on
+                assert roles[parent] == "test" and f"{parent}:aug" not in roles.index
+            else:  # trains: the copy goes where its parent goes
+                assert roles[f"{parent}:aug"] == roles[parent]
+
+
 @pytest.mark.parametrize(
     ("make", "folds", "message"),
     [

@@ -168,3 +168,19 @@ def test_mismatches_and_bad_inputs_are_one_line_errors(tmp_path):
     result, _ = _pretrain(tmp_path, "--arch", "simple-cnn")  # the same --out again
     assert result.exit_code == 2 and "--resume" in result.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_splits_file_limits_pretraining_to_a_folds_training_rows(tmp_path):
+    data = split_packed(tmp_path / "P", size_px=SIZE_PX)
+    manifest = pd.read_csv(data / "manifest.csv")
+    fold = manifest[manifest["split"] == "train"][["id"]].assign(split="test")
+    fold.iloc[:12, fold.columns.get_loc("split")] = "train"  # the fold trains on 12 rows
+    fold.to_csv(tmp_path / "splits.csv", index=False)
+    result, out = _pretrain(tmp_path, "--arch", "simple-cnn", "--splits-file", str(tmp_path / "splits.csv"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    seen = pd.read_csv(out / "images.csv")
+    assert set(seen["id"]) == set(fold["id"].iloc[:12])
+    record = json.loads((out / "pretrain.json").read_text())
+    assert record["images"] == {"train": 12} and record["splits_file"] == str(
+        tmp_path / "splits.csv"
+    )

@@ -245,6 +245,13 @@ def pretrain(
             "but train only when named here (recorded)."
         ),
     ] = ",".join(PRE["pretrain_on"]),
+    splits_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV (id, split) replacing the PACKED's splits, e.g. a leave-site-out "
+            "fold's fold-NN/splits.csv: pretrain on that fold's training rows only."
+        ),
+    ] = None,
     standardize: Annotated[
         str,
         typer.Option(
@@ -274,6 +281,7 @@ def pretrain(
         data=str(data),
         out=str(out),
         pretrain_on=[s.strip() for s in pretrain_on.split(",") if s.strip()],
+        splits_file=str(splits_file) if splits_file else None,
         standardize=standardize,
         epochs=epochs,
         batch_size=batch_size,

@@ -200,6 +200,9 @@ class PretrainConfig(YamlConfig):
         out: run folder.
         pretrain_on: splits whose real images are used; anything but ``train`` has to
             be asked for by name, and is recorded.
+        splits_file: a CSV (``id``, ``split``) that replaces the PACKED's split column,
+            as in ``clf train``: a leave-site-out fold's ``fold-NN/splits.csv`` makes the
+            pretraining see that fold's training rows only.
         standardize: the per-image standardisation the classifier will use
             (``clf train --standardize``); the backbone learns on what it will see.
         epochs: passes over the images.
@@ -220,6 +223,7 @@ class PretrainConfig(YamlConfig):
     data: str
     out: str
     pretrain_on: list[str] = field(default_factory=lambda: ["train"])
+    splits_file: str | None = None
     standardize: str = "none"
     epochs: int = 20
     batch_size: int = 64

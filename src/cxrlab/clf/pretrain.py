@@ -10,7 +10,10 @@ warp (no flip: the heart stays left), then the acquisition changes of
 resolution), which differ between hospitals.
 
 Only the real images of the PACKED's ``train`` split are used unless ``pretrain_on``
-names other splits (``--pretrain-on train,val``); the run records which it saw.
+names other splits (``--pretrain-on train,val``); the run records which it saw. A
+``splits_file`` (``--splits-file``, as ``clf train`` takes) replaces the split column
+first: with a leave-site-out fold's ``fold-NN/splits.csv`` the backbone learns from
+that fold's training sites only, never from the sites the fold is judged on.
 ``DIR`` receives
 
 * ``backbone.pt``: the backbone's ``state_dict`` (``torch.save``, written atomically),
@@ -38,7 +41,7 @@ import torch
 from torch import nn
 
 from cxrlab.clf.config import PretrainConfig
-from cxrlab.clf.data import ImagePart, ImageSet, generated_mask
+from cxrlab.clf.data import ImagePart, ImageSet, generated_mask, with_splits
 from cxrlab.clf.models import Classifier, ModelSpec, build_classifier
 from cxrlab.data.packed import Packed, open_packed
 from cxrlab.errors import CxrlabError, DatasetError
@@ -114,6 +117,8 @@ def pretraining_images(config: PretrainConfig) -> ImageSet:
         DatasetError: naming a split that holds no real image.
     """
     packed = open_packed(config.data)
+    if config.splits_file:
+        packed = with_splits(packed, config.splits_file)
     manifest = packed.manifest
     real = ~generated_mask(manifest)
     for split in config.pretrain_on:
@@ -303,6 +308,7 @@ class Pretrainer:
             "standardize": self.config.standardize,
             "data": str(self.config.data),
             "splits": list(self.config.pretrain_on),
+            "splits_file": self.config.splits_file,
             "images": {split: int(counts.get(split, 0)) for split in self.config.pretrain_on},
             "patients": int(seen["patient_id"].nunique()),
             "epochs": self.epoch,
@@ -326,7 +332,7 @@ def pretrain_backbone(
             without ``resume`` or under other settings, too few images.
     """
     out = Path(config.out)
-    check_output(out, kind=OTHER, inputs=[config.data])
+    check_output(out, kind=OTHER, inputs=[config.data, config.splits_file])
     if folder_kind(out) == OTHER and not _is_pretraining_run(out):
         raise CxrlabError(
             f"--out {out} holds files cxrlab's pretraining did not write; choose another --out"

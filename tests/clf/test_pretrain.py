@@ -184,3 +184,15 @@ def test_a_splits_file_limits_pretraining_to_a_folds_training_rows(tmp_path):
     assert record["images"] == {"train": 12} and record["splits_file"] == str(
         tmp_path / "splits.csv"
     )
+
+
+def test_a_histogram_standardised_backbone_pretrains_and_initialises_a_run(tmp_path):
+    result, out = _pretrain(tmp_path, "--arch", "simple-cnn", "--standardize", "histogram")
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app,
+        ["train", "--arch", "simple-cnn", "--data", str(tmp_path / "P"), "--out", str(tmp_path / "run"),
+         "--init", str(out), "--standardize", "histogram", "--epochs", "1", "--batch-size", "8",
+         "--bootstrap", "20", "--device", "cpu", "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output

@@ -27,7 +27,7 @@ SCHEDULES = ("cosine", "plateau", "constant")
 #: Cross-validation schemes of ``clf train --cv`` (``none``: one ordinary run).
 CV_SCHEMES = ("none", "sites")
 #: Per-image intensity standardisation inside the model (:func:`cxrlab.clf.models.zscore`).
-STANDARDIZATIONS = ("none", "zscore")
+STANDARDIZATIONS = ("none", "zscore", "histogram")
 
 
 @dataclass
@@ -65,8 +65,10 @@ class ClfConfig(YamlConfig):
             here (:func:`cxrlab.clf.recipes.with_recipe` applies it).
         head: ``logit`` (one logit, sigmoid + binary cross-entropy) or ``softmax``
             (two logits, softmax + cross-entropy).
-        standardize: ``none`` or ``zscore``: each image to zero mean and unit sd of its
-            own, as part of the model (training, validation and ``clf evaluate`` alike).
+        standardize: ``none``, ``zscore`` (each image to zero mean and unit sd of its
+            own) or ``histogram`` (each image's histogram matched to the mean one of the
+            real training images), as part of the model (training, validation and ``clf
+            evaluate`` alike).
         epochs: passes over the training images.
         batch_size: images per optimizer step.
         lr: AdamW learning rate at the start.

@@ -23,9 +23,11 @@ work on the same [0, 1] images:
 ``standardize="zscore"`` (``clf train --standardize``) gives every image, after any
 resize, zero mean and unit sd of its own before the backbone's scaling, then puts it
 back at ImageNet's grey mean and sd, so each backbone's normalisation applies unchanged
-(ResNet-18 from scratch then sees exactly the z-scores). It is part of ``prepare``
-and of the :class:`ModelSpec` every checkpoint stores, so training, validation,
-``clf evaluate``, Grad-CAM and the shortcut probes all apply it the same way.
+(ResNet-18 from scratch then sees exactly the z-scores). ``standardize="histogram"``
+matches each image's histogram to a reference, the mean quantile function of the real
+training images, kept as a buffer in the weights. Either is part of ``prepare`` and of
+the :class:`ModelSpec` every checkpoint stores, so training, validation, ``clf
+evaluate``, Grad-CAM and the shortcut probes all apply it the same way.
 
 Weights are found by :func:`pretrained_weights`: a local file, ``$CXRLAB_WEIGHTS_DIR``,
 the library's cache, then a download (not when ``$CXRLAB_OFFLINE`` is set); when
@@ -37,7 +39,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -52,6 +56,9 @@ from cxrlab.metrics.extractors.weights import (
     WeightsFile,
     locate_weights,
 )
+
+if TYPE_CHECKING:
+    from cxrlab.clf.data import ImageSet
 
 #: ImageNet's per-channel statistics (torchvision's pretrained weights expect them).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -74,6 +81,68 @@ def zscore(images: torch.Tensor) -> torch.Tensor:
     return ((images - mean) / sd * IMAGENET_GREY_STD + IMAGENET_GREY_MEAN).to(images.dtype)
 
 
+#: Points of the reference quantile function of ``standardize="histogram"``.
+HISTOGRAM_QUANTILES = 256
+
+
+def image_quantiles(images: torch.Tensor, n_quantiles: int = HISTOGRAM_QUANTILES) -> torch.Tensor:
+    """(B, C, H, W) -> (B, n_quantiles) each image's grey level at the fractions
+    0, 1/(n-1), ..., 1 of its sorted pixels (linear between neighbours)."""
+    ordered = images.float().flatten(1).sort(dim=1).values
+    index = torch.linspace(0, ordered.shape[1] - 1, n_quantiles, device=images.device)
+    low = index.floor().long().clamp(max=ordered.shape[1] - 1)
+    high = (low + 1).clamp(max=ordered.shape[1] - 1)
+    fraction = index - low
+    return ordered[:, low] * (1 - fraction) + ordered[:, high] * fraction
+
+
+def match_histograms(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> each image's grey levels replaced so that its histogram is the
+    ``reference`` quantile function ((K,), ascending, e.g. :func:`reference_quantiles`).
+
+    A pixel goes to the reference's value at its mid-rank in its own image (ties share
+    one rank, so a flat region stays flat): any strictly increasing change of an
+    image's grey levels (gamma, contrast, brightness) gives the same output.
+    """
+    flat = images.float().flatten(1)
+    ordered = flat.sort(dim=1).values
+    below = torch.searchsorted(ordered, flat, right=False)
+    up_to = torch.searchsorted(ordered, flat, right=True)
+    position = (below + up_to - 1).float() / (2 * max(flat.shape[1] - 1, 1))  # in [0, 1]
+    reference = reference.to(flat)
+    index = position * (reference.numel() - 1)
+    low = index.floor().long().clamp(0, reference.numel() - 2)
+    fraction = index - low
+    out = reference[low] * (1 - fraction) + reference[low + 1] * fraction
+    return out.view_as(images).to(images.dtype)
+
+
+@torch.no_grad()
+def reference_quantiles(batches) -> torch.Tensor:
+    """(K,) the mean of the images' quantile functions (their 1-D Wasserstein barycentre):
+    the histogram ``standardize="histogram"`` matches every image to.
+
+    Args:
+        batches: an iterable of (B, 1, H, W) batches in [0, 1] (the real training images).
+    """
+    total, count = torch.zeros(HISTOGRAM_QUANTILES, dtype=torch.float64), 0
+    for batch in batches:
+        total += image_quantiles(batch).double().sum(dim=0).cpu()
+        count += len(batch)
+    if count == 0:
+        raise CxrlabError("a histogram reference needs at least one image")
+    return (total / count).float()
+
+
+def histogram_reference(images: ImageSet, batch_size: int = 256) -> torch.Tensor:
+    """(K,) :func:`reference_quantiles` of the real images of ``images`` (never synthetic,
+    augmented or oversampled copies): the training set's typical histogram."""
+    real = np.nonzero(images.origins == "real")[0]
+    return reference_quantiles(
+        images.batch(real[i : i + batch_size]) for i in range(0, len(real), batch_size)
+    )
+
+
 class Classifier(nn.Module):
     """(B, 1, H, W) grey images in [0, 1] -> (B, K) logits, K = 1 or 2.
 
@@ -83,7 +152,9 @@ class Classifier(nn.Module):
         head: (B, C, h, w) -> (B, K) logits.
         normalize: ``unit``, ``imagenet``, ``imagenet-rgb`` or ``xrv`` (see :meth:`prepare`).
         input_size_px: resize inputs to this side first (None: keep the data's size).
-        standardize: ``none`` or ``zscore`` (per image, :func:`zscore`), before ``normalize``.
+        standardize: ``none``, ``zscore`` (per image, :func:`zscore`) or ``histogram``
+            (:func:`match_histograms` to the ``histogram_reference`` buffer, which is
+            saved with the weights), before ``normalize``.
     """
 
     def __init__(
@@ -97,12 +168,9 @@ class Classifier(nn.Module):
         standardize: str = "none",
     ) -> None:
         super().__init__()
-        if standardize not in STANDARDIZATIONS:
-            raise CxrlabError(
-                f"unknown --standardize {standardize!r}; choose one of {', '.join(STANDARDIZATIONS)}"
-            )
         self.arch = arch
-        self.standardize = standardize
+        self.standardize = "none"
+        self.set_standardize(standardize)
         self.backbone = backbone
         self.head = head
         self.normalize = normalize
@@ -114,6 +182,22 @@ class Classifier(nn.Module):
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.register_buffer("rgb_mean", mean, persistent=False)
         self.register_buffer("rgb_std", std, persistent=False)
+
+    def set_standardize(self, standardize: str) -> None:
+        """Choose the per-image standardisation; ``histogram`` adds the (persistent)
+        ``histogram_reference`` buffer, a flat [0, 1] ramp until a reference is set
+        (:meth:`set_histogram_reference`) or loaded with the weights."""
+        if standardize not in STANDARDIZATIONS:
+            raise CxrlabError(
+                f"unknown --standardize {standardize!r}; choose one of {', '.join(STANDARDIZATIONS)}"
+            )
+        self.standardize = standardize
+        if standardize == "histogram" and "histogram_reference" not in self._buffers:
+            self.register_buffer("histogram_reference", torch.linspace(0, 1, HISTOGRAM_QUANTILES))
+
+    def set_histogram_reference(self, reference: torch.Tensor) -> None:
+        """(K,) ascending grey levels in [0, 1] (:func:`reference_quantiles`)."""
+        self.histogram_reference.copy_(reference.to(self.histogram_reference))
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) in [0, 1] -> the backbone's input (resized, scaled, 1 or 3 channels)."""
@@ -129,6 +213,8 @@ class Classifier(nn.Module):
             )
         if self.standardize == "zscore":
             images = zscore(images)
+        elif self.standardize == "histogram":
+            images = match_histograms(images, self.histogram_reference)
         if self.normalize == "imagenet-rgb":
             return (images.expand(-1, 3, -1, -1) - self.rgb_mean) / self.rgb_std
         return normalize_batch(images, self.normalize)
@@ -394,8 +480,9 @@ class ModelSpec:
         size_px: side of the training images.
         head: ``logit`` or ``softmax``.
         pretrained: ``none``, ``imagenet``, ``xrv`` or a weights file.
-        standardize: ``none`` or ``zscore`` (per-image, inside :meth:`Classifier.prepare`);
-            checkpoints written before it existed read as ``none``.
+        standardize: ``none``, ``zscore`` or ``histogram`` (per image, inside
+            :meth:`Classifier.prepare`); checkpoints written before it existed read as
+            ``none``.
     """
 
     arch: str
@@ -433,7 +520,7 @@ def build_classifier(spec: ModelSpec, *, load_weights: bool = True) -> Classifie
         )
     n_logits = 1 if spec.head == "logit" else 2
     model = _build(spec, n_logits, load_weights)
-    model.standardize = spec.standardize  # the architectures' builders leave it "none"
+    model.set_standardize(spec.standardize)  # the architectures' builders leave it "none"
     return model
 
 

@@ -42,7 +42,7 @@ from torch import nn
 
 from cxrlab.clf.config import PretrainConfig
 from cxrlab.clf.data import ImagePart, ImageSet, generated_mask, with_splits
-from cxrlab.clf.models import Classifier, ModelSpec, build_classifier
+from cxrlab.clf.models import Classifier, ModelSpec, build_classifier, histogram_reference
 from cxrlab.data.packed import Packed, open_packed
 from cxrlab.errors import CxrlabError, DatasetError
 from cxrlab.preprocess.augment import IntensityAugment, IntensityShift, KerasAugment
@@ -191,6 +191,8 @@ class Pretrainer:
         size_px = self.images.size_px
         self.size_px = size_px
         self.classifier = build_backbone(config, size_px)
+        if config.standardize == "histogram":  # what clf train will match images to
+            self.classifier.set_histogram_reference(histogram_reference(self.images))
         self.model = ProjectedBackbone(self.classifier, size_px, config.projection_dim)
         self.model.to(self.device)
         self.views = TwoViews(size_px, config.seed)

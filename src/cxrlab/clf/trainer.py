@@ -57,7 +57,7 @@ from cxrlab.clf.metrics import (
     summarise_seeds,
     youden_threshold,
 )
-from cxrlab.clf.models import ModelSpec, build_classifier
+from cxrlab.clf.models import ModelSpec, build_classifier, histogram_reference
 from cxrlab.clf.predict import BEST, backbone_features, predict, predictions_frame
 from cxrlab.clf.pretrain import init_notes, init_summary
 from cxrlab.data.packed import Packed, open_packed
@@ -208,6 +208,8 @@ class SeedTrainer:
         )
         torch.manual_seed(seed)  # the same initial weights in every process
         self.model = build_classifier(self.spec).to(device)
+        if config.standardize == "histogram":  # the reference, saved with the weights
+            self.model.set_histogram_reference(histogram_reference(self.train_images))
         if config.init:  # a `clf pretrain` backbone; the head keeps its seeded random start
             from cxrlab.clf.pretrain import load_init, read_init
 

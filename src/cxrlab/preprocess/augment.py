@@ -172,13 +172,14 @@ class IntensityShift(nn.Module):
         if params.resolution is not None:
             where = chosen()
             fractions = _uniform(n, params.resolution, device)
-            for index in torch.nonzero(where).flatten().tolist():
-                low_px = max(2, round(side * float(fractions[index])))
-                small = F.interpolate(out[index : index + 1], size=(low_px, low_px), mode="area")
-                back = F.interpolate(
-                    small, size=out.shape[-2:], mode="bilinear", align_corners=False
-                )
-                out = out.index_copy(0, torch.tensor([index], device=device), back.clamp(0, 1))
+            low_px = (side * fractions).round().clamp_min(2).long()
+            out = out.clone()
+            # one down-and-up pass per drawn side (few distinct values), not per image
+            for size in torch.unique(low_px[where]).tolist():
+                group = torch.nonzero(where & (low_px == size)).flatten()
+                small = F.interpolate(out[group], size=(size, size), mode="area")
+                back = F.interpolate(small, size=out.shape[-2:], mode="bilinear", align_corners=False)  # fmt: skip
+                out[group] = back.clamp(0, 1)
         if params.blur_sigma is not None:
             from kornia.filters import gaussian_blur2d
 

@@ -65,3 +65,14 @@ def test_clf_train_without_arch_or_with_an_unknown_recipe_is_a_one_line_error(tm
     result = runner.invoke(app, ["train", "--arch", "simple-cnn", "--recipe", "nope", *common])
     assert result.exit_code == 2 and "--recipe 'nope' is not known" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_a_config_naming_a_recipe_it_does_not_hold_is_refused(monkeypatch):
+    """ClfConfig(recipe=...) alone (a study spec, a script) would record an unused recipe."""
+    monkeypatch.setitem(RECIPES, "trial", {"augment": "acquisition", "epochs": 50})
+    with pytest.raises(CxrlabError, match="not applied.*augment='acquisition'"):
+        ClfConfig(arch="resnet18", data="d", out="o", recipe="trial")
+    applied = with_recipe("trial", {"arch": "resnet18", "data": "d", "out": "o"}, set())
+    assert ClfConfig(**applied).augment == "acquisition"
+    partly = with_recipe("trial", {"arch": "resnet18", "data": "d", "out": "o", "epochs": 3}, {"epochs"})  # fmt: skip
+    assert ClfConfig(**partly).epochs == 3

@@ -165,9 +165,9 @@ class ClfConfig(YamlConfig):
         if not 0.0 <= self.min_lr_fraction <= 1.0:
             raise CxrlabError(f"min_lr_fraction must be in [0, 1], got {self.min_lr_fraction}")
         if self.recipe is not None:
-            from cxrlab.clf.recipes import recipe_options
+            from cxrlab.clf.recipes import unapplied_recipe
 
-            recipe_options(self.recipe)  # refuses an unknown name
+            unapplied_recipe(self.recipe, self)  # refuses an unknown or unapplied recipe
         if self.init and self.pretrained not in ("auto", "none"):
             raise CxrlabError(
                 f"--init and --pretrained {self.pretrained} both set the backbone's weights; "

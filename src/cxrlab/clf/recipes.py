@@ -84,3 +84,27 @@ def with_recipe(name: str | None, values: Mapping[str, Any], given: set[str]) ->
             result[field_name] = value
     result["recipe"] = name
     return result
+
+
+def unapplied_recipe(name: str, config: Any) -> None:
+    """Refuse a config that names recipe ``name`` but holds none of what it changes.
+
+    A config records its recipe; only :func:`with_recipe` applies one. A config built
+    with ``recipe=NAME`` alone (a study spec, a script) would record a recipe it never
+    used: when every option the recipe sets away from ``clf train``'s default is still
+    at that default, this is that mistake (giving all of them back explicitly is not
+    a use of the recipe either).
+
+    Raises:
+        CxrlabError: an unknown recipe, or one that was not applied.
+    """
+    from dataclasses import fields
+
+    defaults = {f.name: f.default for f in fields(config)}
+    changes = {k: v for k, v in recipe_options(name).items() if defaults.get(k) != v}
+    if changes and all(getattr(config, k) == defaults.get(k) for k in changes):
+        raise CxrlabError(
+            f"recipe {name!r} is recorded but not applied (none of "
+            f"{', '.join(f'{k}={v!r}' for k, v in changes.items())} is set); build the "
+            "config with cxrlab.clf.recipes.with_recipe, as clf train --recipe does"
+        )

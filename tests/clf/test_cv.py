@@ -237,6 +237,7 @@ def test_unknown_sites_follow_a_known_site_they_share_a_patient_with(tmp_path):
     fold = next(f for f in plan.folds if "Spain" in f.sites)
     assert fold.splits.set_index("id").loc["toy:extra", "split"] == "test"
     assert plan.unknown_rows == 0 and len(plan.folds) == 3
+    assert plan.unknown_followers == 1 and "1 image(s) with site 'unknown' share" in plan.notes()[0]
 
 
 def test_augmented_copies_of_held_out_images_never_train_in_that_fold(tmp_path):

@@ -125,6 +125,8 @@ class FoldPlan:
         merged: groups of sites kept in one fold because they share patients or images.
         unknown_rows: train/val rows with site ``unknown`` that train in every fold.
         seed: the seed of the fold assignment and validation splits.
+        unknown_followers: rows with site ``unknown`` held out with the known site whose
+            patient (or duplicate image) they share.
     """
 
     folds: list[Fold]
@@ -132,6 +134,7 @@ class FoldPlan:
     merged: list[list[str]]
     unknown_rows: int
     seed: int
+    unknown_followers: int = 0
 
     def notes(self) -> list[str]:
         """What a reader of the figures must know about the plan."""
@@ -140,6 +143,11 @@ class FoldPlan:
             notes.append(
                 f"{self.unknown_rows} train/val image(s) with site {UNKNOWN_SITE!r} are "
                 "never held out: they train (or validate) in every fold"
+            )
+        if self.unknown_followers:
+            notes.append(
+                f"{self.unknown_followers} image(s) with site {UNKNOWN_SITE!r} share a patient "
+                "or an image with a known site: held out with it (site 'unknown' in the tables)"
             )
         for group in self.merged:
             notes.append(
@@ -341,7 +349,8 @@ def plan_folds(packed: str | Path | Packed, folds: int | None = None, seed: int 
         }
     merged = [s for s in unit_sites.values() if len(s) > 1]
     unknown_rows = int(((row_unit == -1) & real).sum())
-    return FoldPlan(plan_folds_list, site_table, merged, unknown_rows, seed)
+    followers = int(((sites == UNKNOWN_SITE).to_numpy() & (row_unit >= 0) & real).sum())
+    return FoldPlan(plan_folds_list, site_table, merged, unknown_rows, seed, followers)
 
 
 # ------------------------------------------------------------------ training

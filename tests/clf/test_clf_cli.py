@@ -42,10 +42,13 @@ def test_train_then_evaluate_on_an_external_folder_dataset(tmp_path):
     result = runner.invoke(
         app,
         ["evaluate", str(run), "--data", str(tmp_path / "PX"), "--split", "all", "--explain", "4",
-         "--shortcut-probe", "--bootstrap", "200", "--out", str(out), "--device", "cpu"],
+         "--shortcut-probe", "--bootstrap", "200", "--out", str(out), "--device", "cpu",
+         "--allow-mismatch"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "resized from 32 to the model's 16 px" in result.output
+    assert "preprocessing mismatch allowed (--allow-mismatch)" in result.output
+    assert "size (px) 16 vs 32" in result.output
     assert "shortcut probe" in result.output and "Grad-CAM" in result.output
     summary = json.loads((out / "metrics.json").read_text())
     assert set(summary["metrics"]) == {

@@ -24,10 +24,10 @@ AUGMENTS = (
 )
 BALANCES = ("none", "weighted-loss", "oversample")
 SCHEDULES = ("cosine", "plateau", "constant")
-#: Cross-validation schemes of ``clf train --cv`` (``none``: one ordinary run).
-CV_SCHEMES = ("none", "sites")
 #: Per-image intensity standardisation inside the model (:func:`cxrlab.clf.models.zscore`).
 STANDARDIZATIONS = ("none", "zscore", "histogram")
+#: Cross-validation schemes of ``clf train --cv`` (``none``: one ordinary run).
+CV_SCHEMES = ("none", "sites")
 
 
 @dataclass
@@ -132,8 +132,8 @@ class ClfConfig(YamlConfig):
             "augment": AUGMENTS,
             "balance": BALANCES,
             "schedule": SCHEDULES,
-            "cv": CV_SCHEMES,
             "standardize": STANDARDIZATIONS,
+            "cv": CV_SCHEMES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

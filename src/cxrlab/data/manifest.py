@@ -174,7 +174,9 @@ def require_folder(path: str | Path, what: str = "dataset") -> Path:
     """
     path = Path(path)
     if path.is_file():
-        hint = f"give its folder {path.parent}" if path.name == MANIFEST else f"give a {what} folder"
+        hint = (
+            f"give its folder {path.parent}" if path.name == MANIFEST else f"give a {what} folder"
+        )
         raise DatasetError(f"{path} is a file, not a {what} folder: {hint}")
     if not path.is_dir():
         raise DatasetError(

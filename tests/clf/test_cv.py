@@ -291,3 +291,14 @@ def test_the_cli_trains_folds_and_reports_errors_in_one_line(tmp_path):
     assert "Traceback" not in result.output
     result = runner.invoke(app, [*base, "--out", str(tmp_path / "r3"), "--folds", "3"])
     assert result.exit_code == 2 and "--folds needs --cv sites" in result.output
+
+
+def test_evaluating_a_leave_site_out_folder_points_to_its_folds(finished):
+    from cxrlab.clf.evaluate import seed_folders
+
+    tmp_path, result, _ = finished
+    with pytest.raises(
+        CxrlabError, match="leave-site-out run: its models are in its folds"
+    ) as error:
+        seed_folders(tmp_path / "cv")
+    assert "fold-00" in str(error.value)

@@ -175,6 +175,13 @@ def seed_folders(run: str | Path) -> dict[int, Path]:
         suffix = folder.name.removeprefix("seed_")
         if suffix.lstrip("-").isdigit() and (folder / BEST).is_file():
             found[int(suffix)] = folder
+    if not found and (run / "cv.json").is_file():
+        folds = sorted(p.name for p in run.glob("fold-*") if p.is_dir())
+        raise CxrlabError(
+            f"{run} is a leave-site-out run: its models are in its folds; evaluate one fold's "
+            f"model, e.g. `cxrlab clf evaluate {run / (folds[0] if folds else 'fold-00')} "
+            "--data PACKED` (its out-of-site figures are in cv.json)"
+        )
     if not found:
         raise CxrlabError(
             f"{run} holds no trained seed (seed_N/{BEST}); train one with "

@@ -147,6 +147,13 @@ def data_import(
         options["source"] = source
     if path is None and format_name != SourceFormat.sample:
         raise typer.BadParameter(f"{format_name.value} needs a PATH", param_hint="PATH")
+    if path is not None and format_name == SourceFormat.sample:
+        from cxrlab.errors import CxrlabError
+
+        raise CxrlabError(
+            f"'sample' is the bundled sample and takes no PATH; to import {path}, name its "
+            "format (e.g. `cxrlab data import ieee8023 PATH`)"
+        )
     report = import_source(
         format_name.value,
         path,

@@ -150,6 +150,12 @@ def scan_covidx(
     Each line's own source (cohen, sirm, rsna...) is recorded as ``covidx:<source>``.
     """
     label_file = Path(path)
+    if label_file.is_dir():
+        texts = sorted(p.name for p in label_file.glob("*.txt"))
+        raise DatasetError(
+            f"{label_file} is a folder; covidx reads one COVIDx label file"
+            + (f": give one of {', '.join(texts[:5])}" if texts else " such as train_COVIDx8B.txt")
+        )
     if not label_file.is_file():
         raise DatasetError(
             f"{label_file} not found: give a COVIDx label file such as train_COVIDx8B.txt"

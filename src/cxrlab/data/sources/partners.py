@@ -57,7 +57,14 @@ def _read_metadata(root: Path, encoding: str) -> pd.DataFrame:
         raise DatasetError(
             f"{metadata} not found: point at the repository folder holding metadata.csv and images/"
         )
-    return pd.read_csv(metadata, dtype=str, keep_default_na=False, encoding=encoding)
+    table = pd.read_csv(metadata, dtype=str, keep_default_na=False, encoding=encoding)
+    if {"filename", "folder"} <= set(table.columns):  # the ieee8023 layout, not a partner's
+        raise DatasetError(
+            f"{metadata} is the ieee8023 collection's metadata (it has filename and folder "
+            f"columns), not a Figure1 or Actualmed one: import it with `cxrlab data import "
+            f"ieee8023 {root}`"
+        )
+    return table
 
 
 def _scan_partner(

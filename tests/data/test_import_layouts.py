@@ -1,0 +1,41 @@
+"""A source layout that does not match its format is an error naming what was expected."""
+
+import pytest
+from typer.testing import CliRunner
+
+from cxrlab.cli import app
+
+runner = CliRunner()
+
+IEEE_HEADER = (
+    "patientid,offset,sex,age,finding,view,modality,location,folder,filename,url,license\n"
+)
+
+
+@pytest.fixture
+def ieee_folder(tmp_path):
+    root = tmp_path / "ieee"
+    (root / "images").mkdir(parents=True)
+    (root / "metadata.csv").write_text(
+        IEEE_HEADER + "1,0,M,50,COVID-19,PA,X-ray,Italy,images,a.png,http://x.org/1,CC BY\n"
+    )
+    return root
+
+
+@pytest.mark.parametrize(
+    "fmt, words",
+    [
+        ("figure1", "is the ieee8023 collection's metadata"),
+        ("actualmed", "import it with `cxrlab data import ieee8023"),
+        ("sample", "takes no PATH"),
+        ("covidx", "is a folder; covidx reads one COVIDx label file: give one of labels.txt"),
+    ],
+)
+def test_a_path_of_another_layout_is_one_clear_error(ieee_folder, tmp_path, fmt, words):
+    (ieee_folder / "labels.txt").write_text("1 a.png positive cohen\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["data", "import", fmt, str(ieee_folder), "--out", str(out), "-q"])
+    assert result.exit_code == 2, result.output
+    assert words in " ".join(result.output.split()), result.output
+    assert result.output.startswith("error:") and "Traceback" not in result.output
+    assert not out.exists()

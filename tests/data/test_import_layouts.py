@@ -39,3 +39,15 @@ def test_a_path_of_another_layout_is_one_clear_error(ieee_folder, tmp_path, fmt,
     assert words in " ".join(result.output.split()), result.output
     assert result.output.startswith("error:") and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_folders_without_a_patient_regex_warn_that_each_image_is_its_own_patient(tmp_path):
+    from factory import make_bad_input_folders
+
+    root = make_bad_input_folders(tmp_path / "SRC")
+    args = ["data", "import", "folders", str(root), "-q", "--max-pixels", "4000000"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    assert "is its own patient" in " ".join(result.output.split())
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "e"), "--patient-regex", r"^(\w)"])
+    assert "is its own patient" not in " ".join(result.output.split()), result.output

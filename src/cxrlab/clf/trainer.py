@@ -664,7 +664,8 @@ def run_report(config: ClfConfig, results: dict[int, SeedResult], notes: list[st
     per_seed = ", ".join(
         f"seed {s} {r.val_auc:.3f} (epoch {r.best_epoch})" for s, r in results.items()
     )
-    lines.append(f"validation AUC at the chosen epoch: {per_seed}; mean {mean:.3f} ± {sd:.3f}")
+    spread = f"; mean {mean:.3f} ± {sd:.3f}" if len(aucs) > 1 else ""  # one seed has no spread
+    lines.append(f"validation AUC at the chosen epoch: {per_seed}{spread}")
     tests = {s: r.test for s, r in results.items() if r.test is not None}
     if tests:
         first = next(iter(tests.values()))

@@ -148,6 +148,13 @@ def scan_folders(
             f"--patient-regex {patient_regex!r} matched {n_matched} of {len(candidates)} file "
             f"names; the other {len(candidates) - n_matched} are one patient per file"
         )
+    if pattern is None and len(candidates) > 1:
+        warnings.append(
+            f"no --patient-regex: each of the {len(candidates)} images is its own patient, so "
+            "a patient's other images can land in another split (leakage) if the set holds "
+            "several per patient; give --patient-regex with a group for the patient id in the "
+            "file names (e.g. '^(P\\d+)_')"
+        )
     warnings += _site_warnings(candidates, site_level, site_regex)
     options = {
         "path": str(root),

@@ -51,3 +51,19 @@ def test_folders_without_a_patient_regex_warn_that_each_image_is_its_own_patient
     assert "is its own patient" in " ".join(result.output.split())
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "e"), "--patient-regex", r"^(\w)"])
     assert "is its own patient" not in " ".join(result.output.split()), result.output
+
+
+def test_splitting_again_says_what_it_replaced(tmp_path):
+    from cxrlab.data.api import split_dataset
+
+    assert (
+        runner.invoke(
+            app, ["data", "import", "sample", "--out", str(tmp_path / "X"), "-q"]
+        ).exit_code
+        == 0
+    )
+    assert not any("replaced" in w for w in split_dataset(tmp_path / "X", seed=0).warnings)
+    same = split_dataset(tmp_path / "X", seed=0).warnings
+    assert any("already split the same way" in w for w in same), same
+    other = split_dataset(tmp_path / "X", seed=1).warnings
+    assert any("replaced the existing split" in w and "preprocess again" in w for w in other), other

@@ -246,6 +246,17 @@ def split_dataset(
                     f"with it) is external; {dataset}/manifest.csv is unchanged. Hold out "
                     "another source or site, or add images of that class from other ones"
                 )
+    previous = manifest["split"].astype(str)
+    if previous.ne("").any():
+        moved = int((previous.to_numpy() != np.asarray(split, dtype=str)).sum())
+        warnings = [
+            *warnings,
+            f"replaced the existing split of {dataset}: {moved} of {len(manifest)} images "
+            "changed split; a PACKED or run made from the old split no longer matches it "
+            "(preprocess again)"
+            if moved
+            else f"{dataset} was already split the same way; nothing changed",
+        ]
     manifest["split"] = split
     write_manifest(dataset, manifest)
     report = split_report(manifest)

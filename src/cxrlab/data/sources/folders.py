@@ -31,7 +31,7 @@ from pathlib import Path
 
 from cxrlab.data.manifest import UNKNOWN_SITE, Candidate, SourceScan
 from cxrlab.data.sources.labels import class_label
-from cxrlab.data.sources.sites import site_pattern
+from cxrlab.data.sources.sites import grouped_pattern, site_pattern
 from cxrlab.errors import DatasetError
 
 SKIPPED_FOLDERS = {"masks", "mask", "__macosx"}
@@ -189,15 +189,4 @@ def _site_warnings(
 
 
 def _patient_pattern(patient_regex: str) -> re.Pattern:
-    try:
-        pattern = re.compile(patient_regex)
-    except re.error as error:
-        raise DatasetError(
-            f"--patient-regex {patient_regex!r} is not a regular expression ({error})"
-        ) from None
-    if pattern.groups < 1:
-        raise DatasetError(
-            f"--patient-regex {patient_regex!r} has no group: put the patient id in "
-            r"parentheses, e.g. 'p(\d+)_'"
-        )
-    return pattern
+    return grouped_pattern(patient_regex, "--patient-regex", "patient id", r"p(\d+)_")

@@ -139,21 +139,27 @@ def site_of_record(site_from: str, record: dict) -> str:
     return rule(str(record.get(column, "")))
 
 
+def grouped_pattern(regex: str, option: str, what: str, example: str) -> re.Pattern:
+    """Compile a regular expression option whose first group captures ``what``.
+
+    Raises:
+        DatasetError: for an invalid expression or one without a group, naming ``option``.
+    """
+    try:
+        pattern = re.compile(regex)
+    except re.error as error:
+        raise DatasetError(f"{option} {regex!r} is not a regular expression ({error})") from None
+    if pattern.groups < 1:
+        raise DatasetError(
+            f"{option} {regex!r} has no group: put the {what} in parentheses, e.g. '{example}'"
+        )
+    return pattern
+
+
 def site_pattern(site_regex: str) -> re.Pattern:
     """Compile ``--site-regex``; it must have a group (the site name).
 
     Raises:
         DatasetError: for an invalid expression or one without a group.
     """
-    try:
-        pattern = re.compile(site_regex)
-    except re.error as error:
-        raise DatasetError(
-            f"--site-regex {site_regex!r} is not a regular expression ({error})"
-        ) from None
-    if pattern.groups < 1:
-        raise DatasetError(
-            f"--site-regex {site_regex!r} has no group: put the site name in parentheses, "
-            r"e.g. '^[^/]+/(hospital_\w+)/'"
-        )
-    return pattern
+    return grouped_pattern(site_regex, "--site-regex", "site name", r"^[^/]+/(hospital_\w+)/")

@@ -238,9 +238,12 @@ def _is_report(path: Path) -> bool:
 
 def render_report(study: str | Path) -> str:
     """The report's HTML text (see :func:`write_report`)."""
+    from cxrlab.study.transfer import transfer_section
+
     loaded = load_study(study)
     sections = [
         _title_section(loaded),
+        transfer_section(loaded),  # "" unless the study evaluates leave-site-out
         _dataset_section(loaded),
         _classifier_section(loaded),
         _generator_section(loaded),

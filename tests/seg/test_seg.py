@@ -302,3 +302,28 @@ def test_predict_puts_a_known_mask_back_where_it_was_at_the_images_size(
     row, column = max(1.0, 0.25 * height / 64), max(1.0, 0.25 * width / 64)
     tolerance = np.array([row, column, row, row, column, column])
     assert (np.abs(found - expected) < tolerance).all(), (found, expected, tolerance)
+
+
+def test_resume_may_raise_epochs_and_keeps_the_recorded_schedule(tmp_path, dataset):
+    train_segmenter(tiny_config(tmp_path, dataset, epochs=2), progress=False)
+    run = tmp_path / "run"
+    # --out and --resume alone take the recorded settings; more epochs is not a change
+    result = runner.invoke(
+        app, ["seg", "train", "--out", str(run), "--resume", "--epochs", "4", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    log = pd.read_csv(run / "epochs.csv")
+    assert list(log["epoch"]) == [1, 2, 3, 4]
+    floor = 5e-3 * 0.01  # the cosine over the first 2 epochs ends at 1% of lr
+    assert log["lr"].iloc[2:].tolist() == pytest.approx([floor, floor])
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert (recorded["epochs"], recorded["schedule_epochs"]) == (4, 2)
+    # the written config reproduces the extended run from scratch
+    train_segmenter(SegConfig(**{**recorded, "out": str(tmp_path / "again")}), progress=False)
+    again = pd.read_csv(tmp_path / "again" / "epochs.csv")
+    pd.testing.assert_frame_equal(log.drop(columns="seconds"), again.drop(columns="seconds"))
+    # fewer epochs, or another setting, is still refused
+    fewer = runner.invoke(app, ["seg", "train", "--out", str(run), "--resume", "--epochs", "3"])
+    assert fewer.exit_code == 2 and "may only go up" in fewer.output
+    other = runner.invoke(app, ["seg", "train", "--out", str(run), "--resume", "--lr", "0.1"])
+    assert other.exit_code == 2 and "differs in lr" in other.output

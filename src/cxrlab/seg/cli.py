@@ -51,7 +51,8 @@ def train(
         bool,
         typer.Option(
             "--resume",
-            help="Continue from checkpoints/last.pt with the run's recorded settings.",
+            help="Continue from checkpoints/last.pt with the run's recorded settings; "
+            "--epochs may go up (the extra epochs train at the schedule's final rate).",
         ),
     ] = False,
     force: Annotated[bool, typer.Option(help="Replace what --out holds.")] = False,

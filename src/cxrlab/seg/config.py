@@ -13,8 +13,9 @@ from cxrlab.utils.config import YamlConfig
 SEGMENTERS = ("monai-unet",)
 AUGMENTS = ("none", "mild")
 
-#: Fields that may differ between a run and its resume without changing its results.
-RESUME_FREE_FIELDS = ("device", "out")
+#: Fields that may differ between a run and its resume without changing its results
+#: (``epochs`` may only go up: see :meth:`SegConfig.extended_from`).
+RESUME_FREE_FIELDS = ("device", "out", "epochs", "schedule_epochs")
 
 
 @dataclass
@@ -32,6 +33,10 @@ class SegConfig(YamlConfig):
         augment: ``mild`` (random affine warp applied identically to image and mask,
             and a random gamma on the image) or ``none``.
         epochs: passes over the training images.
+        schedule_epochs: epochs the cosine learning-rate schedule spans; the rest train
+            at its final rate (None: ``epochs``). Set when a resume raised ``epochs``, so
+            that the epochs already trained keep the schedule they were trained with and
+            this file still reproduces the run.
         batch_size: images per optimizer step.
         lr: AdamW learning rate at the start (cosine schedule to 1% of it).
         weight_decay: AdamW's decoupled weight decay.
@@ -41,6 +46,7 @@ class SegConfig(YamlConfig):
 
     command: ClassVar[str] = "cxrlab seg train"
     run_kind: ClassVar[str] = "segmentation run"
+    resume_free_fields: ClassVar[tuple[str, ...]] = RESUME_FREE_FIELDS
 
     data: str
     out: str
@@ -50,6 +56,7 @@ class SegConfig(YamlConfig):
     res_units: int = 2
     augment: str = "mild"
     epochs: int = 60
+    schedule_epochs: int | None = None
     batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -79,12 +86,40 @@ class SegConfig(YamlConfig):
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise CxrlabError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.schedule_epochs is not None and not 1 <= self.schedule_epochs <= self.epochs:
+            raise CxrlabError(
+                f"schedule_epochs must be 1..epochs ({self.epochs}), got {self.schedule_epochs}"
+            )
         if self.res_units < 0:
             raise CxrlabError(f"--res-units must be >= 0, got {self.res_units}")
         if self.lr <= 0:
             raise CxrlabError(f"--lr must be positive, got {self.lr}")
 
-    def differences(self, other: SegConfig) -> list[str]:
-        """Names of the fields, other than :data:`RESUME_FREE_FIELDS`, that differ."""
-        mine, theirs = self.as_dict(), other.as_dict()
-        return [k for k in mine if k not in RESUME_FREE_FIELDS and mine[k] != theirs[k]]
+    @property
+    def cosine_epochs(self) -> int:
+        """Epochs the learning rate follows its cosine over (then it stays at the end)."""
+        return self.schedule_epochs or self.epochs
+
+    def extended_from(self, recorded: SegConfig) -> SegConfig:
+        """This config as the resume of the run recorded with ``recorded``: more epochs
+        keep the recorded schedule (the extra ones train at its final learning rate).
+
+        Raises:
+            CxrlabError: when ``epochs`` went down (the run may already be past it).
+        """
+        if self.epochs < recorded.epochs:
+            raise CxrlabError(
+                f"--resume: --epochs may only go up (the run was set to {recorded.epochs}, "
+                f"got {self.epochs}); to keep an earlier epoch, use its best.pt or start a "
+                "new --out"
+            )
+        self.schedule_epochs = (
+            recorded.cosine_epochs if self.epochs > recorded.epochs else (recorded.schedule_epochs)
+        )
+        return self
+
+    def check_resume(self, recorded: YamlConfig, run) -> None:
+        """As :meth:`YamlConfig.check_resume`, after taking the recorded schedule
+        (:meth:`extended_from`)."""
+        self.extended_from(recorded)  # type: ignore[arg-type]
+        super().check_resume(recorded, run)

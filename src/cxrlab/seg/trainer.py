@@ -125,7 +125,7 @@ class SegTrainer:
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=config.epochs, eta_min=config.lr * MIN_LR_FRACTION
+            self.optimizer, T_max=config.cosine_epochs, eta_min=config.lr * MIN_LR_FRACTION
         )
         self.loss_function = DiceCELoss(sigmoid=True)
         self.order_rng = torch.Generator().manual_seed(config.seed)
@@ -239,7 +239,8 @@ class SegTrainer:
             train_loss = self.train_epoch()
             val_loss, val_dice = self.validate()
             self.epoch += 1
-            self.scheduler.step()
+            if self.epoch <= config.cosine_epochs:  # past it, the rate stays at its end
+                self.scheduler.step()
             improved = (val_dice, -val_loss) > (self.best_dice, -self.best_loss)
             if improved:
                 self.best_epoch, self.best_dice, self.best_loss = self.epoch, val_dice, val_loss

@@ -1,0 +1,127 @@
+"""The report's "Generator training curves" section: metrics and losses over steps."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from html import escape
+from pathlib import Path
+
+import pandas as pd
+
+from cxrlab.study.findings import (
+    is_generator_metric,
+    metric_label,
+)
+from cxrlab.study.report.generators import _generator_runs, _ordered_metrics
+from cxrlab.study.report.html import _note, _plot_html, _section
+from cxrlab.study.report.study import Study
+
+#: Metric columns of one resolution of a multi-resolution metric (``swd_32px``).
+PER_RESOLUTION = re.compile(r"_\d+px$")
+#: metrics.csv columns that are neither a loss nor a metric.
+NOT_LOSSES = frozenset({"step", "seconds", "metrics_seconds", "epoch"})
+
+
+def _read_metrics(folder: Path) -> pd.DataFrame | None:
+    path = folder / "metrics.csv"
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError):
+        return None
+    if "step" not in frame.columns:
+        return None
+    return frame.apply(pd.to_numeric, errors="coerce").sort_values("step")
+
+
+def curves_section(study: Study) -> str:
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    runs = _generator_runs(study)
+    parts = []
+    for variant, named in runs.items():
+        logs = [
+            (name, frame) for name, folder in named if (frame := _read_metrics(folder)) is not None
+        ]
+        if not logs:
+            continue
+        parts.append(f"<h3>{escape(variant)}</h3>")
+        metrics = list(
+            dict.fromkeys(m for _, frame in logs for m in _ordered_metrics(frame, study.select_by))
+        )
+        # per-resolution values (swd_16px, swd_32px...) go into one grid, not a figure each
+        details = [m for m in metrics if PER_RESOLUTION.search(m)]
+        for metric in [m for m in metrics if m not in details]:
+            figure = Figure(figsize=(5.2, 3.4))
+            axes = figure.add_subplot()
+            if len(logs) > 10:  # the default cycle has 10 colours
+                axes.set_prop_cycle(color=[colormaps["tab20"](i % 20) for i in range(len(logs))])
+            for name, frame in logs:
+                if metric in frame.columns:
+                    points = frame[["step", metric]].dropna()
+                    if len(points):
+                        axes.plot(points["step"], points[metric], marker="o", ms=3, label=name)
+            axes.set_xlabel("step")
+            axes.set_ylabel(metric_label(metric))
+            axes.set_title(f"{metric_label(metric)}, {variant}")
+            if len(logs) > 4:  # beside the plot, where it hides no curve
+                figure.set_size_inches(7.2, 3.4)
+                axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+            else:
+                axes.legend(fontsize=7)
+            axes.grid(alpha=0.3)
+            parts.append(_plot_html(figure, f"{metric_label(metric)} over training, {variant}"))
+        if details:
+            parts.append(
+                _run_grid(
+                    logs,
+                    lambda frame, details=details: [c for c in details if c in frame.columns],
+                    f"per-resolution metrics, {variant}",
+                    marker="o",
+                )
+            )
+        parts.append(_run_grid(logs, _loss_columns, f"training losses, {variant}"))
+    if not parts:
+        body = _note("no generator metrics (gen/*/*/metrics.csv not found).")
+    else:
+        body = "\n".join(parts)
+    return _section("curves", "Generator training curves", body)
+
+
+def _loss_columns(frame: pd.DataFrame) -> list[str]:
+    return [
+        c
+        for c in frame.columns
+        if c not in NOT_LOSSES and not is_generator_metric(c) and frame[c].notna().any()
+    ]
+
+
+def _run_grid(
+    logs: list[tuple[str, pd.DataFrame]],
+    columns_of: Callable[[pd.DataFrame], list[str]],
+    caption: str,
+    marker: str | None = None,
+) -> str:
+    """One subplot per generator run, one line per column that ``columns_of`` picks."""
+    from matplotlib.figure import Figure
+
+    columns = min(3, len(logs))
+    lines = math.ceil(len(logs) / columns)
+    figure = Figure(figsize=(4.2 * columns, 3.0 * lines))
+    for index, (name, frame) in enumerate(logs):
+        axes = figure.add_subplot(lines, columns, index + 1)
+        chosen = columns_of(frame)
+        for column in chosen:
+            points = frame[["step", column]].dropna()
+            axes.plot(points["step"], points[column], label=column, lw=1, marker=marker, ms=3)
+        axes.set_title(name, fontsize=9)
+        axes.set_xlabel("step")
+        if chosen:
+            axes.legend(fontsize=7)
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return _plot_html(figure, caption)

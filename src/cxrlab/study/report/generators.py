@@ -1,0 +1,127 @@
+"""The report's "Generator results" table, and the generator runs other sections read."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from cxrlab.metrics.registry import VALUES, value_info
+from cxrlab.study.findings import (
+    CHECK_VALUES,
+    NOT_MEASURED,
+    best_generators,
+    is_generator_metric,
+    level_text,
+    metric_label,
+    rows_of,
+    study_factors,
+)
+from cxrlab.study.report.html import _cell_name, _note, _number, _section, _short_text, _table
+from cxrlab.study.report.study import Study
+
+
+def _generator_rows(study: Study) -> pd.DataFrame:
+    return rows_of(study.results, "generator")
+
+
+def generator_section(study: Study) -> str:
+    rows = _generator_rows(study)
+    if rows.empty:
+        return _section("generators", "Generator results", _note("no generator results."))
+    checks = study.checks
+    # every value a check that is on reads has a column, "not measured" where it is missing
+    checked = [value for metric in checks.metrics() for value in CHECK_VALUES[metric]]
+    metrics = _ordered_metrics(rows, study.select_by)
+    metrics += [value for value in checked if value not in metrics]
+    factors = study_factors(study.results, study.axes)["generator"]
+    extra = [c for c in ("model", "steps") if c in rows.columns and c not in factors]
+    best = {b.cell for b in best_generators(study.results, study.select_by, checks).values()}
+    flaws = checks.flaws(rows)
+    has_selected = "selected" in rows.columns
+    named = ["cell"] if "generator" not in factors else []
+    # 'selected' right after the mark, so a narrow page shows it without scrolling
+    chosen = ["selected"] if has_selected else []
+    headers = ["", *chosen, *named, *factors, *extra, *[metric_label(m) for m in metrics]]
+    headers.append("seconds")
+    table_rows, classes = [], []
+    for index, row in rows.iterrows():
+        is_best = row["cell"] in best
+        mark = "★ best" if is_best else flaws.loc[index]
+        cells = [mark]
+        if has_selected:
+            cells.append("yes" if level_text(row["selected"]) == "1" else "no")
+        cells += [_cell_name(row["cell"]) for _ in named]
+        cells += [_short_text(level_text(row[c])) for c in [*factors, *extra]]
+        cells += [_checked_number(row.get(m), m in checked) for m in metrics]
+        cells.append(_number(row.get("seconds"), 1))
+        table_rows.append(cells)
+        classes.append("best" if is_best else "")
+    start = 1 + len(chosen) + len(named) + len(factors) + len(extra)
+    info = value_info(study.select_by)
+    direction = info.direction if info else "lower is better"
+    caption = (
+        "Final metric values, measured against held-out real images of the class drawn (the "
+        "validation split of each variant's own preprocessing, so values compare only within "
+        f"a variant). ★ marks each variant's best generator, chosen on validation by "
+        f"{metric_label(study.select_by)} ({direction}); 'collapsed' marks generators whose "
+        f"images are more than {checks.collapse_ratio or math.inf:g} times as alike as real "
+        "ones (mean MS-SSIM), 'memorizes' those with a memorization share (near-copies of "
+        f"training images) above {checks.memorization_limit or math.inf:g}, and '{NOT_MEASURED}' "
+        "those lacking a value one of these checks reads (they could not be checked); none of "
+        "them is ever chosen. 'selected' is the runner's choice for the synthetic images."
+    )
+    table = _table(
+        headers,
+        table_rows,
+        numeric=set(range(start, start + len(metrics) + 1)),
+        row_classes=classes,
+        caption=caption,
+    )
+    return _section("generators", "Generator results", table)
+
+
+def _checked_number(value: object, checked: bool) -> str:
+    """A generator metric value; one a generator check reads says it was not measured
+    when it is missing, rather than nothing."""
+    try:
+        measured = math.isfinite(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        measured = False
+    return NOT_MEASURED if checked and not measured else _number(value, 4)
+
+
+def _ordered_metrics(frame: pd.DataFrame, first: str) -> list[str]:
+    """Generator metric columns of ``frame``: ``first``, then the registry's order, then
+    per-resolution values; spreads (``kid_std``) are left out."""
+    present = [
+        c
+        for c in frame.columns
+        if is_generator_metric(c)
+        and not c.endswith("_std")
+        and pd.to_numeric(frame[c], errors="coerce").notna().any()
+    ]
+    known = [m for m in (first, *VALUES) if m in present]
+    return list(dict.fromkeys(known + sorted(present)))
+
+
+def _generator_runs(study: Study) -> dict[str, list[tuple[str, Path]]]:
+    """Generator run folders by variant: ``{variant: [(name, folder), ...]}``."""
+    runs: dict[str, list[tuple[str, Path]]] = {}
+    seen: set[Path] = set()
+    rows = _generator_rows(study)
+    for _, row in rows.iterrows():
+        folder = study.path(level_text(row.get("folder")) or str(row["cell"]))
+        if folder is None or folder in seen or not folder.is_dir():
+            continue
+        seen.add(folder)
+        variant = level_text(row.get("variant")) or folder.parent.name
+        # the run folder's name is unique within a variant (``gan-aug_mild``)
+        runs.setdefault(variant, []).append((folder.name, folder))
+    for path in sorted((study.root / "gen").glob("*/*/metrics.csv")):
+        folder = path.parent.resolve()
+        if folder not in seen:
+            seen.add(folder)
+            runs.setdefault(folder.parent.name, []).append((folder.name, folder))
+    return runs

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cxrlab import __version__
-from cxrlab.cli_common import Quiet, friendly_errors, reflow_help
+from cxrlab.cli_common import OneLineErrorsGroup, Quiet, friendly_errors, reflow_help
 
 app = typer.Typer(
     help=(
@@ -18,6 +18,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=OneLineErrorsGroup,
 )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from cxrlab.errors import CxrlabError
 
@@ -40,6 +40,46 @@ def covid_value(label: LabelChoice | None) -> int | None:
     return None if label is None else int(label == LabelChoice.positive)
 
 
+ERROR_PREFIX = "error: "
+
+
+def print_error(message: str) -> None:
+    """The one form every error takes on the terminal: one red ``error: ...`` line."""
+    typer.secho(f"{ERROR_PREFIX}{message}", fg=typer.colors.RED, err=True)
+
+
+class OneLineErrorsGroup(TyperGroup):
+    """The root command group: usage errors (an unknown option, a bad value, a missing
+    argument) print as one red ``error: ...`` line like cxrlab's own errors, with the
+    command whose ``--help`` lists the options, instead of click's boxed ``Error`` panel
+    (or its ``Error:`` line where rich is absent); exit code 2 as before."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        # typer exports BadParameter only; its base is click's ClickException
+        from typer._click.exceptions import ClickException
+
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as error:
+            if type(error).__name__ == "NoArgsIsHelpError":
+                # the help is the answer to a bare command (rich printed it already)
+                from typer.core import HAS_RICH
+
+                if not HAS_RICH or self.rich_markup_mode is None:
+                    error.show()
+                raise SystemExit(error.exit_code) from None
+            context = getattr(error, "ctx", None)
+            hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+            print_error(f"{error.format_message()}{hint}")
+            raise SystemExit(error.exit_code) from None
+        except typer.Abort:
+            print_error("aborted")
+            raise SystemExit(1) from None
+        raise SystemExit(code if isinstance(code, int) else 0)
+
+
 def friendly_errors(function):
     """Turn cxrlab's own errors into one red line and exit code 2 (no traceback)."""
 
@@ -48,7 +88,7 @@ def friendly_errors(function):
         try:
             return function(*args, **kwargs)
         except CxrlabError as error:
-            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+            print_error(str(error))
             raise typer.Exit(code=2) from None
 
     return wrapper
@@ -176,6 +216,11 @@ class ListOptionsCommand(TyperCommand):
             values = collected.setdefault(name, [])
             if equals:
                 values.append(inline)
+            elif index < len(args) and not args[index].startswith("-"):
+                # the value, numbers or not: `--seeds a,b` is then refused as not numbers
+                # (it was left to the positional arguments, and the flag had none)
+                values.append(args[index])
+                index += 1
             while index < len(args) and _is_number_list(args[index]):
                 values.append(args[index])
                 index += 1

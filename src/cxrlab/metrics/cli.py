@@ -166,6 +166,14 @@ def metrics_command(
             raise CxrlabError(
                 f"{role} {path} does not exist; give a PACKED folder or a folder of images"
             )
+        if path is not None and not path.is_dir():
+            # before the extractor's weights are looked for (and maybe downloaded)
+            parent = (
+                f" (its folder {path.parent}?)" if (path.parent / "meta.json").is_file() else ""
+            )
+            raise CxrlabError(
+                f"{role} {path} is a file; give a PACKED folder{parent} or a folder of images"
+            )
     check_output_file(
         out,
         what="a metrics JSON",

@@ -14,13 +14,23 @@ and ``OUT/recipes.json`` collect what has finished.
 
 A recipe here is ``baseline`` (``clf train``'s defaults, from
 :mod:`cxrlab.clf.recipes`) plus the overrides of :data:`CANDIDATES`; only one that
-leave-site-out validation chooses goes into that module's table.
+leave-site-out validation chooses goes into that module's table. Two keys of a
+candidate are not ``ClfConfig`` options:
+
+* ``lungs`` (``crop`` or ``mask``) trains on another PACKED, ``OUT/packed-SIZE-lungs-
+  MODE``, preprocessed with ``--lungs MODE --lung-masks OUT/masks``. The masks are
+  ``cxrlab seg predict``'s for every image, from a ``cxrlab seg train`` (128 px, 100
+  epochs, seed 0) on the lungVAE masks (``annotations/lungVAE-masks``) of the
+  dataset's ``train`` rows, validated on its ``val`` rows; both reused when there.
+* ``pretrain_epochs`` is ``clf train --pretrain-epochs``: every fold pretrains its
+  own SimCLR backbone on its own training rows (:mod:`cxrlab.clf.cv`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -38,7 +48,31 @@ CANDIDATES: dict[str, dict] = {
     "standardized": {"standardize": "zscore"},
     "acquisition": {"augment": "mild+acquisition"},
     "resnet18": {"arch": "resnet18", "pretrained": "none"},
+    "lungs-crop": {"lungs": "crop"},
+    "lungs-mask": {"lungs": "mask"},
+    "pretrained": {"pretrain_epochs": 20},
+    # the transfer recipe with each of the two newer ingredients
+    "transfer+lungs-crop": {
+        "augment": "mild+acquisition",
+        "standardize": "zscore",
+        "balance": "oversample",
+        "lungs": "crop",
+    },
+    "transfer+pretrained": {
+        "augment": "mild+acquisition",
+        "standardize": "zscore",
+        "balance": "oversample",
+        "pretrain_epochs": 20,
+    },
 }
+#: Candidate keys that are not ClfConfig options (see the module doc).
+NOT_OPTIONS = ("lungs",)
+#: The recipe ``clf train --recipe transfer`` holds (``clf/recipes.py``).
+TRANSFER = "acquisition+standardized+balanced"
+
+#: The lung segmenter behind the lungs recipes' masks (README "Lungs": Dice 0.947).
+SEG_SIZE = 128
+SEG_EPOCHS = 100
 
 RESULTS_MD = "recipes.md"
 RESULTS_JSON = "recipes.json"
@@ -65,34 +99,68 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def prepare_data(args: argparse.Namespace) -> Path:
+def prepare_data(args: argparse.Namespace) -> dict[str, Path]:
     """Import, split and preprocess the dev data into ``OUT/``; each step is reused when
-    its output is there (the preprocess step checks its own options)."""
+    its output is there (the preprocess step checks its own options). The PACKED per
+    ``lungs`` mode the chosen recipes need (``none``: the plain one)."""
     from cxrlab.data.api import import_source, split_dataset
     from cxrlab.data.packed import preprocess_dataset
     from cxrlab.preprocess.transforms import PreprocessOptions
 
+    modes = sorted({CANDIDATES[name].get("lungs", "none") for name in args.recipes})
     if args.packed:
-        return Path(args.packed)
+        if modes != ["none"]:
+            raise SystemExit(f"--packed cannot serve the lungs recipes ({', '.join(modes)})")
+        return {"none": Path(args.packed)}
     out = Path(args.out)
     dataset = out / "dataset"
     if not (dataset / "dataset.json").is_file():
         import_source("ieee8023", args.data, dataset, site_from=args.site_from, progress=False)
         split_dataset(dataset, (0.6, 0.2, 0.2), seed=0)
-    packed = out / f"packed-{args.size}"
-    preprocess_dataset(dataset, packed, PreprocessOptions(size_px=args.size), progress=False)
+    packed = {}
+    masks = lung_masks(dataset, args) if modes != ["none"] else None
+    for mode in modes:
+        path = out / (f"packed-{args.size}" if mode == "none" else f"packed-{args.size}-lungs-{mode}")  # fmt: skip
+        options = PreprocessOptions(size_px=args.size, lungs=mode)
+        preprocess_dataset(dataset, path, options, lung_masks=masks if mode != "none" else None, progress=False)  # fmt: skip
+        packed[mode] = path
     return packed
 
 
-def recipe_config(name: str, packed: Path, run: Path, seed: int, args: argparse.Namespace):
+def lung_masks(dataset: Path, args: argparse.Namespace) -> Path:
+    """``OUT/masks``: ``seg predict``'s lung mask for every image of ``dataset``, from a
+    ``seg train`` on the lungVAE masks of its train rows (``OUT/seg``); reused when there."""
+    from cxrlab.seg.config import SegConfig
+    from cxrlab.seg.predict import predict_masks
+    from cxrlab.seg.trainer import train_segmenter
+
+    out = Path(args.out)
+    seg, masks = out / "seg", out / "masks"
+    if not (seg / "metrics.json").is_file():
+        config = SegConfig(
+            data=str(dataset), out=str(seg), size_px=SEG_SIZE, epochs=SEG_EPOCHS, seed=0, device=args.device
+        )  # fmt: skip
+        started = (seg / "checkpoints" / "last.pt").is_file()
+        print(f"lung segmenter: training in {seg}", flush=True)
+        train_segmenter(config, resume=started, progress=False)
+    if not (masks / "masks.csv").is_file():
+        print(f"lung masks: predicting into {masks}", flush=True)
+        predict_masks(seg, dataset, masks, device=args.device, progress=False)
+    return masks
+
+
+def recipe_config(
+    name: str, packed: dict[str, Path], run: Path, seed: int, args: argparse.Namespace
+):
     """The ClfConfig of recipe ``name`` for one seed's leave-site-out run."""
     from cxrlab.clf.config import ClfConfig
     from cxrlab.clf.recipes import with_recipe
 
+    options = {k: v for k, v in CANDIDATES[name].items() if k not in NOT_OPTIONS}
     given = {
         "arch": "simple-cnn",  # clf train has no default architecture
-        **CANDIDATES[name],
-        "data": str(packed),
+        **options,
+        "data": str(packed[CANDIDATES[name].get("lungs", "none")]),
         "out": str(run),
         "epochs": args.epochs,
         "seeds": [seed],
@@ -117,7 +185,7 @@ def finished(run: Path, epochs: int) -> bool:
     return summary.get("epochs") == epochs and len(summary.get("folds", [])) > 0
 
 
-def run_one(name: str, seed: int, packed: Path, args: argparse.Namespace) -> None:
+def run_one(name: str, seed: int, packed: dict[str, Path], args: argparse.Namespace) -> None:
     """Cross-validate recipe ``name`` with ``seed`` unless it has finished; record its
     CPU and wall seconds (this call's) in ``timing.json`` beside ``cv.json``."""
     from cxrlab.clf.cv import cross_validate
@@ -130,6 +198,7 @@ def run_one(name: str, seed: int, packed: Path, args: argparse.Namespace) -> Non
     config = recipe_config(name, packed, run, seed, args)
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
+    load0 = os.getloadavg()[0]
     cross_validate(config, resume=run.exists(), progress=False)
     timing_path = run / "timing.json"
     previous = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
@@ -138,6 +207,8 @@ def run_one(name: str, seed: int, packed: Path, args: argparse.Namespace) -> Non
         "wall_seconds": round(previous.get("wall_seconds", 0) + time.perf_counter() - wall0, 1),
         "threads_note": "process CPU time of this script (all its threads)",
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        # 1-minute load averages when this call started and ended (2 shared cores)
+        "load": [*previous.get("load", []), round(load0, 2), round(os.getloadavg()[0], 2)],
     }
     timing_path.write_text(json.dumps(timing, indent=2) + "\n")
 
@@ -152,10 +223,12 @@ def _interval(estimate: dict | None) -> str:
 
 
 def collect(args: argparse.Namespace) -> list[dict]:
-    """One row per finished (recipe, seed): the pooled figures of its ``cv.json``."""
+    """One row per finished (recipe, seed) in ``OUT/runs``: the pooled figures of its
+    ``cv.json``."""
     rows = []
     for name in CANDIDATES:
-        for seed in args.seeds:
+        seeds = sorted(int(p.name[5:]) for p in (Path(args.out) / "runs" / name).glob("seed-*"))
+        for seed in seeds:  # every seed run so far, not only this call's
             run = run_dir(args, name, seed)
             if not finished(run, args.epochs):
                 continue
@@ -178,8 +251,12 @@ def collect(args: argparse.Namespace) -> list[dict]:
                     "out_of_site_images": figures["out_of_site"]["n_images"],
                     "out_of_site_covid": figures["out_of_site"]["n_positive"],
                     "training_seconds": round(sum(f["seconds"] for f in summary["folds"]), 1),
+                    "pretrain_seconds": round(
+                        sum(f.get("pretrain", {}).get("seconds", 0) for f in summary["folds"]), 1
+                    ),
                     "cpu_seconds": timing.get("cpu_seconds"),
                     "wall_seconds": timing.get("wall_seconds"),
+                    "load": timing.get("load"),
                     "run": str(run),
                 }
             )
@@ -209,27 +286,87 @@ def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}"
 
 
+def _mean_sd(values: list[float]) -> str:
+    """``mean ± sd`` (sample sd) of the seeds' values; ``value`` for one seed."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.3f}"
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.3f} ± {sd:.3f}"
+
+
+def _value(estimate: dict | None) -> float | None:
+    return None if not estimate else estimate.get("value")
+
+
+def summary_rows(rows: list[dict]) -> list[dict]:
+    """Per recipe (in :data:`CANDIDATES` order): the seeds it has and the mean and sd
+    over them of each figure; sorted by mean out-of-site AUC, best first."""
+    out = []
+    for name in CANDIDATES:
+        mine = [r for r in rows if r["recipe"] == name]
+        if not mine:
+            continue
+        out_values = [_value(r["out_of_site_auc"]) for r in mine]
+        out.append(
+            {
+                "recipe": name,
+                "seeds": [r["seed"] for r in mine],
+                "in_site_auc": _mean_sd([_value(r["in_site_auc"]) for r in mine]),
+                "out_of_site_auc": _mean_sd(out_values),
+                "out_of_site_mean": sum(v for v in out_values if v is not None) / len(mine),
+                "gap_auc": _mean_sd([_value(r["gap_auc"]) for r in mine]),
+                "fold_mean_out_of_site_auc": _mean_sd(
+                    [r["fold_mean_out_of_site_auc"] for r in mine]
+                ),  # fmt: skip
+                "vs_baseline": _mean_sd([_value(r["out_of_site_auc_vs_baseline"]) for r in mine]),
+                "cpu_seconds": _mean_sd([r["cpu_seconds"] for r in mine]).split(" ")[0],
+            }
+        )
+    return sorted(out, key=lambda r: -r["out_of_site_mean"])
+
+
 def write_table(rows: list[dict], args: argparse.Namespace) -> str:
-    """``OUT/recipes.md`` and ``OUT/recipes.json`` from the finished rows."""
+    """``OUT/recipes.md`` and ``OUT/recipes.json`` from the finished rows: a table of
+    means over seeds, then one row per recipe and seed with 95% intervals."""
     lines = [
         f"Leave-site-out ({args.folds} folds, sites: the `--site-from` column), "
-        f"{args.epochs} epochs, {args.size} px; AUCs pooled over folds with 95% "
-        "patient-bootstrap intervals; gap = in-site minus out-of-site (paired bootstrap); "
-        "fold mean = mean of the folds' own out-of-site AUCs; minus baseline's: on the same "
-        "held-out images, paired patient bootstrap. CPU/wall: seconds of the "
-        "script's training call (training alone: the folds' own seconds).",
+        f"{args.epochs} epochs, {args.size} px. Over seeds: mean ± sd (sample) of each "
+        "seed's pooled figure, best mean out-of-site AUC first. Per seed: AUCs pooled "
+        "over folds with 95% patient-bootstrap intervals; gap = in-site minus out-of-site "
+        "(paired bootstrap); fold mean = mean of the folds' own out-of-site AUCs; minus "
+        "baseline's: on the same held-out images and seed, paired patient bootstrap. "
+        "CPU/wall: seconds of the script's training call (pretraining included; the "
+        "CPU of an interrupted call is not counted); load: 1-minute load average at the "
+        "call's start and end.",
+        "",
+        "| recipe | seeds | in-site AUC | out-of-site AUC | gap | fold-mean out-of-site AUC "
+        "| out-of-site AUC minus baseline's | CPU s (mean) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in summary_rows(rows):
+        lines.append(
+            f"| {row['recipe']} | {','.join(map(str, row['seeds']))} | {row['in_site_auc']} "
+            f"| {row['out_of_site_auc']} | {row['gap_auc']} | {row['fold_mean_out_of_site_auc']} "
+            f"| {row['vs_baseline']} | {row['cpu_seconds']} |"
+        )
+    lines += [
         "",
         "| recipe | seed | in-site AUC | out-of-site AUC | gap | fold-mean out-of-site AUC "
-        "| out-of-site AUC minus baseline's | CPU s | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| out-of-site AUC minus baseline's | CPU s | wall s | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
+        load = row.get("load")
         lines.append(
             f"| {row['recipe']} | {row['seed']} | {_interval(row['in_site_auc'])} "
             f"| {_interval(row['out_of_site_auc'])} | {_interval(row['gap_auc'])} "
             f"| {row['fold_mean_out_of_site_auc']:.3f} "
             f"| {_interval(row['out_of_site_auc_vs_baseline'])} | {_seconds(row['cpu_seconds'])} "
-            f"| {_seconds(row['wall_seconds'])} |"
+            f"| {_seconds(row['wall_seconds'])} | {'-'.join(map(str, load)) if load else 'n/a'} |"
         )
     missing = [
         f"{name} (seed {seed})"
@@ -243,7 +380,8 @@ def write_table(rows: list[dict], args: argparse.Namespace) -> str:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / RESULTS_MD).write_text(text)
-    (out / RESULTS_JSON).write_text(json.dumps({"rows": rows, "missing": missing}, indent=2) + "\n")
+    payload = {"summary": summary_rows(rows), "rows": rows, "missing": missing}
+    (out / RESULTS_JSON).write_text(json.dumps(payload, indent=2) + "\n")
     return text
 
 

@@ -1,6 +1,7 @@
 """Leave-site-out cross-validation (``clf train --cv sites``) on tiny PACKEDs with sites."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -302,3 +303,67 @@ def test_evaluating_a_leave_site_out_folder_points_to_its_folds(finished):
     ) as error:
         seed_folders(tmp_path / "cv")
     assert "fold-00" in str(error.value)
+
+
+def test_each_fold_pretrains_on_its_own_training_rows_and_an_interrupted_one_resumes(
+    tmp_path, monkeypatch
+):
+    import dataclasses
+
+    import torch
+
+    import cxrlab.clf.pretrain as pretrain
+
+    sited_packed(tmp_path / "P")
+    # fold-01's pretraining is stopped in its second epoch (the fourth epoch overall)
+    epochs = []
+    real_epoch = pretrain.Pretrainer.train_epoch
+
+    def stop_once(self):
+        epochs.append(Path(self.out).name)
+        if len(epochs) == 4:
+            raise KeyboardInterrupt
+        return real_epoch(self)
+
+    monkeypatch.setattr(pretrain.Pretrainer, "train_epoch", stop_once)
+    config = config_for(tmp_path, folds=2, epochs=1, pretrain_epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        cv.cross_validate(config, progress=False)
+    assert epochs == ["fold-00", "fold-00", "fold-01", "fold-01"]
+    with pytest.raises(CxrlabError, match="--resume"):  # a started pretraining is a started run
+        cv.cross_validate(config, progress=False)
+    epochs.clear()
+    result = cv.cross_validate(config, resume=True, progress=False)
+    assert epochs == ["fold-01"]  # fold-00's backbone reused, fold-01's from its epoch 1
+
+    manifest = pd.read_csv(tmp_path / "P" / "manifest.csv", dtype=str, keep_default_na=False)
+    site_of = manifest.set_index("id")["site"]
+    for fold, fold_row in zip(result.plan.folds, result.summary["folds"], strict=True):
+        splits = pd.read_csv(tmp_path / "cv" / fold.name / "splits.csv", dtype=str)
+        seen = pd.read_csv(tmp_path / "cv" / "pretrain" / fold.name / "images.csv", dtype=str)
+        # only the fold's training rows: no held-out-site row, not its validation
+        assert set(seen["id"]) == set(splits.loc[splits["split"] == "train", "id"])
+        assert not set(site_of[seen["id"]]) & set(fold.sites)
+        assert fold_row["pretrain"]["images"] == {"train": fold.count("train")}
+        # the fold's classifier started from that backbone
+        metrics = json.loads((tmp_path / "cv" / fold.name / "metrics.json").read_text())
+        assert metrics["init"]["sha256"] == fold_row["pretrain"]["weights_sha256"]
+    # the resumed backbone is, bitwise, the one an uninterrupted pretraining gives
+    monkeypatch.setattr(pretrain.Pretrainer, "train_epoch", real_epoch)
+    fold = result.plan.folds[1]
+    whole = cv.pretrain_config(config, fold)
+    whole = dataclasses.replace(whole, out=str(tmp_path / "whole"))
+    expected = pretrain.pretrain_backbone(whole, progress=False).weights
+    resumed = tmp_path / "cv" / "pretrain" / fold.name / "backbone.pt"
+    expected, resumed = (torch.load(p, weights_only=True) for p in (expected, resumed))
+    assert expected.keys() == resumed.keys()
+    assert all(torch.equal(expected[k], resumed[k]) for k in expected)
+    assert result.summary["pretrain_epochs"] == 2
+    assert "SimCLR-pretrained per fold for 2 epochs" in result.report
+
+
+def test_per_fold_pretraining_needs_leave_site_out_and_no_other_weights(tmp_path):
+    with pytest.raises(CxrlabError, match="--pretrain-epochs needs --cv sites"):
+        config_for(tmp_path, cv="none", pretrain_epochs=2)
+    with pytest.raises(CxrlabError, match="--init PT both set"):
+        config_for(tmp_path, pretrain_epochs=2, init="PT")

@@ -166,6 +166,14 @@ def train(
             help="Folds of whole sites with --cv sites (default 5, or the sites there are)."
         ),
     ] = CLF["folds"],
+    pretrain_epochs: Annotated[
+        int,
+        typer.Option(
+            help="With --cv sites: SimCLR-pretrain the backbone this many epochs in every "
+            "fold, on that fold's training rows only (OUT/pretrain/fold-NN), and start the "
+            "fold from it; 0: no pretraining."
+        ),
+    ] = CLF["pretrain_epochs"],
     quiet: Quiet = False,
 ) -> None:
     """Train a classifier per seed; writes config.yaml, seed_N/ (epochs.csv, best.pt,
@@ -208,6 +216,7 @@ def train(
         bootstrap=bootstrap,
         cv=cv,
         folds=folds,
+        pretrain_epochs=pretrain_epochs,
     )
     values = with_recipe(recipe, values, given_options(context))
     if values["arch"] is None:

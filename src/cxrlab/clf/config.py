@@ -89,6 +89,9 @@ class ClfConfig(YamlConfig):
         splits_file: a CSV (``id``, ``split``) that replaces the PACKED's split column for
             this run; rows it does not list are not used at all. Each fold of a
             cross-validation is a run with its own (``fold-NN/splits.csv``).
+        pretrain_epochs: with ``cv: sites``, SimCLR-pretrain the backbone for this many
+            epochs in every fold, on that fold's training rows only (``clf pretrain``
+            into ``OUT/pretrain/fold-NN``), and start the fold's run from it; 0: none.
     """
 
     command: ClassVar[str] = "cxrlab clf train"
@@ -123,6 +126,7 @@ class ClfConfig(YamlConfig):
     cv: str = "none"
     folds: int | None = None
     splits_file: str | None = None
+    pretrain_epochs: int = 0
 
     def __post_init__(self) -> None:
         self.check_types()
@@ -154,6 +158,19 @@ class ClfConfig(YamlConfig):
             raise CxrlabError("--folds needs --cv sites")
         if self.folds is not None and self.folds < 2:
             raise CxrlabError(f"--folds must be at least 2, got {self.folds}")
+        if self.pretrain_epochs < 0:
+            raise CxrlabError(f"--pretrain-epochs must be >= 0, got {self.pretrain_epochs}")
+        if self.pretrain_epochs and self.cv == "none":
+            raise CxrlabError(
+                "--pretrain-epochs needs --cv sites (it pretrains each fold on its own "
+                "training sites); for one run use `cxrlab clf pretrain PACKED --out DIR` "
+                "and --init DIR"
+            )
+        if self.pretrain_epochs and (self.init or self.pretrained not in ("auto", "none")):
+            other = f"--init {self.init}" if self.init else f"--pretrained {self.pretrained}"
+            raise CxrlabError(
+                f"--pretrain-epochs and {other} both set the backbone's weights; choose one"
+            )
         if self.lr <= 0:
             raise CxrlabError(f"--lr must be positive, got {self.lr}")
         if self.synthetic_ratio is not None and self.synthetic_ratio < 0:

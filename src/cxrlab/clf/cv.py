@@ -76,6 +76,8 @@ POOL_SPLITS = ("train", "val")
 #: Metrics the gap (in-site minus out-of-site) is given for.
 GAP_METRICS = ("roc_auc", "sensitivity", "specificity")
 SPLITS_CSV = "splits.csv"
+#: ``OUT/PRETRAIN_DIR/fold-NN``: a fold's own SimCLR backbone (``pretrain_epochs``).
+PRETRAIN_DIR = "pretrain"
 CV_JSON = "cv.json"
 PREDICTIONS = "predictions.csv"
 PREDICTIONS_IN_SITE = "predictions_in_site.csv"
@@ -355,11 +357,50 @@ def plan_folds(packed: str | Path | Packed, folds: int | None = None, seed: int 
 
 # ------------------------------------------------------------------ training
 def fold_config(config: ClfConfig, fold: Fold) -> ClfConfig:
-    """The ordinary run config of one fold: ``OUT/fold-NN`` with its splits file."""
+    """The ordinary run config of one fold: ``OUT/fold-NN`` with its splits file (and,
+    with ``pretrain_epochs``, its backbone from ``OUT/pretrain/fold-NN``)."""
     out = Path(config.out) / fold.name
+    extra = {}
+    if config.pretrain_epochs:
+        extra = {"init": str(pretrain_folder(config, fold)), "pretrain_epochs": 0}
     return dataclasses.replace(
-        config, out=str(out), cv="none", folds=None, splits_file=str(out / SPLITS_CSV)
+        config, out=str(out), cv="none", folds=None, splits_file=str(out / SPLITS_CSV), **extra
     )
+
+
+def pretrain_folder(config: ClfConfig, fold: Fold) -> Path:
+    """Where fold ``fold``'s own pretrained backbone goes."""
+    return Path(config.out) / PRETRAIN_DIR / fold.name
+
+
+def pretrain_config(config: ClfConfig, fold: Fold):
+    """The :class:`~cxrlab.clf.config.PretrainConfig` of ``fold``'s backbone: the
+    ``train`` rows of the fold's ``splits.csv`` only (not its validation, never its
+    held-out sites), the run's architecture, standardisation, device and first seed."""
+    from cxrlab.clf.config import PretrainConfig
+
+    return PretrainConfig(
+        backbone=config.arch,
+        data=config.data,
+        out=str(pretrain_folder(config, fold)),
+        pretrain_on=["train"],
+        splits_file=str(Path(config.out) / fold.name / SPLITS_CSV),
+        standardize=config.standardize,
+        epochs=config.pretrain_epochs,
+        seed=config.seeds[0],
+        device=config.device,
+    )
+
+
+def pretrain_fold(config: ClfConfig, fold: Fold, resume: bool, progress: bool) -> None:
+    """Pretrain ``fold``'s backbone unless it has finished (an interrupted pretraining
+    continues from its last epoch when ``resume``)."""
+    from cxrlab.clf.pretrain import pretrain_backbone
+    from cxrlab.utils.progress import tqdm
+
+    if progress:
+        tqdm.write(f"{fold.name}: SimCLR pretraining on the other sites' training rows")
+    pretrain_backbone(pretrain_config(config, fold), resume=resume, progress=progress)
 
 
 def _splits_text(fold: Fold) -> str:
@@ -400,7 +441,11 @@ class CvResult:
 
 
 def cross_validate(
-    config: ClfConfig, *, resume: bool = False, progress: bool = True, plan_seed: int = 0
+    config: ClfConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    plan_seed: int = 0,
 ) -> CvResult | None:
     """Leave-site-out cross-validation of ``config`` (``cv: sites``); see the module doc.
 
@@ -435,12 +480,18 @@ def cross_validate(
         )
     if config.splits_file:
         raise CxrlabError("--cv sites makes each fold's splits itself; give no splits_file")
+    if config.pretrain_epochs and config.devices > 1:
+        raise CxrlabError(
+            "--pretrain-epochs with --devices > 1: each fold's pretraining runs in one "
+            "process; cross-validate with --devices 1"
+        )
     started_at = time.perf_counter()
     run = Path(config.out)
     check_output(run, kind=outputs.CLASSIFIER_RUN, inputs=[config.data])
     plan = plan_folds(config.data, config.folds, plan_seed)
     configs = [fold_config(config, fold) for fold in plan.folds]
-    config.guard_run_folder(run, resume, started=trainer.run_started(run))
+    pretraining = list((run / PRETRAIN_DIR).glob("fold-*/checkpoints/*.pt"))
+    config.guard_run_folder(run, resume, started=trainer.run_started(run) or bool(pretraining))
     for fold, fc in zip(plan.folds, configs, strict=True):
         path = Path(fc.out) / SPLITS_CSV
         if path.is_file() and path.read_text() != _splits_text(fold):
@@ -464,6 +515,8 @@ def cross_validate(
         # would be refused by the next --resume
         fc.write(Path(fc.out) / "config.yaml")
         atomic_write_text(Path(fc.out) / SPLITS_CSV, _splits_text(fold))
+        if config.pretrain_epochs:  # before start_run: its notes read the backbone
+            pretrain_fold(config, fold, resume, progress)
         notes[fc.out] = trainer.start_run(fc)
     if progress and skipped:
         print(f"finished before, not trained again: {', '.join(skipped)}")
@@ -554,6 +607,22 @@ def _point(frame: pd.DataFrame) -> dict[str, float]:
     )
 
 
+def _pretrain_record(config: ClfConfig, fold: Fold) -> dict:
+    """What ``cv.json`` keeps of a fold's pretraining: where, on how many images, how
+    long, and the weights' digest."""
+    from cxrlab.clf.pretrain import RECORD
+
+    folder = pretrain_folder(config, fold)
+    record = json.loads((folder / RECORD).read_text())
+    return {
+        "folder": str(folder),
+        "images": record["images"],
+        "epochs": record["epochs"],
+        "seconds": record["seconds"],
+        "weights_sha256": record["weights_sha256"],
+    }
+
+
 def summarise_cv(config: ClfConfig, plan: FoldPlan, configs: list[ClfConfig]) -> dict:
     """Read every fold's predictions, write the pooled tables, and return ``cv.json``."""
     run = Path(config.out)
@@ -589,6 +658,7 @@ def summarise_cv(config: ClfConfig, plan: FoldPlan, configs: list[ClfConfig]) ->
                 "seconds": round(seconds, 1),
                 "per_seed": per_seed,
             }
+            | ({"pretrain": _pretrain_record(config, fold)} if config.pretrain_epochs else {})
         )
     out_of_site = pd.concat(out_frames, ignore_index=True)
     in_site = pd.concat(in_frames, ignore_index=True)
@@ -641,6 +711,7 @@ def summarise_cv(config: ClfConfig, plan: FoldPlan, configs: list[ClfConfig]) ->
         "arch": config.arch,
         "data": config.data,
         "epochs": config.epochs,
+        "pretrain_epochs": config.pretrain_epochs,
         "seeds": config.seeds,
         "n_folds": len(plan.folds),
         "plan_seed": plan.seed,
@@ -780,6 +851,13 @@ def cv_report(summary: dict) -> str:
             )
         )
     seconds = sum(fold["seconds"] for fold in summary["folds"])
+    if summary.get("pretrain_epochs"):
+        pretrain_seconds = sum(fold["pretrain"]["seconds"] for fold in summary["folds"])
+        lines.append(
+            f"backbones: SimCLR-pretrained per fold for {summary['pretrain_epochs']} epochs "
+            "on that fold's training rows only (pretrain/fold-NN; the held-out sites and "
+            f"the fold's validation unseen), {pretrain_seconds:.0f} s in all"
+        )
     lines.append(
         f"training time: {seconds:.0f} s over {summary['n_folds']} folds and "
         f"{len(seeds)} seed(s); predictions in predictions.csv (out-of-site) and "

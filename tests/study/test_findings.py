@@ -147,7 +147,7 @@ def test_one_pair_has_no_interval():
     auc = change(finding, "test_roc_auc")
     assert auc.n_pairs == 1 and auc.low is None and auc.high is None
     assert auc.verdict == UNCLEAR
-    assert "ROC-AUC +0.200 (one pair: no interval)" in render_finding(finding)
+    assert "ROC-AUC +0.200 (one pair: too few pairs for an interval" in render_finding(finding)
 
 
 def test_time_is_a_ratio_and_a_con_above_1_2():
@@ -554,3 +554,51 @@ def test_with_leave_site_out_the_best_cell_is_chosen_out_of_site():
     finding = only(classifier_findings(results, AXES), "augment")
     assert change(finding, OUT_OF_SITE_AUC).mean == pytest.approx(0.1)
     assert change(finding, OUT_OF_SITE_AUC).higher_is_better
+
+
+def test_two_pairs_are_too_few_for_an_interval_or_a_verdict():
+    # issue 24, item 9: a 2-pair t-interval (factor 12.7) was shown as a finding
+    results = clf_rows(
+        lambda eq, aug, seed: 0.7 + 0.05 * (eq == "clahe") + 0.01 * seed, seeds=(0, 1)
+    )
+    finding = only(classifier_findings(results, AXES), "equalize")
+    auc = change(finding, "test_roc_auc")
+    assert auc.n_pairs == 2 and auc.low is None and auc.high is None
+    assert auc.verdict == UNCLEAR and auc.p_value is None  # not one of the report's tests
+    assert "ROC-AUC +0.050 (2 pairs: too few pairs for an interval" in render_finding(finding)
+
+
+def test_a_time_ratio_whose_interval_includes_one_is_no_con():
+    # issue 24, item 9: x1.33 (95% CI x0.76 to x2.33) was listed as "costs more time"
+    seconds = {("clahe", 0): 10.0, ("clahe", 1): 20.0, ("clahe", 2): 14.0}
+    results = clf_rows(
+        lambda eq, aug, seed: 0.7,
+        seconds=lambda eq, aug, seed: seconds[(eq, seed)] if eq == "clahe" else 10.0,
+    )
+    finding = only(classifier_findings(results, AXES), "equalize")
+    time = change(finding, "seconds")
+    assert time.mean > 1.2 and time.low < 1 < time.high
+    assert time.verdict == UNCLEAR
+    assert "no clear difference in time" in render_finding(finding)
+    assert not grouped_statements([finding])[("classifier", "equalize")]["Cons"]
+
+
+def test_numbers_share_one_format():
+    from cxrlab.study.numbers import duration_text, number_text
+
+    assert [number_text(v) for v in (135.8, 81.4675, 92.9854, 4.257, 0.73412)] == [
+        "136",
+        "81.5",
+        "93.0",
+        "4.26",
+        "0.734",
+    ]
+    assert number_text(100.0, count=True) == "100" and "e" not in number_text(1e2)
+    assert number_text(0.00021) == "0.00021" and number_text(float("nan")) == "–"
+    assert number_text(0.031, signed=True) == "+0.031"
+    assert [duration_text(s) for s in (4.21, 45, 100, 3720)] == [
+        "4.2 s",
+        "45 s",
+        "1 min 40 s",
+        "1 h 02 min",
+    ]

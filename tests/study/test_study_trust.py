@@ -158,11 +158,13 @@ def test_metric_facts_come_from_the_registry_alone(tmp_path):
 
 def test_density_is_best_near_one_not_highest():
     # b has the higher density in both variants, but a sits at the ideal 1
+    # (three variants: a comparison needs three pairs for an interval)
     values = {("none", "a"): 1.0, ("none", "b"): 3.0, ("clahe", "a"): 1.1, ("clahe", "b"): 3.1}
+    values |= {("x", "a"): 1.2, ("x", "b"): 3.2}
     rows = gen_rows(values, metric="density")
     finding = next(f for f in generator_findings(rows, AXES, "density") if f.level == "b")
     change = finding.changes[0]
-    assert change.mean == pytest.approx(2.0)  # |3 - 1| - |1 - 1| and |3.1 - 1| - |1.1 - 1|
+    assert change.mean == pytest.approx(2.0)  # |3 - 1| - |1 - 1|, |3.1 - 1| - |1.1 - 1|, ...
     assert change.verdict == CON and "distance of density from 1" in describe_change(change)
 
 

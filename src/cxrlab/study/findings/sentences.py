@@ -4,23 +4,39 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cxrlab.study.findings.terms import ALPHA, CLASSIFIER_METRICS, CON, GROUPS, PRO, UNCLEAR
+from cxrlab.study.findings.terms import (
+    ALPHA,
+    CLASSIFIER_METRICS,
+    CON,
+    GROUPS,
+    MIN_PAIRS,
+    PRO,
+    UNCLEAR,
+)
 from cxrlab.study.findings.verdicts import Change, Finding
+from cxrlab.study.numbers import number_text
 
 
 def _signed(value: float) -> str:
-    return f"{value:+.3f}".replace("+0.000", "0.000").replace("-0.000", "0.000")
+    """A difference in the report's number format, with its sign (``+0.031``)."""
+    text = number_text(value, signed=True)
+    return "0.000" if text.lstrip("+-") == "0.000" else text
+
+
+def _too_few(n_pairs: int) -> str:
+    pairs = "one pair" if n_pairs == 1 else f"{n_pairs} pairs"
+    return f"{pairs}: too few pairs for an interval (at least {MIN_PAIRS})"
 
 
 def describe_change(change: Change) -> str:
     """``ROC-AUC +0.031 (95% CI -0.012 to +0.074, 6 pairs)`` or
-    ``training time ×1.08 (one pair: no interval)``."""
+    ``training time ×1.08 (2 pairs: too few pairs for an interval (at least 3))``."""
     if change.kind == "ratio":
-        value = f"×{change.mean:.2f}"
+        value = f"×{number_text(change.mean)}"
         interval = (
             None
             if change.low is None or change.high is None
-            else f"×{change.low:.2f} to ×{change.high:.2f}"
+            else f"×{number_text(change.low)} to ×{number_text(change.high)}"
         )
     else:
         value = _signed(change.mean)
@@ -30,15 +46,17 @@ def describe_change(change: Change) -> str:
             else f"{_signed(change.low)} to {_signed(change.high)}"
         )
     if interval is None:
-        detail = "one pair: no interval"
+        detail = _too_few(change.n_pairs)
     else:
         detail = f"95% CI {interval}, {change.n_pairs} pairs"
     if change.test_low is not None and change.test_high is not None:
         over_test = f"{_signed(change.test_low)} to {_signed(change.test_high)}"
-        detail = (
-            f"95% CI over seeds and settings {interval or 'n/a'}, {change.n_pairs} pairs; "
-            f"over test patients {over_test}"
+        over_pairs = (
+            _too_few(change.n_pairs)
+            if interval is None
+            else f"95% CI over seeds and settings {interval}, {change.n_pairs} pairs"
         )
+        detail = f"{over_pairs}; over test patients {over_test}"
     direction = ""
     if change.kind == "difference" and change.metric not in CLASSIFIER_METRICS:
         direction = ", higher is better" if change.higher_is_better else ", lower is better"
@@ -49,7 +67,8 @@ def describe_change(change: Change) -> str:
         and change.p_value < ALPHA
     ):  # significant alone, not among the report's tests
         direction += (
-            f"; p {change.p_value:.3f}, Holm-adjusted {change.p_adjusted:.3f} over "
+            f"; p {number_text(change.p_value)}, Holm-adjusted "
+            f"{number_text(change.p_adjusted)} over "
             f"{change.n_tests} tests: not significant"
         )
     return f"{change.label} {value} ({detail}{direction})"
@@ -57,9 +76,11 @@ def describe_change(change: Change) -> str:
 
 def verdict_words(change: Change) -> str:
     """What a change means in words: better / worse / no clear effect; for time:
-    slower / faster / similar time."""
+    costs more time / saves time / no clear difference in time (an interval that
+    includes ×1, or too few pairs to tell)."""
     if change.kind == "ratio":
-        return {CON: "costs more time", PRO: "saves time", UNCLEAR: "similar time"}[change.verdict]
+        words = {CON: "costs more time", PRO: "saves time", UNCLEAR: "no clear difference in time"}
+        return words[change.verdict]
     return {PRO: "better", CON: "worse", UNCLEAR: "no clear effect"}[change.verdict]
 
 

@@ -17,8 +17,13 @@ UNCLEAR = "inconclusive"
 GROUPS = {PRO: "Pros", CON: "Cons", UNCLEAR: "No clear effect"}
 
 CONFIDENCE = 0.95
-#: A level whose training takes more than this many times the reference's is a con.
+#: A level whose training takes more than this many times the reference's (and whose
+#: interval lies wholly above 1) is a con.
 TIME_RATIO_CON = 1.2
+#: Fewest pairs that give a comparison an interval: with two, the t-interval's factor is
+#: 12.7 (one degree of freedom) and the interval says nothing; the report says "too few
+#: pairs" instead.
+MIN_PAIRS = 3
 #: Differences smaller than this are treated as zero (floating-point noise).
 TOLERANCE = 1e-12
 

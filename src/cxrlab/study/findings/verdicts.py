@@ -30,6 +30,7 @@ from cxrlab.study.findings.terms import (
     ALPHA,
     CLASSIFIER_METRICS,
     CON,
+    MIN_PAIRS,
     PRO,
     TIME_RATIO_CON,
     TOLERANCE,
@@ -123,7 +124,7 @@ def _difference(metric: str, level: pd.Series, reference: pd.Series) -> Change |
         ideal = float(info.ideal)
         level_values, reference_values = abs(level_values - ideal), abs(reference_values - ideal)
     samples = level_values - reference_values
-    mean, low, high = _interval(samples)
+    mean, low, high = _pair_interval(samples)
     verdict = UNCLEAR
     if low is not None and high is not None:
         if low > TOLERANCE or high < -TOLERANCE:
@@ -137,8 +138,16 @@ def _difference(metric: str, level: pd.Series, reference: pd.Series) -> Change |
         len(both),
         better,
         verdict,
-        p_value=_t_p_value(samples),
+        p_value=None if low is None else _t_p_value(samples),
     )
+
+
+def _pair_interval(samples: np.ndarray) -> tuple[float, float | None, float | None]:
+    """Mean and 95% t-interval of paired differences; no interval (None, None) with
+    fewer than :data:`MIN_PAIRS` pairs, so they make no pro or con."""
+    if len(samples) < MIN_PAIRS:
+        return float(samples.mean()), None, None
+    return _interval(samples)
 
 
 def _ratio(metric: str, level: pd.Series, reference: pd.Series) -> Change | None:
@@ -147,13 +156,16 @@ def _ratio(metric: str, level: pd.Series, reference: pd.Series) -> Change | None
     if both.empty:
         return None
     logs = np.log(both.iloc[:, 0].to_numpy(float) / both.iloc[:, 1].to_numpy(float))
-    mean, low, high = _interval(logs)
+    mean, low, high = _pair_interval(logs)
     ratio = math.exp(mean)
     verdict = UNCLEAR
-    if ratio > TIME_RATIO_CON:
-        verdict = CON
-    elif ratio < 1 / TIME_RATIO_CON:
-        verdict = PRO
+    # a con or pro needs the interval wholly on its side of 1, not the mean alone
+    # (x1.33 from x0.76 to x2.33 is no clear difference)
+    if low is not None and high is not None:
+        if ratio > TIME_RATIO_CON and low > TOLERANCE:
+            verdict = CON
+        elif ratio < 1 / TIME_RATIO_CON and high < -TOLERANCE:
+            verdict = PRO
     return Change(
         metric,
         "ratio",
@@ -192,6 +204,8 @@ def _with_test_interval(
         verdict = UNCLEAR  # holds over seeds, but not over the test patients drawn
     elif verdict != UNCLEAR and ((low > TOLERANCE) != (change.mean > 0)):
         verdict = UNCLEAR
+    if change.low is None:  # too few pairs: the interval is shown, nothing is tested
+        return replace(change, test_low=low, test_high=high)
     p_value = _bootstrap_p_value(differences)
     if change.p_value is not None:
         p_value = max(p_value, change.p_value)  # both must reject: intersection-union test

@@ -192,9 +192,9 @@ def test_offline_augment_only_train_exactly_n_copies(dataset, tmp_path):
 def test_show_writes_grids(dataset, tmp_path):
     preprocess_dataset(dataset, tmp_path / "P", PreprocessOptions(size_px=32), progress=False)
     grid = Image.open(show_packed(tmp_path / "P", tmp_path / "g.png", n=16))
-    assert grid.size == (4 * 34 + 2, 4 * 34 + 2)
+    assert grid.width > 4 * 128 and grid.height > 4 * 128  # 32 px tiles shown at 128 px
     variants = Image.open(show_packed(tmp_path / "P", tmp_path / "a.png", n=9, augment="severe"))
-    assert variants.size == (3 * 34 + 2, 3 * 34 + 2)
+    assert 3 * 128 < variants.width < 4 * 128  # 3 columns
 
 
 def test_rgb_png_helper_is_readable(tmp_path):  # guards the fixture files themselves

@@ -292,6 +292,9 @@ def test_the_cli_trains_folds_and_reports_errors_in_one_line(tmp_path):
     assert "Traceback" not in result.output
     result = runner.invoke(app, [*base, "--out", str(tmp_path / "r3"), "--folds", "3"])
     assert result.exit_code == 2 and "--folds needs --cv sites" in result.output
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "r4"), "--pretrain-epochs", "1"])
+    assert result.exit_code == 2 and "--pretrain-epochs needs --cv sites" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_evaluating_a_leave_site_out_folder_points_to_its_folds(finished):

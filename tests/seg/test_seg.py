@@ -327,3 +327,30 @@ def test_resume_may_raise_epochs_and_keeps_the_recorded_schedule(tmp_path, datas
     assert fewer.exit_code == 2 and "may only go up" in fewer.output
     other = runner.invoke(app, ["seg", "train", "--out", str(run), "--resume", "--lr", "0.1"])
     assert other.exit_code == 2 and "differs in lr" in other.output
+
+
+def test_val_contours_tiles_carry_id_and_dice_lowest_first_at_a_readable_size(monkeypatch):
+    from cxrlab.seg import trainer
+
+    seen = {}
+    real = trainer.labelled_grid
+
+    def spy(tiles, captions, **options):
+        seen.update(tiles=tiles, captions=captions, title=options["title"])
+        return real(tiles, captions, **options)
+
+    monkeypatch.setattr(trainer, "labelled_grid", spy)
+    masks = np.zeros((3, 32, 32), dtype=bool)
+    masks[:, 8:24, 8:24] = True
+    predicted = masks.copy()
+    predicted[1] = False  # the second image is missed entirely
+    grid = trainer.contour_grid(
+        np.full((3, 32, 32), 0.5), masks, predicted,
+        ["ieee8023:images/a.jpg", "ieee8023:images/b.jpg", "x:c.png"], np.array([0.9, 0.0, 0.5]),
+    )  # fmt: skip
+    assert seen["captions"] == ["Dice 0.000  b.jpg", "Dice 0.500  c.png", "Dice 0.900  a.jpg"]
+    assert "lowest Dice first" in seen["title"] and "green reference" in seen["title"]
+    # the missed image shows its reference outline in green only
+    assert (seen["tiles"][0] == (0, 255, 0)).all(axis=-1).any()
+    assert not (seen["tiles"][0] == (255, 0, 0)).all(axis=-1).any()
+    assert grid.shape[1] >= 3 * trainer.CONTOUR_TILE_PX  # 32 px images drawn at 256 px

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxrlab.data.show import image_grid, save_grid
+from cxrlab.data.show import labelled_grid, save_grid
 from cxrlab.seg.config import SegConfig
 from cxrlab.seg.data import SegSet, load_split
 from cxrlab.seg.network import build_segmenter
@@ -42,6 +42,8 @@ LAST = "last.pt"
 BEST = "best.pt"
 CONFIG = "config.yaml"
 CONTOURS = "val_contours.png"
+#: Side of a val_contours.png tile: a 128 px image is doubled so outlines and captions read.
+CONTOUR_TILE_PX = 256
 EPOCH_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_dice", "best", "seconds"]
 MIN_LR_FRACTION = 0.01
 EVAL_BATCH = 32
@@ -75,21 +77,45 @@ def outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~binary_erosion(mask, border_value=0)
 
 
-def contour_grid(
-    images: np.ndarray, reference: np.ndarray, predicted: np.ndarray, columns: int | None = None
-) -> np.ndarray:
+def contour_tiles(images: np.ndarray, reference: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """(N, S, S) images in [0, 1], reference and predicted (N, S, S) bool masks ->
-    (rows, cols, 3) uint8 RGB grid: reference outline green, prediction red, both yellow."""
+    (N, S, S, 3) uint8 RGB tiles: reference outline green, prediction red, both yellow."""
     grey = np.round(np.clip(images, 0, 1) * 255).astype(np.uint8)
-    channels = [grey.copy(), grey.copy(), grey.copy()]
+    tiles = np.repeat(grey[..., None], 3, axis=-1)
     for index in range(len(grey)):
         ref, pred = outline(reference[index]), outline(predicted[index])
-        channels[0][index][pred] = 255
-        channels[1][index][ref] = 255
-        channels[1][index][pred & ~ref] = 0
-        channels[0][index][ref & ~pred] = 0
-        channels[2][index][ref | pred] = 0
-    return np.stack([image_grid(c, columns) for c in channels], axis=-1)
+        tiles[index][ref & pred] = (255, 255, 0)
+        tiles[index][ref & ~pred] = (0, 255, 0)
+        tiles[index][pred & ~ref] = (255, 0, 0)
+    return tiles
+
+
+def short_id(image_id: str) -> str:
+    """The file name part of an image id (``ieee8023:images/a.jpg`` -> ``a.jpg``), for captions."""
+    return image_id.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+
+
+def contour_grid(
+    images: np.ndarray,
+    reference: np.ndarray,
+    predicted: np.ndarray,
+    ids: list[str],
+    dice: np.ndarray,
+    columns: int = 8,
+) -> np.ndarray:
+    """The validation figure: one tile per image, lowest Dice first, each captioned with
+    its Dice and id, under a title with the colour key (arguments as :func:`contour_tiles`,
+    plus the images' ``ids`` and their (N,) ``dice``). Returns an RGB uint8 image."""
+    order = np.argsort(dice, kind="stable")
+    tiles = contour_tiles(images[order], reference[order], predicted[order])
+    captions = [f"Dice {dice[i]:.3f}  {short_id(ids[i])}" for i in order]
+    title = (
+        f"{len(ids)} validation images, lowest Dice first. Outlines: green reference mask, "
+        "red prediction, yellow both"
+    )
+    return labelled_grid(
+        tiles, captions, title=title, columns=min(columns, len(ids)), min_tile_px=CONTOUR_TILE_PX
+    )
 
 
 class SegTrainer:
@@ -285,6 +311,8 @@ class SegTrainer:
             self.val_set.images[:, 0].numpy(),
             self.val_set.masks[:, 0].numpy() > 0.5,
             probability[:, 0].numpy() >= 0.5,
+            self.val_set.ids,
+            scores.numpy(),
         )
         save_grid(grid, self.run_folder / CONTOURS)
         result = SegResult(

@@ -354,3 +354,79 @@ def test_val_contours_tiles_carry_id_and_dice_lowest_first_at_a_readable_size(mo
     assert (seen["tiles"][0] == (0, 255, 0)).all(axis=-1).any()
     assert not (seen["tiles"][0] == (255, 0, 0)).all(axis=-1).any()
     assert grid.shape[1] >= 3 * trainer.CONTOUR_TILE_PX  # 32 px images drawn at 256 px
+
+
+def test_predict_skips_masks_already_made_by_the_same_model(tmp_path, dataset, monkeypatch):
+    import shutil
+
+    from cxrlab.seg import predict as predict_module
+
+    train_segmenter(tiny_config(tmp_path, dataset), progress=False)
+    fewer = tmp_path / "fewer"
+    shutil.copytree(dataset, fewer)
+    manifest = pd.read_csv(dataset / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest.iloc[:-2].to_csv(fewer / "manifest.csv", index=False)
+    predicted: list[int] = []
+    real = predict_module.full_size_masks
+
+    def counting(model, inputs, sizes, device):
+        predicted.append(len(sizes))
+        return real(model, inputs, sizes, device)
+
+    monkeypatch.setattr(predict_module, "full_size_masks", counting)
+    out, run = tmp_path / "M", tmp_path / "run"
+    predict_masks(run, fewer, out, device="cpu", progress=False)
+    assert sum(predicted) == len(manifest) - 2
+    predicted.clear()
+    report = predict_masks(run, dataset, out, device="cpu", progress=False)
+    assert sum(predicted) == 2 and report.n_reused == len(manifest) - 2
+    assert list(read_masks_table(out)["id"]) == list(manifest["id"])
+    assert "kept from the last run" in report.summary()
+    # everything done: nothing predicted, nothing rewritten
+    written = (out / "masks.csv").stat().st_mtime_ns
+    predicted.clear()
+    again = predict_masks(run, dataset, out, device="cpu", progress=False)
+    assert predicted == [] and again.nothing_to_do and "nothing to do" in again.summary()
+    assert (out / "masks.csv").stat().st_mtime_ns == written
+    assert again.n_masks == report.n_masks
+    # masks of another model are not mixed in: refused, or replaced whole with --force
+    train_segmenter(tiny_config(tmp_path, dataset, "run2", seed=1), progress=False)
+    with pytest.raises(OutputError, match="another model"):
+        predict_masks(tmp_path / "run2", dataset, out, device="cpu", progress=False)
+    predicted.clear()
+    predict_masks(tmp_path / "run2", dataset, out, device="cpu", force=True, progress=False)
+    assert sum(predicted) == len(manifest)
+
+
+def test_predict_draws_the_flagged_masks_over_their_images(tmp_path, monkeypatch):
+    from cxrlab.seg import predict as predict_module
+
+    pixels = np.full((60, 80), 200, dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    Image.fromarray(pixels).save(tmp_path / "b.png")
+    one_lung = np.zeros((60, 80), dtype=np.uint8)
+    one_lung[10:50, 10:30] = 255
+    Image.fromarray(one_lung).save(tmp_path / "a-mask.png")
+    Image.fromarray(one_lung).save(tmp_path / "b-mask.png")
+    table = pd.DataFrame(
+        {"id": ["s:x/a.png", "s:x/b.png"], "mask_path": ["a-mask.png", "b-mask.png"],
+         "lung_fraction": ["0.2", "0.2"], "components": ["1", "1"], "flag": ["one lung", ""]}
+    )  # fmt: skip
+    seen = {}
+    from cxrlab.data import show
+
+    real = show.labelled_grid
+
+    def spy(tiles, captions, **options):
+        seen.update(tiles=tiles, captions=captions, title=options["title"])
+        return real(tiles, captions, **options)
+
+    monkeypatch.setattr(show, "labelled_grid", spy)
+    paths = {"s:x/a.png": str(tmp_path / "a.png"), "s:x/b.png": str(tmp_path / "b.png")}
+    grid = predict_module.flagged_overlay(table, paths, tmp_path)
+    assert seen["captions"] == ["one lung  a.png"]  # the unflagged mask is not shown
+    assert "1 flagged lung masks (red outline)" in seen["title"]
+    tile = seen["tiles"][0]
+    assert tile.shape == (192, 192, 3) and (tile == (255, 0, 0)).all(axis=-1).sum() > 100
+    assert grid.ndim == 3
+    assert predict_module.flagged_overlay(table.assign(flag=""), paths, tmp_path) is None

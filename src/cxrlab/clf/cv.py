@@ -446,6 +446,7 @@ def cross_validate(
     resume: bool = False,
     progress: bool = True,
     plan_seed: int = 0,
+    fold_synthetic: dict[int, str] | None = None,
 ) -> CvResult | None:
     """Leave-site-out cross-validation of ``config`` (``cv: sites``); see the module doc.
 
@@ -456,6 +457,9 @@ def cross_validate(
             resumes from its last epoch (as ``clf train --resume``).
         progress: progress bars and one line per epoch.
         plan_seed: seeds the fold assignment and each fold's validation split.
+        fold_synthetic: fold index -> synthetic images added to that fold's training
+            only; each must come from a generator that learned that fold's training
+            rows alone (each fold's run checks its provenance, as ``--synthetic``).
 
     Returns:
         The results; None in the extra processes of multi-GPU DDP.
@@ -490,6 +494,11 @@ def cross_validate(
     check_output(run, kind=outputs.CLASSIFIER_RUN, inputs=[config.data])
     plan = plan_folds(config.data, config.folds, plan_seed)
     configs = [fold_config(config, fold) for fold in plan.folds]
+    if fold_synthetic:  # per-fold images: each fold's generator never saw its held-out sites
+        configs = [
+            dataclasses.replace(fc, synthetic=fold_synthetic.get(fold.index))
+            for fold, fc in zip(plan.folds, configs, strict=True)
+        ]
     pretraining = list((run / PRETRAIN_DIR).glob("fold-*/checkpoints/*.pt"))
     config.guard_run_folder(run, resume, started=trainer.run_started(run) or bool(pretraining))
     for fold, fc in zip(plan.folds, configs, strict=True):

@@ -32,6 +32,7 @@ a one-level axis) and the runner crosses the axes of a section::
       from: best                # or a generator run name (checked the same way)
       control: true             # also each amount as real positives oversampled (control arm)
     classifier:                 # `cxrlab clf train` options; lists are axes
+      recipe: [baseline, transfer]   # clf train --recipe: options a cell does not set
       arch: [simple-cnn]
       augment: [none, mild]
       epochs: 8
@@ -39,7 +40,17 @@ a one-level axis) and the runner crosses the axes of a section::
       explain: 8                # Grad-CAM images per seed of each cell
       folds: 5                  # evaluation leave-site-out only: folds of whole sites
 
-Anything a section does not name takes the command's default.
+Anything a section does not name takes the command's default; a ``recipe`` sets
+every option of its row (:mod:`cxrlab.clf.recipes`) that the classifier section does
+not name.
+
+Synthetic images under ``evaluation: leave-site-out``: the ordinary (split) model of a
+cell draws them from the variant's chosen generator as always, but no fold may: that
+generator learned every train site, the held-out ones too. Each fold instead trains
+its own generator, with the chosen one's settings, on that fold's training rows only
+(its held-out sites never enter it), draws the cell's amount from it, and adds them to
+that fold's training only; the control arm oversamples as many of the fold's real
+positives. Fold generators are shared by every cell of the variant.
 """
 
 from __future__ import annotations
@@ -69,7 +80,7 @@ PREPROCESS_FIELDS = {
     "bit_depth": "bit_depth",
 }
 #: Classifier fields that may be grid axes (the others are plain settings).
-CLASSIFIER_AXES = ("arch", "augment", "balance", "head", "pretrained")
+CLASSIFIER_AXES = ("recipe", "arch", "augment", "balance", "standardize", "head", "pretrained")
 #: GenConfig fields a spec may not set: the runner decides them.
 _GEN_RUNNER_FIELDS = {"data", "out", "size_px", "augment", "resume"}
 #: ``generators`` keys that set how the best generator is checked, not how it trains.
@@ -184,6 +195,24 @@ class StudySpec:
                 if self.synthetic_control and amount > 0:
                     grid.append({**values, "synthetic": amount, "control": True})
         return grid
+
+
+def classifier_values(settings: dict, values: dict) -> dict:
+    """The :class:`~cxrlab.clf.config.ClfConfig` fields of a classifier cell: the
+    section's plain ``settings`` and the cell's axis ``values``, then its ``recipe``
+    (when one is named) filling every option neither of them sets, as ``clf train
+    --recipe`` does (:func:`cxrlab.clf.recipes.with_recipe`).
+
+    Raises:
+        CxrlabError: an unknown recipe.
+    """
+    from cxrlab.clf.recipes import with_recipe
+
+    merged = {**settings, **values}
+    recipe = merged.pop("recipe", None)
+    if recipe is None:
+        return merged
+    return with_recipe(str(recipe), merged, set(merged))
 
 
 def _section(raw: dict, name: str, path: Path, required: bool = False) -> dict:
@@ -467,14 +496,7 @@ def load_spec(path: str | Path) -> StudySpec:
             f"evaluation must be one of {', '.join(EVALUATIONS)}, got {raw.get('evaluation')!r}"
         )
     leave_site_out = evaluation == LEAVE_SITE_OUT
-    if leave_site_out and any(amounts):
-        problems.add(
-            f"evaluation {LEAVE_SITE_OUT} with synthetic.amounts {amounts}: a generator "
-            "learns images of every train site, the sites each fold holds out too, so its "
-            "images would carry them into training and the out-of-site figures would not "
-            "be out of site; set synthetic.amounts to [0] (classifier.oversample_positive "
-            "gives the real-image control) or use evaluation: split"
-        )
+    # synthetic images under leave-site-out come from per-fold generators (module doc)
     classifier = problems.check(_section, raw, "classifier", path) or {}
     # the leave-site-out runs' setting, kept apart: the ordinary run has no folds
     folds = classifier.pop("folds", None)
@@ -494,9 +516,10 @@ def load_spec(path: str | Path) -> StudySpec:
     for combo in itertools.product(*classifier_axes.values()):
         values = dict(zip(classifier_axes, combo, strict=True))
         try:
-            ClfConfig(data="", out="", **values, **classifier)
+            settings = classifier_values(classifier, values)
+            ClfConfig(data="", out="", **settings)
             if leave_site_out:
-                ClfConfig(data="", out="", **values, **classifier, cv="sites", folds=folds)
+                ClfConfig(data="", out="", **settings, cv="sites", folds=folds)
         except (CxrlabError, TypeError) as error:
             problems.add(f"classifier {values}: {error}")
             break

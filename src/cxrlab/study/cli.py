@@ -34,17 +34,59 @@ def run(
     report: Annotated[
         bool, typer.Option(help="Write STUDY/report.html when the study finishes.")
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Cells run at the same time, each in its own process with one GPU (round "
+            "robin over the visible ones) and its share of the CPU cores; 1 runs them one "
+            "after another here. With --executor ray: tasks at once, 0 for as many as the "
+            "cluster places.",
+        ),
+    ] = 1,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local (a process pool of --workers) or ray (Ray tasks, one GPU each on "
+            "CUDA; needs pip install 'cxrlab[ray]').",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join (with --executor ray; default: start one here)."),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print the plan (every cell, done or to run) and write nothing."
+        ),
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Run every cell of SPEC into OUT; rerun the same command to continue after an
-    interruption (finished cells are skipped, unfinished ones resume from checkpoints)."""
+    interruption (finished cells are skipped, unfinished ones resume from checkpoints).
+    It prints the plan first (cells done and to run), then a line per cell with the
+    count done of the total."""
     from cxrlab.study.bundled import resolve_spec
     from cxrlab.study.runner import run_study
 
-    with report_interrupt(out, f"cxrlab study run {spec} --out {out}", kept="*.pt"):
+    again = f"cxrlab study run {spec} --out {out}"
+    again += f" --workers {workers}" if workers != 1 else ""
+    again += f" --executor {executor}" if executor != "local" else ""
+    again += f" --address {address}" if address else ""
+    with report_interrupt(out, again, kept="*.pt"):
         result = run_study(
-            resolve_spec(spec), out, device=device, progress=not quiet, log=typer.echo
+            resolve_spec(spec),
+            out,
+            device=device,
+            progress=not quiet and workers == 1 and executor == "local",
+            log=typer.echo,
+            workers=workers,
+            executor=executor,
+            address=address,
+            dry_run=dry_run,
         )
+    if dry_run:
+        return
     typer.echo(result.summary())
     if report:
         from cxrlab.study.report import write_report

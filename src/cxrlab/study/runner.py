@@ -6,7 +6,10 @@ seeds). A cell is finished when its folder holds ``cell.json`` (written atomical
 last, with the cell's settings and result rows); a rerun skips finished cells whose
 settings still match, resumes unfinished ones from their checkpoints (generators:
 the last saved step; classifiers: the last finished epoch of each seed), and refuses
-cells whose settings the spec has since changed. The study folder::
+cells whose settings the spec has since changed. Which cells run when is decided by
+walking the study (:meth:`StudyRunner._walk`: what each cell waits for); who runs them,
+one after another here, in a process pool or as Ray tasks, by
+:mod:`cxrlab.study.executor`. The study folder::
 
     STUDY/
       spec.yaml                 the spec as run
@@ -28,7 +31,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +77,21 @@ class Cell:
     folder: str
     settings: dict
     variant: Variant | None = None
+
+
+@dataclass
+class Todo:
+    """A cell met on the walk that is not finished: its ``work`` (run by an executor) and
+    the ids of the cells it still ``waits`` for (none: it can run now)."""
+
+    cell: Cell
+    work: Callable[[], list[dict]]
+    waits: tuple[str, ...] = ()
+
+
+#: The generator named by a variant's synthetic and classifier cells while its generators
+#: are not all finished (the choice needs them all): such cells wait, never run with it.
+UNDECIDED = "(generator not chosen yet)"
 
 
 @dataclass
@@ -141,6 +160,15 @@ class StudyRunner:
         self.skipped: dict[str, str] = {}  # cell id -> why it cannot run
         self.unusable: dict[str, str] = {}  # variant -> why it gets no synthetic images
         self.result = StudyResult(self.out)
+        # the walk over the study (_walk): cells met, those not finished, what they wait for
+        self.todo: list[Todo] = []
+        self.walked = False
+        self._met: set[str] = set()
+        self._needs: tuple[str, ...] = ()
+        self._selected_before: dict[str, str] = {}
+        self._said: set[str] = set()  # lines the walks logged (each is said once)
+        # result rows of the cells finished in this invocation, as their work returned them
+        self.fresh_rows: dict[str, list[dict]] = {}
 
     # ------------------------------------------------------------------ cells
     def _marker(self, cell: Cell) -> Path:
@@ -168,37 +196,63 @@ class StudyRunner:
         return record
 
     def _do(self, cell: Cell, work: Callable[[], list[dict]]) -> list[dict]:
-        """Run ``work`` for ``cell`` unless it is finished; return its result rows."""
-        if cell.id in self.rows:  # met again in this invocation (a shared synthetic set)
-            return self.rows[cell.id]
+        """Meet ``cell`` on the walk over the study (:meth:`_walk`): return its result rows
+        when it is finished; otherwise note it in ``self.todo`` with ``work`` and the cells
+        it still waits for, and return no rows. Nothing runs here: an executor
+        (:mod:`cxrlab.study.executor`) runs the cells whose inputs are finished."""
+        if cell.id in self._met:  # met again in this walk (a shared synthetic set)
+            return self.rows.get(cell.id, [])
+        self._met.add(cell.id)
         self.cells.append(cell)
-        record = self._finished(cell)
-        if record is not None:
-            self.result.skipped.append(cell.id)
-            rows = record.get("rows", [])
-        else:
-            position = len(self.cells)
-            self.log(f"[{position}] {cell.kind} {cell.id}")
-            began = time.perf_counter()
-            (self.out / cell.folder).mkdir(parents=True, exist_ok=True)
-            rows = [{**self._variant_of(cell), **row} for row in work()]
-            seconds = time.perf_counter() - began
-            record = {
-                "id": cell.id,
-                "kind": cell.kind,
-                "settings": _jsonable(cell.settings),
-                "rows": _jsonable(rows),
-                "seconds": round(seconds, 2),
-                "finished": _now(),
-            }
-            atomic_write_text(self._marker(cell), json.dumps(record, indent=2) + "\n")
-            self.records[cell.id] = {**record, "folder": cell.folder}
-            self.result.ran.append(cell.id)
-            self.log(f"    done in {seconds:.0f} s")
+        waits = tuple(need for need in self._needs if need not in self.records)
+        # a cell whose inputs are not finished is never compared with its record: its
+        # settings may name a generator not chosen yet
+        record = None if waits else self._finished(cell)
+        if record is None:
+            self.todo.append(Todo(cell, work, waits))
+            return []
+        rows = self.fresh_rows.get(cell.id, record.get("rows", []))
         self.rows[cell.id] = rows
-        self._write_results()
-        self._write_status()
         return rows
+
+    @contextmanager
+    def _needing(self, *cells: str) -> Iterator[None]:
+        """The cells met inside wait for ``cells`` (ids) to finish."""
+        before = self._needs
+        self._needs = before + cells
+        try:
+            yield
+        finally:
+            self._needs = before
+
+    def execute(self, cell: Cell, work: Callable[[], list[dict]]) -> tuple[dict, list[dict]]:
+        """Run one cell's ``work`` and write its ``cell.json`` (atomically, last: a cell
+        stopped before is resumed by the next run). Writes nothing outside the cell's
+        folder, so cells may run at the same time in other processes.
+
+        Returns:
+            The cell's record (as in cell.json) and its rows as ``work`` returned them.
+        """
+        began = time.perf_counter()
+        (self.out / cell.folder).mkdir(parents=True, exist_ok=True)
+        rows = [{**self._variant_of(cell), **row} for row in work()]
+        seconds = time.perf_counter() - began
+        record = {
+            "id": cell.id,
+            "kind": cell.kind,
+            "settings": _jsonable(cell.settings),
+            "rows": _jsonable(rows),
+            "seconds": round(seconds, 2),
+            "finished": _now(),
+        }
+        atomic_write_text(self._marker(cell), json.dumps(record, indent=2) + "\n")
+        return record, rows
+
+    def finished(self, cell: Cell, record: dict, rows: list[dict]) -> None:
+        """Take a cell finished by an executor into this invocation's records."""
+        self.records[cell.id] = {**record, "folder": cell.folder}
+        self.fresh_rows[cell.id] = rows
+        self.result.ran.append(cell.id)
 
     # ----------------------------------------------------------------- stages
     def _data(self) -> Path:
@@ -521,7 +575,10 @@ class StudyRunner:
         return f"clf/{variant.name}/{'-'.join(parts)}"
 
     def planned_cells(self) -> int:
-        """How many cells the whole study has (the dataset, variants, generators...)."""
+        """How many cells the whole study has (the dataset, variants, generators...): those
+        met on the last walk over it, or, before any walk, as counted from the spec."""
+        if self.walked:
+            return len(self.cells)
         spec = self.spec
         variants = len(spec.variants())
         generators = len(spec.generators) * len(spec.gen_augment)
@@ -530,7 +587,11 @@ class StudyRunner:
         return planned - len(self.skipped)
 
     # -------------------------------------------------------------- the study
-    def run(self) -> StudyResult:
+    def run(self, executor=None, *, dry_run: bool = False) -> StudyResult:
+        """Run every cell not finished yet with ``executor`` (default: one after another
+        in this process; see :mod:`cxrlab.study.executor`). With ``dry_run``, print the
+        plan (every cell, done or to run) and write nothing."""
+        from cxrlab.study.executor import InlineExecutor, dispatch
         from cxrlab.utils.device import resolve_device
 
         resolve_device(self.device)  # --device cuda without CUDA fails before any work
@@ -539,33 +600,130 @@ class StudyRunner:
         self._check_sources()
         self._preflight()
         began = time.perf_counter()
+        if dry_run:
+            self._read_earlier()
+            self._walk()
+            self.log(self.plan_text(every_cell=True))
+            self.result.skipped = [c.id for c in self.cells if c.id in self.records]
+            return self.result
         self.out.mkdir(parents=True, exist_ok=True)
         if not (self.out / "spec.yaml").is_file():
             shutil.copyfile(self.spec.path, self.out / "spec.yaml")
+        self._read_earlier()
+        self._write_status()  # the folder is a study from its first moment (resumable)
+        dispatch(self, executor or InlineExecutor())
+        self.result.seconds = time.perf_counter() - began
+        ran = set(self.result.ran)
+        self.result.ran = [c.id for c in self.cells if c.id in ran]  # in the study's order
+        self.result.skipped = [c.id for c in self.cells if c.id not in ran]
+        shutil.copyfile(self.spec.path, self.out / "spec.yaml")  # the spec that finished it
+        self.result.results = self._write_results()
+        self._write_status()
+        return self.result
+
+    def run_one(self, cell_id: str, settings: dict) -> tuple[dict, list[dict]]:
+        """Run the one cell ``cell_id`` (what a worker process or Ray task does): walk the
+        study as its finished cells stand, check that the cell is ready and planned with
+        ``settings`` (as the process that sent it saw them), run it.
+
+        Returns:
+            The cell's record and rows (:meth:`execute`); a cell that is finished already
+            (a retried task whose first try finished it) is not run again.
+
+        Raises:
+            CxrlabError: the cell waits for cells not finished in this study folder (a
+                cluster node that does not see the folder the others write), or it is
+                planned otherwise.
+        """
+        log, self.log = self.log, lambda line: None  # the walk's lines are the parent's
+        self._read_earlier()
+        self._walk()
+        self.log = log
+        todo = next((t for t in self.todo if t.cell.id == cell_id), None)
+        if todo is None and cell_id in self.records:
+            record = self.records[cell_id]
+            return {k: v for k, v in record.items() if k != "folder"}, record.get("rows", [])
+        if todo is None:
+            raise CxrlabError(f"cell {cell_id} is not part of the study {self.out} any more")
+        if todo.waits:
+            raise CxrlabError(
+                f"cell {cell_id} waits for {', '.join(todo.waits)}, which this worker does not "
+                f"find finished in {self.out}: every worker must see the same study folder "
+                "(a shared file system on a cluster)"
+            )
+        if _jsonable(todo.cell.settings) != settings:
+            raise CxrlabError(
+                f"cell {cell_id} is planned with other settings in this worker than in the "
+                f"process that sent it; is {self.out} being written by another study run?"
+            )
+        return self.execute(todo.cell, todo.work)
+
+    def _read_earlier(self) -> None:
+        """What earlier invocations left in the study folder: study.json and every
+        finished cell's cell.json (nothing when the folder does not exist yet)."""
         if (self.out / STUDY_JSON).is_file():
             self.previous = json.loads((self.out / STUDY_JSON).read_text())
-            self.selected.update(self.previous.get("selected_generators", {}))
+            self._selected_before = dict(self.previous.get("selected_generators", {}))
+            self.selected.update(self._selected_before)
             self.previous_order = [cell["id"] for cell in self.previous.get("cells", [])]
         self._load_records()
-        self._write_status()  # the folder is a study from its first moment (resumable)
+
+    def _walk(self) -> None:
+        """Meet every cell of the study in the order a sequential run takes them (the
+        dataset, preprocessing per variant, generators, then per variant its generator
+        choice, synthetic sets and classifiers), noting what each waits for.
+
+        Runs nothing: it fills ``self.cells`` (in order), ``self.rows`` (finished cells)
+        and ``self.todo`` (the others, with their work). A variant's generator is chosen
+        once all its generators are finished; until then its synthetic and classifier
+        cells with synthetic images wait, named with :data:`UNDECIDED`. Walked again
+        after each finished cell, so lines it logs are said once per invocation.
+        """
+        self.cells, self.rows, self.todo = [], {}, []
+        self._met, self._needs = set(), ()
+        self.skipped, self.unusable = {}, {}
+        self.selected = dict(self._selected_before)
+        log = self.log
+        said = self._said
+
+        def once(line: str) -> None:
+            if line not in said:
+                said.add(line)
+                log(line)
+
+        self.log = once
+        try:
+            self._walk_cells()
+        finally:
+            self.log = log
+        self.walked = True
+
+    def _walk_cells(self) -> None:
         dataset = self._data()
         variants = self.spec.variants()
-        packs = {v.name: self._preprocess(dataset, v) for v in variants}
+        with self._needing("data"):
+            packs = {v.name: self._preprocess(dataset, v) for v in variants}
         gen_cells: dict[str, list[Cell]] = {}
         for variant in variants:
             gen_variant = generator_variant(variant)
             if self.spec.generators and gen_variant.name not in packs:
-                packs[gen_variant.name] = self._preprocess(dataset, gen_variant)
+                with self._needing("data"):
+                    packs[gen_variant.name] = self._preprocess(dataset, gen_variant)
             gen_cells[variant.name] = []
-            for cell, config in self._gen_configs(packs.get(gen_variant.name), gen_variant):
-                self._generator(cell, config)
-                gen_cells[variant.name].append(cell)
+            with self._needing(f"preprocess/{gen_variant.name}"):
+                for cell, config in self._gen_configs(packs.get(gen_variant.name), gen_variant):
+                    self._generator(cell, config)
+                    gen_cells[variant.name].append(cell)
         for variant in variants:
-            chosen = self._select(variant, gen_cells[variant.name])
-            if chosen:
-                self.selected[variant.name] = chosen
-            else:  # an earlier invocation's choice that the checks now refuse is no choice
-                self.selected.pop(variant.name, None)
+            generators = tuple(cell.id for cell in gen_cells[variant.name])
+            if all(cell in self.records for cell in generators):
+                chosen = self._select(variant, gen_cells[variant.name])
+                if chosen:
+                    self.selected[variant.name] = chosen
+                else:  # an earlier invocation's choice that the checks now refuse is no choice
+                    self.selected.pop(variant.name, None)
+            else:
+                chosen = UNDECIDED
             for combo in self.spec.classifier_grid():
                 synthetic = None
                 needs_images = combo["synthetic"] > 0 and not combo["control"]
@@ -576,20 +734,48 @@ class StudyRunner:
                     self.skipped[self._classifier_folder(variant, combo)] = reason
                     self.skipped[self._synthetic_folder(variant, combo["synthetic"])] = reason
                     continue
+                needs = (f"preprocess/{variant.name}",)
                 if needs_images:
-                    synthetic = self._synthetic(variant, chosen, combo["synthetic"])
-                self._classifier(
-                    packs[variant.name],
-                    variant,
-                    combo,
-                    synthetic,
-                    chosen if needs_images else "",
-                )
-        self.result.seconds = time.perf_counter() - began
-        shutil.copyfile(self.spec.path, self.out / "spec.yaml")  # the spec that finished it
-        self.result.results = self._write_results()
-        self._write_status()
-        return self.result
+                    with self._needing(*generators):
+                        synthetic = self._synthetic(variant, chosen, combo["synthetic"])
+                    needs += (self._synthetic_folder(variant, combo["synthetic"]),)
+                with self._needing(*needs):
+                    self._classifier(
+                        packs[variant.name],
+                        variant,
+                        combo,
+                        synthetic,
+                        chosen if needs_images else "",
+                    )
+
+    def plan_text(self, *, every_cell: bool = False) -> str:
+        """The plan of the last walk: cells per kind, how many are done and how many
+        remain, the cells to run (``every_cell``: the finished ones too), and cells
+        skipped with why."""
+        waiting = {todo.cell.id: todo for todo in self.todo}
+        done = sum(1 for cell in self.cells if cell.id not in waiting)
+        lines = [
+            f"plan: {len(self.cells)} cells in {self.out}: {done} done, "
+            f"{len(self.cells) - done} to run"
+        ]
+        order = ["data", "preprocess", schema.GENERATOR_KIND, "synthetic"]
+        kinds: dict[str, list[Cell]] = {}
+        rank = {kind: place for place, kind in enumerate(order)}
+        for cell in sorted(self.cells, key=lambda cell: rank.get(cell.kind, len(order))):
+            kinds.setdefault(cell.kind, []).append(cell)
+        for kind, cells in kinds.items():
+            left = sum(1 for cell in cells if cell.id in waiting)
+            lines.append(f"  {kind:<11} {len(cells):>4}: {len(cells) - left} done, {left} to run")
+        for cell in self.cells:
+            todo = waiting.get(cell.id)
+            if todo is None and every_cell:
+                lines.append(f"  done    {cell.id}")
+            elif todo is not None:
+                after = f"  (after {', '.join(todo.waits)})" if todo.waits else ""
+                lines.append(f"  to run  {cell.id}{after}")
+        for cell, reason in self.skipped.items():
+            lines.append(f"  skipped {cell}: {reason}")
+        return "\n".join(lines)
 
     def _check_sources(self) -> None:
         """Every source path of the spec is set and exists, before STUDY/ is made (a study
@@ -751,7 +937,7 @@ class StudyRunner:
     def _cell_status(self) -> list[dict]:
         """Every cell met in this invocation, then those of earlier ones not met yet."""
         listed = [{"id": cell.id, "kind": cell.kind, "folder": cell.folder} for cell in self.cells]
-        met = {cell["id"] for cell in listed}
+        met = {cell["id"] for cell in listed} | set(self.skipped)
         listed += [cell for cell in self.previous.get("cells", []) if cell["id"] not in met]
         for cell in listed:
             record = self.records.get(cell["id"])
@@ -803,7 +989,30 @@ def run_study(
     device: str = "auto",
     progress: bool = True,
     log: Callable[[str], None] = print,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    dry_run: bool = False,
 ) -> StudyResult:
-    """Run (or continue) the study ``spec`` into the folder ``out``; see the module doc."""
+    """Run (or continue) the study ``spec`` into the folder ``out``; see the module doc.
+
+    Args:
+        spec: the spec file, or a loaded spec.
+        out: the study folder.
+        device: auto, cpu or cuda for every cell.
+        progress: progress bars (cells run in this process only).
+        log: where the plan and progress lines go.
+        workers: cells run at the same time; 1 runs them one after another in this
+            process (with ``executor="ray"``: at most this many Ray tasks at once, 0 for as
+            many as the cluster takes).
+        executor: ``local`` (a process pool of ``workers``) or ``ray``.
+        address: the Ray cluster to join (``executor="ray"``; None starts a local one).
+        dry_run: print the plan only; write nothing.
+    """
+    from cxrlab.study.executor import make_executor
+
     spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
-    return StudyRunner(spec, out, device=device, progress=progress, log=log).run()
+    runner = StudyRunner(spec, out, device=device, progress=progress, log=log)
+    if dry_run:
+        return runner.run(dry_run=True)
+    return runner.run(make_executor(executor, workers=workers, address=address, device=device))

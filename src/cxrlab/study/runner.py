@@ -51,7 +51,14 @@ from cxrlab.study.findings import (
     control_level,
     selection_metric,
 )
-from cxrlab.study.spec import LEAVE_SITE_OUT, StudySpec, Variant, _slug, load_spec
+from cxrlab.study.spec import (
+    LEAVE_SITE_OUT,
+    StudySpec,
+    Variant,
+    _slug,
+    classifier_values,
+    load_spec,
+)
 from cxrlab.utils import outputs
 from cxrlab.utils.fs import atomic_write_text
 from cxrlab.utils.outputs import check_output
@@ -60,6 +67,13 @@ from cxrlab.utils.outputs import check_output
 _ENDS = (("", "value"), ("_low", "low"), ("_high", "high"))
 CELL_FILE = "cell.json"
 RESULTS = "results.csv"
+#: Leave-site-out folds' own generators and synthetic images, and the lung-mask probe.
+FOLD_GEN_DIR = "gen-folds"
+FOLD_SYNTHETIC_DIR = "synthetic-folds"
+FOLD_GENERATOR_KIND = "fold-generator"
+FOLD_SYNTHETIC_KIND = "fold-synthetic"
+LUNG_MASKS_DIR = "lung-masks"
+PROBE_FOLDER = "eval-probe"
 STUDY_JSON = "study.json"
 
 #: Why a variant gets no synthetic images (log lines and ``skipped_cells`` in study.json):
@@ -449,12 +463,10 @@ class StudyRunner:
 
         spec = self.spec
         folder = self._classifier_folder(variant, combo)
-        settings = {
-            **spec.classifier_settings,
-            **{k: v for k, v in combo.items() if k not in ("synthetic", "control")},
-        }
+        values = {k: v for k, v in combo.items() if k not in ("synthetic", "control")}
         if combo["control"]:  # as many real positives, oversampled, as synthetic images
-            settings["oversample_positive"] = combo["synthetic"]
+            values["oversample_positive"] = combo["synthetic"]
+        settings = classifier_values(spec.classifier_settings, values)  # recipe applied
         if self.device != "auto":
             settings["device"] = self.device
         # a generator of a non-power-of-two variant learned the nearest power of two
@@ -488,6 +500,19 @@ class StudyRunner:
         }
         if spec.evaluation != "split":  # (a split study's cells keep the identity they had)
             identity.update(evaluation=spec.evaluation, folds=spec.folds)
+        # leave-site-out folds draw their synthetic images from generators of their own
+        fold_images = spec.evaluation == LEAVE_SITE_OUT and synthetic is not None
+        cell = Cell(folder, schema.CLASSIFIER_KIND, folder, identity, variant)
+        fold_synthetic, fold_needs = None, ()
+        if fold_images:
+            if source == UNDECIDED or any(need not in self.records for need in self._needs):
+                # the folds cannot be planned before the PACKED and the chosen generator
+                # exist: wait for fold images not planned yet
+                amount = combo["synthetic"]
+                fold_needs = (f"{FOLD_SYNTHETIC_DIR}/{variant.name}/n{amount}",)
+            else:
+                fold_synthetic = self._fold_synthetic(variant, source, combo["synthetic"], packed)
+                fold_needs = tuple(self._fold_synthetic_cells(variant, combo["synthetic"], packed))
         level = control_level(combo["synthetic"]) if combo["control"] else combo["synthetic"]
         factors = {**{k: v for k, v in combo.items() if k != "control"}, schema.SYNTHETIC: level}
 
@@ -529,14 +554,120 @@ class StudyRunner:
                     row.update(schema.evaluation_columns("external", external.seeds[seed]))
                 rows.append(row)
             if spec.evaluation == LEAVE_SITE_OUT:
-                by_seed = self._leave_site_out(config, spec.folds, self.out / folder / "cv")
+                by_seed = self._leave_site_out(
+                    config, spec.folds, self.out / folder / "cv", fold_synthetic
+                )
                 for row in rows:
                     row.update(by_seed[int(row[schema.SEED])])
+                self._lung_probe(config, packed, self.out / folder)
             return rows
 
-        self._do(Cell(folder, schema.CLASSIFIER_KIND, folder, identity, variant), work)
+        with self._needing(*fold_needs):
+            self._do(cell, work)
 
-    def _leave_site_out(self, config, folds: int | None, out: Path) -> dict[int, dict]:
+    def _fold_synthetic(
+        self, variant: Variant, generator_cell: str, amount: int, packed: Path
+    ) -> dict[int, str]:
+        """Per leave-site-out fold, ``amount`` synthetic images from a generator that
+        learned only that fold's training rows (:mod:`cxrlab.study.fold_synthetic`):
+        fold index -> their PACKED. Each fold's generator (the chosen generator's
+        settings, no metrics) and each amount drawn from it is a cell of its own,
+        shared by every classifier cell of the variant."""
+        import dataclasses
+
+        from cxrlab.clf.cv import plan_folds
+        from cxrlab.gen.config import GenConfig
+        from cxrlab.gen.sample import sample_run
+        from cxrlab.gen.train_api import train_with_metrics
+        from cxrlab.study.fold_synthetic import fold_packed
+
+        chosen = GenConfig.read(self.out / generator_cell / "config.yaml")
+        name = Path(generator_cell).name
+        sets = {}
+        # the folds cross_validate will make (the same PACKED, folds and plan seed)
+        for fold in plan_folds(packed, self.spec.folds, 0).folds:
+            base = f"{FOLD_GEN_DIR}/{variant.name}/{name}/{fold.name}"
+            config = dataclasses.replace(
+                chosen,
+                data=str(self.out / base / "packed"),
+                out=str(self.out / base / "run"),
+                metrics=[],
+                split="train",
+            )
+            identity = {k: v for k, v in config.as_dict().items() if k not in ("data", "out")}
+            identity.update(generator=generator_cell, held_out_sites=fold.sites)
+
+            def train(fold=fold, config=config) -> list[dict]:
+                fold_packed(chosen.data, fold, config.data)
+                result = train_with_metrics(config, resume=True, progress=self.progress)
+                return [{"fold": fold.index, schema.STEPS: result.step,
+                         schema.SECONDS: round(result.seconds, 2)}]  # fmt: skip
+
+            self._do(Cell(base, FOLD_GENERATOR_KIND, base, identity, variant), train)
+            target = self._fold_synthetic_folder(variant, amount, fold.name)
+
+            def draw(run=config.out, target=target) -> list[dict]:
+                sample_run(run, self.out / target / "packed", n=amount,
+                           label=self.spec.synthetic_label, packed=True, device=self.device)  # fmt: skip
+                return []
+
+            settings = {"generator": base, "amount": amount, "label": self.spec.synthetic_label}
+            with self._needing(base):
+                self._do(Cell(target, FOLD_SYNTHETIC_KIND, target, settings, variant), draw)
+            sets[fold.index] = str(self.out / target / "packed")
+        return sets
+
+    def _fold_synthetic_cells(self, variant: Variant, amount: int, packed: Path) -> list[str]:
+        """The ids of the cells drawing a variant's per-fold synthetic images."""
+        from cxrlab.clf.cv import plan_folds
+
+        return [
+            self._fold_synthetic_folder(variant, amount, fold.name)
+            for fold in plan_folds(packed, self.spec.folds, 0).folds
+        ]
+
+    @staticmethod
+    def _fold_synthetic_folder(variant: Variant, amount: int, fold: str) -> str:
+        return f"{FOLD_SYNTHETIC_DIR}/{variant.name}/n{amount}/{fold}"
+
+    def _lung_masks(self, folder: Path) -> Path | None:
+        """A MASKS folder at ``folder`` of the dataset's own lung masks (its manifest's
+        ``mask_path``, e.g. ieee8023's lungVAE annotations); None when no row has one."""
+        from cxrlab.data.manifest import read_manifest
+        from cxrlab.data.masks import MASK_COLUMNS, MASKS_CSV
+
+        manifest = read_manifest(self.out / "data" / "dataset")
+        if "mask_path" not in manifest.columns:
+            return None
+        rows = manifest[manifest["mask_path"].fillna("").astype(str) != ""]
+        if rows.empty:
+            return None
+        table = pd.DataFrame({"id": rows["id"], "mask_path": rows["mask_path"]})
+        table = table.reindex(columns=MASK_COLUMNS, fill_value="")
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / MASKS_CSV, table.to_csv(index=False, lineterminator="\n"))
+        return folder
+
+    def _lung_probe(self, config, packed: Path, cell_folder: Path) -> None:
+        """The shortcut probe of a leave-site-out cell's split model on the test split
+        with the dataset's own lung masks (lungs removed, lungs only), when it has any:
+        what the report's "Will it transfer?" section reads for the chosen recipe.
+        Everything it writes stays in the cell's folder (cells may run in parallel)."""
+        from cxrlab.clf.evaluate import evaluate_run
+
+        masks = self._lung_masks(cell_folder / LUNG_MASKS_DIR)
+        if masks is None:
+            return
+        try:
+            evaluate_run(config.out, packed, split="test", shortcut_probe=True,
+                         lung_masks=masks, out=cell_folder / PROBE_FOLDER, device=config.device,
+                         bootstrap=config.bootstrap)  # fmt: skip
+        except CxrlabError as error:  # e.g. no test image has a mask: said, not fatal
+            self.log(f"    lung-mask shortcut probe not run: {error}")
+
+    def _leave_site_out(
+        self, config, folds: int | None, out: Path, fold_synthetic: dict[int, str] | None = None
+    ) -> dict[int, dict]:
         """Leave-site-out cross-validation of a classifier cell's settings into ``out``
         (:func:`cxrlab.clf.cv.cross_validate`, resumed where it stopped): per seed, the
         out-of-site ROC-AUC (mean over folds, what the best cell is chosen by), the
@@ -546,8 +677,14 @@ class StudyRunner:
 
         from cxrlab.clf.cv import cross_validate
 
-        cv_config = dataclasses.replace(config, out=str(out), cv="sites", folds=folds)
-        summary = cross_validate(cv_config, resume=True, progress=self.progress).summary
+        # the split model's synthetic images never train a fold (their generator
+        # learned the held-out sites); fold_synthetic gives each fold its own
+        cv_config = dataclasses.replace(
+            config, out=str(out), cv="sites", folds=folds, synthetic=None, allow_mismatch=False
+        )
+        summary = cross_validate(
+            cv_config, resume=True, progress=self.progress, fold_synthetic=fold_synthetic
+        ).summary
         columns = {}
         for seed, values in summary["per_seed"].items():
             pooled = values["out_of_site"]["metrics"]["roc_auc"]
@@ -844,7 +981,9 @@ class StudyRunner:
 
         for combo in spec.classifier_grid():
             values = {k: v for k, v in combo.items() if k not in ("synthetic", "control")}
-            config = ClfConfig(data="", out="", **{**spec.classifier_settings, **values})
+            config = ClfConfig(
+                data="", out="", **classifier_values(spec.classifier_settings, values)
+            )
             try:
                 pretrained_weights(config.arch, config.resolved_pretrained)
             except MissingWeightsError as error:

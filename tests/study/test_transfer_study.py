@@ -261,3 +261,16 @@ def test_the_runner_takes_lung_masks_from_the_manifest(study, tmp_path):
     frame["mask_path"] = ""
     write_manifest(dataset, frame)
     assert runner._lung_masks(tmp_path / "none") is None
+
+
+def test_every_setting_on_real_images_comes_before_the_synthetic_arms(tmp_path):
+    """A study stopped early (a shared machine, a time limit) has compared its recipes."""
+    grid = load_spec(write_spec(tmp_path, TINY)).classifier_grid()
+    assert [(g["recipe"], g["synthetic"], g["control"]) for g in grid] == [
+        ("baseline", 0, False),
+        ("transfer", 0, False),
+        ("baseline", 6, False),
+        ("baseline", 6, True),
+        ("transfer", 6, False),
+        ("transfer", 6, True),
+    ]

@@ -185,11 +185,13 @@ class StudySpec:
     def classifier_grid(self) -> list[dict]:
         """Every combination of the classifier axes and synthetic amounts; with
         ``synthetic.control``, each amount also as its control arm (``control: True``:
-        that many real positives oversampled instead of synthetic images)."""
+        that many real positives oversampled instead of synthetic images). Amounts
+        vary slowest: every setting on real images comes first, so a study stopped
+        early has compared its settings before any synthetic arm."""
         keys = list(self.classifier_axes)
         grid = []
-        for combo in itertools.product(*self.classifier_axes.values()):
-            for amount in self.synthetic_amounts:
+        for amount in self.synthetic_amounts:
+            for combo in itertools.product(*self.classifier_axes.values()):
                 values = dict(zip(keys, combo, strict=True))
                 grid.append({**values, "synthetic": amount, "control": False})
                 if self.synthetic_control and amount > 0:

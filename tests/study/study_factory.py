@@ -97,6 +97,12 @@ def _generator(root: Path, variant: str, name: str, index: int) -> dict:
     for step in SAMPLE_STEPS:
         # the last grid is larger, so a test can tell which one was embedded
         png(folder / "samples" / f"step_{step:06d}.png", (32 if step == 1000 else 8, 32), step)
+        # the nearest-training-image pairs of the memorization check, at the same steps
+        png(
+            folder / "metrics" / f"memorization_step_{step:06d}.png",
+            (48 if step == 1000 else 12, 24),
+            step + 7,
+        )
     (folder / "config.yaml").write_text(yaml.safe_dump({"model": GENERATORS[name]}))
     last = rows[-1]
     return {
@@ -179,9 +185,10 @@ def make_study(
         pending: mark the last cell as pending in ``study.json``.
     """
     root.mkdir(parents=True, exist_ok=True)
-    (root / "spec.yaml").write_text(
-        yaml.safe_dump({"name": "fake-study", "description": DESCRIPTION})
-    )
+    spec = {"name": "fake-study", "description": DESCRIPTION}
+    if generators:
+        spec["generators"] = {"runs": [{"name": name} for name in GENERATORS]}
+    (root / "spec.yaml").write_text(yaml.safe_dump(spec))
     _dataset(root)
     if stats:
         _stats(root)

@@ -65,6 +65,7 @@ def test_sections_in_order_and_images_embedded(full_study):
     _, _, html = full_study
     ids = re.findall(r'<section id="([^"]+)"', html)
     assert ids == [
+        "summary",
         "dataset",
         "classifiers",
         "generators",
@@ -127,7 +128,7 @@ def test_generator_table_and_curves(full_study):
 def test_last_sample_grid_is_the_highest_step(full_study):
     root, _, html = full_study
     assert last_sample(root / "gen" / "64px-none" / "dcgan").name == "step_001000.png"
-    assert "64px-none / dcgan, step 1000" in html
+    assert "<h3>gen/64px-none/dcgan</h3>" in html and "generated samples, step 1000" in html
     assert "step 200<" not in html
 
 
@@ -162,9 +163,10 @@ def test_missing_inputs_still_give_a_report(tmp_path):
         tmp_path / "s", generators=False, stats=False, previews=False, external=False, seeds=(3,)
     )
     html = render_report(root)
-    assert "no generator results." in html
+    # a study without generators shows no generator sections (issue 24, item 9)
+    assert 'id="generators"' not in html and 'id="curves"' not in html
     assert "no dataset statistics" in html
-    assert "no generator metrics" in html
+    assert "metrics.csv not found" not in html
     assert "external ROC-AUC" not in html
     # one seed: the bootstrap interval of that seed
     assert "single seed&#x27;s patient-bootstrap interval" in html
@@ -195,7 +197,8 @@ def test_classifier_rows_only(tmp_path):
     frame = pd.read_csv(root / "results.csv")
     assert set(frame["kind"]) == {"classifier"}
     html = render_report(root)
-    assert "no generator results." in html and BASELINE_CELL in html
+    assert "Generator" not in html.split("</header>")[1].split('id="findings"')[0]
+    assert BASELINE_CELL in html
 
 
 def test_chromium_loads_every_image(full_study, tmp_path):
@@ -295,7 +298,8 @@ def test_a_missing_memorization_share_reads_not_measured_and_is_never_best(tmp_p
     results.loc[unmeasured, "memorization_share"] = float("nan")
     results.to_csv(root / "results.csv", index=False)
     section = render_report(root).split('<section id="generators">')[1].split("</section>")[0]
-    header, *body = re.findall(r"<tr[^>]*>(.*?)</tr>", section)
+    main = section.split("<details>")[0]  # the other metrics are folded below the table
+    header, *body = re.findall(r"<tr[^>]*>(.*?)</tr>", main)
     names = re.findall(r"<th>(.*?)</th>", header)
     rows = {}
     for row in body:

@@ -149,3 +149,81 @@ def closest_pairs_grid(
     tiles[0::2] = fake_images[order]
     tiles[1::2] = train_images[result.fake_nearest[order]]
     return image_grid(tiles, columns=2 * min(pairs_per_row, len(order)))
+
+
+def closest_pairs_figure(
+    fake_images: np.ndarray,
+    train_images: np.ndarray,
+    result: Memorization,
+    n_pairs: int = 8,
+    pairs_per_row: int = 4,
+    title: str = "",
+):
+    """The generated images closest to a training image, each beside that image, labelled.
+
+    Each pair is titled ``generated`` and ``nearest training image``, with the distance
+    under it (RMS pixel difference, 0-1) and whether it is flagged as a near-copy
+    (closer than ``result.threshold``, the held-out images' 5th percentile).
+
+    Args:
+        fake_images: (M, H, W) uint8 generated images, in the order given to
+            :func:`check_memorization`.
+        train_images: (T, H, W) uint8 training images, same order as there.
+        result: the :func:`check_memorization` result.
+        n_pairs: pairs shown, closest first.
+        pairs_per_row: pairs per figure row.
+        title: a line above the pairs (the generator, its step...).
+
+    Returns:
+        A matplotlib Figure (no pyplot state); see :func:`save_closest_pairs`.
+    """
+    from matplotlib.figure import Figure
+
+    order = np.argsort(result.fake_distances, kind="stable")[:n_pairs]
+    columns = min(pairs_per_row, max(len(order), 1))
+    rows = max(1, -(-len(order) // columns))
+    figure = Figure(figsize=(2.2 * 2 * columns, 2.5 * rows + (0.5 if title else 0.2)))
+    # a gap between pairs, none inside one: each generated image sits by its neighbour
+    outer = figure.add_gridspec(rows, columns, wspace=0.25, hspace=0.45)
+    for k, index in enumerate(order):
+        row, pair = divmod(k, columns)
+        inner = outer[row, pair].subgridspec(1, 2, wspace=0.04)
+        distance = float(result.fake_distances[index])
+        flagged = distance < result.threshold
+        for side, (image, label) in enumerate(
+            (
+                (fake_images[index], "generated"),
+                (train_images[result.fake_nearest[index]], "nearest training"),
+            )
+        ):
+            axes = figure.add_subplot(inner[0, side])
+            axes.imshow(image, cmap="gray", vmin=0, vmax=255)
+            axes.set_xticks([])
+            axes.set_yticks([])
+            axes.set_title(label, fontsize=8)
+            if side == 0:
+                axes.set_xlabel(
+                    f"distance {distance:.3f}" + (" (near-copy)" if flagged else ""),
+                    fontsize=8,
+                    color="#b00" if flagged else "black",
+                    loc="left",
+                )
+    figure.suptitle(
+        (title + "\n" if title else "")
+        + f"closest {len(order)} of {len(result.fake_distances)} generated images to a training "
+        f"image; near-copy below {result.threshold:.3f} (RMS pixel difference, 0-1)",
+        fontsize=9,
+    )
+    return figure
+
+
+def save_closest_pairs(figure, path) -> str:
+    """Write a :func:`closest_pairs_figure` as a PNG at ``path`` (atomically); its path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from cxrlab.utils.fs import atomic_path
+
+    FigureCanvasAgg(figure)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
+    return str(path)

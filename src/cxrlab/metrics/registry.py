@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxrlab.data.show import save_grid
 from cxrlab.errors import CxrlabError
 from cxrlab.metrics.diversity import mean_ms_ssim
 from cxrlab.metrics.extractors import FeatureExtractor, Features
@@ -25,7 +24,11 @@ from cxrlab.metrics.frechet import fid_from_features
 from cxrlab.metrics.images import ImageSet, choose
 from cxrlab.metrics.isc import inception_score, probabilities_from_logits
 from cxrlab.metrics.kid import kernel_inception_distance
-from cxrlab.metrics.memorization import check_memorization, closest_pairs_grid
+from cxrlab.metrics.memorization import (
+    check_memorization,
+    closest_pairs_figure,
+    save_closest_pairs,
+)
 from cxrlab.metrics.prdc import precision_recall_density_coverage
 from cxrlab.metrics.refstats import reference_features
 from cxrlab.metrics.swd import sliced_wasserstein_distance
@@ -388,8 +391,10 @@ def memorization_metric(context: MetricContext) -> dict[str, float]:
         def as_uint8(images: torch.Tensor) -> np.ndarray:
             return (images[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
 
-        grid = closest_pairs_grid(as_uint8(fake_images), as_uint8(train_images), result)
-        context.info["memorization_grid"] = str(save_grid(grid, context.grid_path))
+        # labelled: which image is generated, which its nearest training image, and the
+        # distance (issue 24: an unlabelled grid of tiles said none of it)
+        figure = closest_pairs_figure(as_uint8(fake_images), as_uint8(train_images), result)
+        context.info["memorization_grid"] = save_closest_pairs(figure, context.grid_path)
     return result.summary()
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from cxrlab.study.report.classifiers import classifier_section, examples_section, prediction_loader
+from cxrlab.study.report.classifiers import classifier_section, examples_section
 from cxrlab.study.report.curves import curves_section
 from cxrlab.study.report.dataset import dataset_section
 from cxrlab.study.report.generators import generator_section
@@ -48,7 +48,8 @@ from cxrlab.study.report.html import (
 )
 from cxrlab.study.report.pros_cons import findings_section
 from cxrlab.study.report.samples import last_sample, samples_section
-from cxrlab.study.report.study import Study, load_study
+from cxrlab.study.report.study import Study, load_study, prediction_loader
+from cxrlab.study.report.summary import summary_section
 from cxrlab.utils.fs import atomic_write_text
 from cxrlab.utils.outputs import check_output_file
 
@@ -122,6 +123,7 @@ def render_report(study: str | Path) -> str:
     loaded = load_study(study)
     sections = [
         title_section(loaded),
+        summary_section(loaded),  # what was compared, what the intervals say, what was chosen
         transfer_section(loaded),  # "" unless the study evaluates leave-site-out
         dataset_section(loaded),
         classifier_section(loaded),

@@ -6,8 +6,6 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-import pandas as pd
-
 from cxrlab.study.findings import (
     SELECTION_METRIC,
     SUMMARY_METRICS,
@@ -17,8 +15,10 @@ from cxrlab.study.findings import (
     study_factors,
     summarise_classifiers,
 )
+from cxrlab.study.numbers import number_text
 from cxrlab.study.report.html import (
     _cell_name,
+    _duration,
     _figure,
     _note,
     _number,
@@ -37,8 +37,11 @@ def classifier_section(study: Study) -> str:
     by = study.classifier_selected_by
     best = best_classifier(study.results, study.axes, by)
     metrics = [m for m in SUMMARY_METRICS if m in summary.columns]
+    # a setting every cell shares is said once above the table, not in a column each row
+    shared = {f: summary[f].iloc[0] for f in factors if summary[f].nunique() == 1}
+    factors = [f for f in factors if f not in shared]
     headers = ["", "cell", *factors, "seeds", metric_label(SELECTION_METRIC)]
-    headers += [*map(metric_label, metrics), "seconds"]
+    headers += [*map(metric_label, metrics), "time"]
     rows, classes = [], []
     for _, row in summary.iterrows():
         is_best = best is not None and row["cell"] == best.cell
@@ -47,35 +50,42 @@ def classifier_section(study: Study) -> str:
         cells.append(str(row["n_seeds"]))
         cells.append(_number(row.get(SELECTION_METRIC)))
         cells += [_with_interval(row[m], row[f"{m}_low"], row[f"{m}_high"]) for m in metrics]
-        cells.append(_number(row["seconds"], 1))
+        cells.append(_duration(row["seconds"]))
         rows.append(cells)
         classes.append("best" if is_best else "")
     start = 2 + len(factors)
     caption = _interval_caption(set(summary["interval"]), by)
     parts = [
+        (
+            "<p>Every cell: "
+            + escape(", ".join(f"{f} {v}" for f, v in shared.items() if str(v) != ""))
+            + ".</p>"
+            if any(str(v) != "" for v in shared.values())
+            else ""
+        ),
         _table(
             headers,
             rows,
             numeric=set(range(start, len(headers))),
             row_classes=classes,
             caption=caption,
-        )
+        ),
     ]
     if best is not None and by != SELECTION_METRIC:
         parts.insert(
             0,
             "<p>Best classifier, chosen by leave-site-out validation (highest mean "
-            f"{escape(metric_label(by))} over seeds, {best.chosen_value:.3f}: each seed's mean "
+            f"{escape(metric_label(by))} over seeds, {number_text(best.chosen_value)}: each seed's mean "
             "over folds of the AUC on sites its fold never trained on; the test split took "
             f"no part in the choice): <strong>{escape(best.cell)}</strong>, test ROC-AUC "
-            f"{best.roc_auc:.3f} over {best.n_seeds} seed{'s' if best.n_seeds != 1 else ''}.</p>",
+            f"{number_text(best.roc_auc)} over {best.n_seeds} seed{'s' if best.n_seeds != 1 else ''}.</p>",
         )
     elif best is not None:
         parts.insert(
             0,
             f"<p>Best classifier, chosen on validation (highest mean validation ROC-AUC "
-            f"over seeds, {best.val_roc_auc:.3f}; the test split took no part in the choice): "
-            f"<strong>{escape(best.cell)}</strong>, test ROC-AUC {best.roc_auc:.3f} over "
+            f"over seeds, {number_text(best.val_roc_auc)}; the test split took no part in the choice): "
+            f"<strong>{escape(best.cell)}</strong>, test ROC-AUC {number_text(best.roc_auc)} over "
             f"{best.n_seeds} seed{'s' if best.n_seeds != 1 else ''}.</p>",
         )
     else:
@@ -108,8 +118,8 @@ def _interval_caption(kinds: set[str], by: str = SELECTION_METRIC) -> str:
     return (
         text
         + "; ".join(parts)
-        + f". ★ marks the best cell, chosen by mean {metric_label(by)}; times are training "
-        "seconds."
+        + f". ★ marks the best cell, chosen by mean {metric_label(by)}; time is the mean "
+        "training time per seed."
     )
 
 
@@ -170,17 +180,3 @@ def examples_section(study: Study) -> str:
                     )
         parts.extend(figures or [_note(f"no evaluation figures found under {folder}.")])
     return _section("examples", "Confusion matrices and Grad-CAM", "\n".join(parts))
-
-
-def prediction_loader(root: Path):
-    """Reads a classifier cell's per-seed predictions (``eval-test``/``eval-external``)."""
-    cache: dict[tuple[str, int, str], pd.DataFrame | None] = {}
-
-    def load(folder: str, seed: int, split: str) -> pd.DataFrame | None:
-        key = (folder, seed, split)
-        if key not in cache:
-            path = root / folder / f"eval-{split}" / f"seed_{seed}" / f"predictions_{split}.csv"
-            cache[key] = pd.read_csv(path) if path.is_file() else None
-        return cache[key]
-
-    return load

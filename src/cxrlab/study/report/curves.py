@@ -14,7 +14,8 @@ from cxrlab.study.findings import (
     is_generator_metric,
     metric_label,
 )
-from cxrlab.study.report.generators import _generator_runs, _ordered_metrics
+from cxrlab.study.numbers import number_text
+from cxrlab.study.report.generators import _generator_runs, _ordered_metrics, has_generators
 from cxrlab.study.report.html import _note, _plot_html, _section
 from cxrlab.study.report.study import Study
 
@@ -22,6 +23,10 @@ from cxrlab.study.report.study import Study
 PER_RESOLUTION = re.compile(r"_\d+px$")
 #: metrics.csv columns that are neither a loss nor a metric.
 NOT_LOSSES = frozenset({"step", "seconds", "metrics_seconds", "epoch"})
+#: A metric drawn with its real-image value as a reference line, instead of a chart of
+#: that value of its own (a flat line: the real images do not change with training).
+REFERENCE = {"ms_ssim_fake": "ms_ssim_real"}
+REFERENCES = frozenset(REFERENCE.values())
 
 
 def _read_metrics(folder: Path) -> pd.DataFrame | None:
@@ -37,10 +42,34 @@ def _read_metrics(folder: Path) -> pd.DataFrame | None:
     return frame.apply(pd.to_numeric, errors="coerce").sort_values("step")
 
 
+def _reference_lines(
+    axes, logs: list[tuple[str, pd.DataFrame]], column: str, ratio: float | None
+) -> None:
+    """The real images' value of ``column`` (a constant of each run: the same real
+    images at every step) as a dashed line, and the collapse threshold (``ratio`` times
+    it) as a dotted one."""
+    values = pd.concat([frame[column] for _, frame in logs if column in frame.columns])
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    if values.empty:
+        return
+    real = float(values.median())
+    axes.axhline(real, color="black", ls="--", lw=1.2, label=f"real images ({number_text(real)})")
+    if ratio is not None and math.isfinite(ratio):
+        axes.axhline(
+            ratio * real,
+            color="#b00",
+            ls=":",
+            lw=1.2,
+            label=f"collapse threshold (×{number_text(ratio)} real)",
+        )
+
+
 def curves_section(study: Study) -> str:
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
+    if not has_generators(study):
+        return ""
     runs = _generator_runs(study)
     parts = []
     for variant, named in runs.items():
@@ -55,16 +84,34 @@ def curves_section(study: Study) -> str:
         )
         # per-resolution values (swd_16px, swd_32px...) go into one grid, not a figure each
         details = [m for m in metrics if PER_RESOLUTION.search(m)]
-        for metric in [m for m in metrics if m not in details]:
+        once = []  # metrics measured at most once per run: a value, not a curve
+        for metric in [m for m in metrics if m not in details and m not in REFERENCES]:
+            series = [
+                (name, frame[["step", metric]].dropna())
+                for name, frame in logs
+                if metric in frame.columns
+            ]
+            series = [(name, points) for name, points in series if len(points)]
+            if not series:
+                continue
+            if max(len(points) for _, points in series) < 2:
+                once.append(metric_label(metric))
+                continue
             figure = Figure(figsize=(5.2, 3.4))
             axes = figure.add_subplot()
             if len(logs) > 10:  # the default cycle has 10 colours
                 axes.set_prop_cycle(color=[colormaps["tab20"](i % 20) for i in range(len(logs))])
-            for name, frame in logs:
-                if metric in frame.columns:
-                    points = frame[["step", metric]].dropna()
-                    if len(points):
-                        axes.plot(points["step"], points[metric], marker="o", ms=3, label=name)
+            for name, points in series:
+                # a run measured once is a marked point among curves, not a line
+                style = "-" if len(points) > 1 else "none"
+                axes.plot(points["step"], points[metric], marker="o", ms=3, ls=style, label=name)
+            if metric in REFERENCE:
+                _reference_lines(axes, logs, REFERENCE[metric], study.checks.collapse_ratio)
+            limit = study.checks.memorization_limit
+            if metric == "memorization_share" and limit is not None:
+                axes.axhline(
+                    limit, color="#b00", ls=":", lw=1.2, label=f"limit ({number_text(limit)})"
+                )
             axes.set_xlabel("step")
             axes.set_ylabel(metric_label(metric))
             axes.set_title(f"{metric_label(metric)}, {variant}")
@@ -75,6 +122,18 @@ def curves_section(study: Study) -> str:
                 axes.legend(fontsize=7)
             axes.grid(alpha=0.3)
             parts.append(_plot_html(figure, f"{metric_label(metric)} over training, {variant}"))
+        if once:
+            parts.append(
+                _note(
+                    f"measured once per run, so no curve (the value is in the generator "
+                    f"results table): {', '.join(once)}."
+                )
+            )
+        details = [
+            m
+            for m in details
+            if max((len(f[m].dropna()) for _, f in logs if m in f), default=0) > 1
+        ]
         if details:
             parts.append(
                 _run_grid(

@@ -12,25 +12,24 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxrlab.study.numbers import MISSING, duration_text, number_text
 from cxrlab.study.report.study import Study
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
-MISSING = "–"
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px;
        padding: 0 1em; color: #1d1d1d; line-height: 1.45; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #ccc; margin-top: 2em; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
-th, td { border: 1px solid #999; padding: 0.25em 0.5em; text-align: left; vertical-align: top;
-         white-space: nowrap; }
-th { background: #eee; white-space: normal; }
+th, td { border: 1px solid #999; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
+th { background: #eee; }
 caption { caption-side: bottom; text-align: left; font-size: 0.85em;
   color: #444; padding-top: 0.3em; }
 tr.best td { background: #fff3c4; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.ci { font-size: 0.85em; color: #555; } td span[title] { white-space: nowrap; }
+.ci { font-size: 0.85em; color: #555; white-space: nowrap; }
 img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figure { display: inline-block; margin: 0.5em 1em 0.5em 0; vertical-align: top; max-width: 100%; }
 figcaption { font-size: 0.85em; color: #444; }
@@ -41,6 +40,11 @@ figcaption { font-size: 0.85em; color: #444; }
 footer { margin-top: 3em; border-top: 1px solid #ccc; font-size: 0.85em; color: #444; }
 code { background: #f3f3f3; padding: 0.1em 0.3em; }
 .scroll { overflow-x: auto; max-width: 100%; }
+details { margin: 0.4em 0; } summary { cursor: pointer; color: #234; }
+.summary { background: #f4f7fb; border-left: 4px solid #4a6fa5; padding: 0.3em 1em; }
+.reading { background: #fafafa; border: 1px solid #ddd; padding: 0.3em 1em; font-size: 0.92em; }
+.reading dt { font-weight: 600; } .reading dd { margin: 0 0 0.4em 1.2em; }
+.pairs { display: flex; flex-wrap: wrap; gap: 0.5em 1.5em; }
 """
 
 #: Counts the images and those that decoded; tests read these attributes.
@@ -52,6 +56,14 @@ window.addEventListener("load", function () {
   }
   document.body.setAttribute("data-images", String(images.length));
   document.body.setAttribute("data-images-loaded", String(loaded));
+  // tables wider than the page (cut at the right edge, or needing a scroll bar)
+  var page = document.documentElement.clientWidth, wide = 0;
+  var tables = document.getElementsByTagName("table");
+  for (var t = 0; t < tables.length; t++) {
+    var box = tables[t].getBoundingClientRect();
+    if (box.width > 0 && (box.right > page + 1 || box.left < -1)) { wide++; }
+  }
+  document.body.setAttribute("data-wide-tables", String(wide));
   var line = document.getElementById("image-count");
   if (line) {
     line.textContent = images.length + " images" +
@@ -78,39 +90,31 @@ class Markup(str):
 
 
 def _number(value: object, digits: int = 3) -> str:
-    """A number as plain text (escaped where it is inserted), or MISSING."""
+    """A number as plain text in the report's one format (:func:`number_text`: about
+    three significant digits; whole values as counts), escaped where it is inserted;
+    text stays text, nothing is :data:`MISSING`. ``digits`` is kept for callers and
+    ignored: one format for the whole report."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return str(value) if value not in (None, "") else MISSING
-    if math.isnan(number):
+    if not math.isfinite(number):
         return MISSING
-    if number.is_integer() and abs(number) >= 1:
-        return f"{int(number)}"
-    return f"{number:.{digits}g}" if abs(number) >= 100 else f"{number:.{digits}f}"
+    return number_text(number, count=number.is_integer() and abs(number) >= 1)
 
 
 def _with_interval(mean: float, low: float, high: float) -> str:
     if pd.isna(mean):
         return MISSING
-    text = f"{mean:.3f}"
+    text = number_text(mean)
     if not (pd.isna(low) or pd.isna(high)):
-        text += f'<br><span class="ci">[{low:.3f}, {high:.3f}]</span>'
+        text += f'<br><span class="ci">[{number_text(low)}, {number_text(high)}]</span>'
     return Markup(text)
 
 
 def _duration(seconds: object) -> str:
-    try:
-        total = float(seconds)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return MISSING
-    if math.isnan(total):
-        return MISSING
-    if total < 60:
-        return f"{total:.1f} s"
-    minutes, secs = divmod(round(total), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+    """A duration in words (``1 min 40 s``; :func:`duration_text`)."""
+    return duration_text(seconds)
 
 
 def _table(

@@ -6,21 +6,19 @@ from html import escape
 
 from cxrlab.study.findings import (
     GROUPS,
+    MIN_PAIRS,
     TIME_RATIO_CON,
-    all_findings,
     best_generators,
     grouped_statements,
     metric_label,
 )
-from cxrlab.study.report.classifiers import prediction_loader
+from cxrlab.study.numbers import number_text
 from cxrlab.study.report.html import _note, _section
 from cxrlab.study.report.study import Study
 
 
 def findings_section(study: Study) -> str:
-    findings = all_findings(
-        study.results, study.axes, study.select_by, predictions=prediction_loader(study.root)
-    )
+    findings = study.findings
     if not findings:
         body = _note(
             "no factor has two or more levels with matching pairs of cells, so no effect "
@@ -37,9 +35,11 @@ def findings_section(study: Study) -> str:
         "interval from one patient bootstrap of the shared test images applied to every "
         "pair (the test set's sampling variation); a pro or con needs both intervals to "
         "exclude zero, and, with the many comparisons of one report, its p-value (the larger "
-        "of the two) must stay below 0.05 after Holm's correction across all of them. Time "
-        f"is the geometric mean ratio of training seconds: above ×{TIME_RATIO_CON:.2f} it "
-        f"counts as a con, below ×{1 / TIME_RATIO_CON:.2f} as a pro. Generator effects use "
+        "of the two) must stay below 0.05 after Holm's correction across all of them. With "
+        f"fewer than {MIN_PAIRS} pairs there is no interval ('too few pairs') and no verdict. "
+        "Time "
+        f"is the geometric mean ratio of training seconds: above ×{TIME_RATIO_CON:.2f}, with its "
+        f"interval wholly above ×1, it counts as a con, below ×{1 / TIME_RATIO_CON:.2f} (interval wholly below ×1) as a pro. Generator effects use "
         f"{escape(metric_label(study.select_by))} and are compared only within a "
         "preprocessing variant (each variant's generators are measured against its own "
         "preprocessed images).</p>"
@@ -60,7 +60,9 @@ def findings_section(study: Study) -> str:
         parts.append(
             "<p>Best generator per variant, chosen on validation images by "
             f"{escape(metric_label(study.select_by))}: "
-            + "; ".join(f"{escape(v)}: {escape(b.cell)} ({b.value:.4g})" for v, b in best.items())
+            + "; ".join(
+                f"{escape(v)}: {escape(b.cell)} ({number_text(b.value)})" for v, b in best.items()
+            )
             + ".</p>"
         )
     return _section("findings", "Pros and cons", "\n".join(parts))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,9 @@ from cxrlab.study.findings import (
     COLLAPSE_MS_SSIM_RATIO,
     MEMORIZATION_LIMIT,
     SELECTION_METRIC,
+    Finding,
     GeneratorChecks,
+    all_findings,
 )
 
 
@@ -56,6 +59,15 @@ class Study:
         return GeneratorChecks(
             self.info.get("collapse_ratio", COLLAPSE_MS_SSIM_RATIO),
             self.info.get("memorization_limit", MEMORIZATION_LIMIT),
+        )
+
+    @cached_property
+    def findings(self) -> list[Finding]:
+        """Every finding of the study (:func:`~cxrlab.study.findings.all_findings`, with
+        the test-patient bootstrap from the cells' predictions), computed once: the
+        summary and the pros and cons read the same ones."""
+        return all_findings(
+            self.results, self.axes, self.select_by, predictions=prediction_loader(self.root)
         )
 
     @property
@@ -109,3 +121,17 @@ def load_study(study: str | Path) -> Study:
         except (OSError, ValueError) as error:  # EmptyDataError is a ValueError
             loaded.notes.append(f"results.csv could not be read: {error}")
     return loaded
+
+
+def prediction_loader(root: Path):
+    """Reads a classifier cell's per-seed predictions (``eval-test``/``eval-external``)."""
+    cache: dict[tuple[str, int, str], pd.DataFrame | None] = {}
+
+    def load(folder: str, seed: int, split: str) -> pd.DataFrame | None:
+        key = (folder, seed, split)
+        if key not in cache:
+            path = root / folder / f"eval-{split}" / f"seed_{seed}" / f"predictions_{split}.csv"
+            cache[key] = pd.read_csv(path) if path.is_file() else None
+        return cache[key]
+
+    return load

@@ -274,3 +274,35 @@ def test_every_setting_on_real_images_comes_before_the_synthetic_arms(tmp_path):
         ("transfer", 6, False),
         ("transfer", 6, True),
     ]
+
+
+def test_lungs_is_a_preprocessing_axis_with_masks_from_the_spec(tmp_path):
+    """preprocess.lungs: [none, crop] with preprocess.lung_masks (a MASKS folder, relative
+    to the spec): the crop variant is cut to the masks, the none variant keeps every
+    image (no masks asked for)."""
+    from cxrlab.data.packed import open_packed
+    from lung_factory import masked_dataset, masks_folder
+
+    dataset = masked_dataset(tmp_path / "src")
+    masks_folder(dataset, tmp_path / "spec" / "masks", leave_out=0)
+    spec = {
+        "name": "lungs",
+        "data": {
+            "sources": [{"format": "folders", "path": str(tmp_path / "src" / "radiography")}],
+            "split": {"ratios": [0.5, 0.25, 0.25], "seed": 0},
+        },
+        "preprocess": {"size": 32, "lungs": ["none", "crop"], "lung_masks": "masks"},
+        "classifier": {"epochs": 1, "batch_size": 8, "seeds": [0], "bootstrap": 20},
+    }
+    loaded = load_spec(write_spec(tmp_path / "spec", spec))
+    assert [v.name for v in loaded.variants()] == ["32px-none-lungs_none", "32px-none-lungs_crop"]
+    run_study(loaded, tmp_path / "out", device="cpu", progress=False, log=lambda line: None)
+    plain = open_packed(tmp_path / "out" / "packed" / "32px-none-lungs_none")
+    cropped = open_packed(tmp_path / "out" / "packed" / "32px-none-lungs_crop")
+    assert len(plain.manifest) == 16 and plain.meta["lung_masks"] is None
+    assert cropped.meta["options"]["lungs"] == "crop"
+    assert cropped.meta["lung_masks"]["path"] == str((tmp_path / "spec" / "masks").resolve())
+    assert len(cropped.manifest) == 14  # the two images without a mask are rejected
+    missing = {**spec, "preprocess": {"size": 32, "lungs": ["none", "crop"]}}
+    with pytest.raises(SpecError, match="needs preprocess.lung_masks"):
+        load_spec(write_spec(tmp_path / "bad", missing))

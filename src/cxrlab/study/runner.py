@@ -305,14 +305,22 @@ class StudyRunner:
         from cxrlab.data.show import show_packed
 
         packed = self.out / "packed" / variant.name
+        options = variant.options()
+        # lung masks only where the variant crops or masks to the lungs: a PACKED made
+        # with masks rejects the images without one, which `lungs: none` must keep
+        masks = self.spec.lung_masks_path() if options.lungs != "none" else None
 
         def work() -> list[dict]:
-            report = preprocess_dataset(dataset, packed, variant.options(), progress=self.progress)
+            report = preprocess_dataset(
+                dataset, packed, options, lung_masks=masks, progress=self.progress
+            )
             self.log(f"    {report.summary()}")
             show_packed(packed, self.out / "previews" / f"{variant.name}.png", n=16)
             return []
 
         settings = dict(variant.values)
+        if masks is not None:
+            settings["lung_masks"] = self.spec.lung_masks
         self._do(
             Cell(
                 f"preprocess/{variant.name}",

@@ -16,6 +16,8 @@ a one-level axis) and the runner crosses the axes of a section::
     preprocess:                 # cxrlab data preprocess options
       size: [64]
       equalize: [none, clahe]
+      lungs: [none, crop]       # crop/mask variants need lung_masks (a MASKS folder:
+      lung_masks: masks         # `cxrlab seg predict`), relative to the spec or $VAR
     generators:                 # optional: trained per preprocessing variant
       runs:                     # named settings of `cxrlab gen train`
         - {name: dcgan-diffaug, model: dcgan, diffaug: "translation,cutout", ema: 0.999}
@@ -78,7 +80,12 @@ PREPROCESS_FIELDS = {
     "clahe_grid": "clahe_grid",
     "gamma": "gamma",
     "bit_depth": "bit_depth",
+    "lungs": "lungs",
+    "lung_margin": "lung_margin",
 }
+#: ``preprocess`` keys that are one setting, not an axis: the MASKS folder (``cxrlab seg
+#: predict``) that ``lungs: crop`` or ``mask`` variants read.
+PREPROCESS_SETTINGS = ("lung_masks",)
 #: Classifier fields that may be grid axes (the others are plain settings).
 CLASSIFIER_AXES = ("recipe", "arch", "augment", "balance", "standardize", "head", "pretrained")
 #: GenConfig fields a spec may not set: the runner decides them.
@@ -160,7 +167,22 @@ class StudySpec:
     explain: int
     evaluation: str = "split"
     folds: int | None = None
+    lung_masks: str | None = None
     raw: dict = field(repr=False, default_factory=dict)
+
+    def lung_masks_path(self) -> Path | None:
+        """``preprocess.lung_masks`` with ``$VARIABLES`` expanded, relative to the spec."""
+        import os
+
+        if self.lung_masks is None:
+            return None
+        expanded = os.path.expandvars(self.lung_masks)
+        if "$" in expanded:
+            raise SpecError(
+                f"{self.path}: preprocess.lung_masks {self.lung_masks!r} names an unset "
+                "environment variable; set it or edit the path"
+            )
+        return self.base / expanded
 
     @property
     def checks(self):
@@ -417,7 +439,21 @@ def load_spec(path: str | Path) -> StudySpec:
                 )
 
     preprocess = problems.check(_section, raw, "preprocess", path) or {}
-    problems.check(_check_keys, preprocess, set(PREPROCESS_FIELDS), "preprocess", path)
+    problems.check(
+        _check_keys, preprocess, {*PREPROCESS_FIELDS, *PREPROCESS_SETTINGS}, "preprocess", path
+    )
+    lung_masks = preprocess.get("lung_masks")
+    if lung_masks is not None and not isinstance(lung_masks, str):
+        problems.add(f"preprocess.lung_masks must be a folder path, got {lung_masks!r}")
+        lung_masks = None
+    if lung_masks is None and any(
+        level not in (None, "none") for level in as_levels(preprocess.get("lungs", "none"))
+    ):
+        problems.add(
+            f"preprocess.lungs {preprocess.get('lungs')!r} needs preprocess.lung_masks: a "
+            "MASKS folder with a lung mask per image (`cxrlab seg predict SEG --data DATASET "
+            "--out MASKS`)"
+        )
     preprocess = {k: v for k, v in preprocess.items() if k in PREPROCESS_FIELDS}
     preprocess.setdefault("size", 64)
     axes = {k: as_levels(preprocess[k]) for k in PREPROCESS_FIELDS if k in preprocess}
@@ -548,5 +584,6 @@ def load_spec(path: str | Path) -> StudySpec:
         explain=explain,
         evaluation=evaluation,
         folds=folds,
+        lung_masks=lung_masks,
         raw=raw,
     )

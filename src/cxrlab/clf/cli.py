@@ -373,3 +373,40 @@ def evaluate(
     )
     typer.echo(result.report)
     typer.echo(f"written to {result.out} (metrics.json, report.txt)")
+
+
+@app.command("predict")
+@friendly_errors
+def predict_images(
+    run: Annotated[Path, typer.Argument(help="Run folder of `cxrlab clf train`.")],
+    images: Annotated[
+        list[Path],
+        typer.Argument(help="Image files and folders of them (searched recursively)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write.")] = Path(
+        "preds.csv"
+    ),
+    explain: Annotated[
+        int,
+        typer.Option(
+            help="Grad-CAM overlays of the first N images (first seed) in <out>-gradcam.png."
+        ),
+    ] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    force: Annotated[
+        bool,
+        typer.Option(help="Replace an existing --out that is not a predictions CSV."),
+    ] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Predict COVID-19 for new, unlabelled images: each file is preprocessed as RUN's
+    training images were (the same code as `data preprocess`), every trained seed
+    predicts it, and --out gets per file the mean probability, the mean validation
+    threshold and the call (covid or other). Not a diagnosis: a research model's
+    output."""
+    from cxrlab.clf.unlabelled import predict_files
+
+    report = predict_files(
+        run, images, out, explain=explain, device=device, force=force, progress=not quiet
+    )
+    typer.echo(report.summary())

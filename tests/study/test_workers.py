@@ -90,7 +90,7 @@ def test_a_run_prints_its_plan_then_each_cell_against_the_total(sequential):
     assert lines[0] == f"plan: {CELLS} cells in {sequential['study']}: 0 done, {CELLS} to run"
     assert "  to run  gen/32px-none/dc  (after preprocess/32px-none)" in lines
     starts = [line for line in lines if line.startswith("[")]
-    assert starts[0] == f"[1/{CELLS}] data" and starts[-1].startswith(f"[{CELLS}/{CELLS}] ")
+    assert starts[0] == f"[1/{CELLS}] data data" and starts[-1].startswith(f"[{CELLS}/{CELLS}] ")
     assert sum(f"({CELLS}/{CELLS} cells done)" in line for line in lines) == 1
     assert sequential["result"].ran == [cell for cell, _ in cells(sequential["study"])]
 

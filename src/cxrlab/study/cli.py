@@ -78,7 +78,7 @@ def run(
             resolve_spec(spec),
             out,
             device=device,
-            progress=not quiet and workers == 1 and executor == "local",
+            progress=not quiet,  # bars of cells run in this process (--workers 1)
             log=typer.echo,
             workers=workers,
             executor=executor,

@@ -1,7 +1,8 @@
 """``cxrlab demo``: the main job on the bundled sample, end to end.
 
 Runs the bundled ``studies/demo.yaml`` (import -> split by patient -> stats ->
-preprocessing variants -> DCGAN+DiffAugment per variant -> synthetic images ->
+preprocessing variants -> a GAN with an EMA of its weights per variant, checked for
+collapse and memorization -> synthetic images and their oversampled control ->
 classifiers with and without augmentation and synthetic data, two seeds each) and
 writes the HTML report. Rerunning continues where an interrupted demo stopped.
 """

@@ -3,6 +3,8 @@
 For each seed, ``RUN/seed_N/`` receives
 
 * ``epochs.csv``: epoch, learning rate, train loss, validation loss and AUC, seconds;
+* ``tensorboard/``: the same per epoch as TensorBoard scalars (``tensorboard --logdir
+  RUN`` shows every seed);
 * ``checkpoints/last.pt``: everything needed to resume (model, optimizer, scheduler,
   RNG states, best-so-far), rewritten atomically after every epoch;
 * ``best.pt``: the weights of the epoch with the best validation AUC (ties: lower
@@ -68,7 +70,7 @@ from cxrlab.utils.device import autocast, make_fabric, resolve_device
 from cxrlab.utils.fs import atomic_write_text
 from cxrlab.utils.outputs import check_output
 from cxrlab.utils.progress import tqdm
-from cxrlab.utils.runlog import RunLog, capture_rng, restore_rng
+from cxrlab.utils.runlog import RunLog, capture_rng, open_tensorboard, restore_rng
 
 LAST = "last.pt"
 EPOCH_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "best", "seconds"]
@@ -407,12 +409,27 @@ class SeedTrainer:
         last = self.folder / "checkpoints" / LAST
         if resume and last.is_file():
             self.load_state(load_checkpoint(last, map_location=self.device))
-        log = None
+        log = tensorboard = None
         if self.writer:
             self.folder.mkdir(parents=True, exist_ok=True)
             log = RunLog(
                 self.folder / "epochs.csv", EPOCH_COLUMNS, keep_through=self.epoch, key="epoch"
             )
+            if self.epoch < config.epochs:
+                tensorboard = open_tensorboard(self.folder / "tensorboard")
+        try:
+            self._train_epochs(log, tensorboard)
+        finally:
+            if tensorboard is not None:
+                tensorboard.close()
+        result = self.finish() if self.writer else None
+        self.fabric.barrier()  # the next seed (or the run's summary) reads what it wrote
+        return result
+
+    def _train_epochs(self, log: RunLog | None, tensorboard) -> None:
+        """The epochs still to train; each logged to ``log`` and ``tensorboard`` (first
+        process only) and checkpointed."""
+        config = self.config
         start = time.perf_counter() - self.elapsed
         while self.epoch < config.epochs:
             lr = self.optimizer.param_groups[0]["lr"]
@@ -433,17 +450,19 @@ class SeedTrainer:
                 continue
             if improved:
                 save_checkpoint(self.folder / BEST, self._best_state(val_auc, val_loss))
-            log.append(
-                {
-                    "epoch": self.epoch,
-                    "lr": lr,
-                    "train_loss": train_loss,
-                    "val_loss": val_loss,
-                    "val_auc": val_auc,
-                    "best": int(improved),
-                    "seconds": round(self.elapsed, 2),
-                }
-            )
+            row = {
+                "epoch": self.epoch,
+                "lr": lr,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_auc": val_auc,
+                "best": int(improved),
+                "seconds": round(self.elapsed, 2),
+            }
+            log.append(row)
+            if tensorboard is not None:
+                for name in ("lr", "train_loss", "val_loss", "val_auc"):
+                    tensorboard.add_scalar(name, row[name], self.epoch)
             save_checkpoint(self.folder / "checkpoints" / LAST, self.state())
             self.fabric.barrier()
             if self.progress:
@@ -452,9 +471,6 @@ class SeedTrainer:
                     f"train loss {train_loss:.4f}, val loss {val_loss:.4f}, val AUC {val_auc:.3f}"
                     + (" *" if improved else "")
                 )
-        result = self.finish() if self.writer else None
-        self.fabric.barrier()  # the next seed (or the run's summary) reads what it wrote
-        return result
 
     def _best_state(self, val_auc: float, val_loss: float) -> dict:
         return {

@@ -75,3 +75,13 @@ def restore_rng(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["rng_cpu"])
     if "rng_cuda" in state and device.type == "cuda":
         torch.cuda.set_rng_state(state["rng_cuda"], device)
+
+
+def open_tensorboard(folder: Path):
+    """A TensorBoard ``SummaryWriter`` logging into ``folder``, or None when the
+    tensorboard package is missing (it is a dependency; trainers stay usable without)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(folder))

@@ -1151,7 +1151,8 @@ def run_study(
         log: where the plan and progress lines go.
         workers: cells run at the same time; 1 runs them one after another in this
             process (with ``executor="ray"``: at most this many Ray tasks at once, 0 for as
-            many as the cluster takes).
+            many as the cluster takes). Worker processes are spawned: a script calling
+            this with ``workers`` > 1 does so under ``if __name__ == "__main__":``.
         executor: ``local`` (a process pool of ``workers``) or ``ray``.
         address: the Ray cluster to join (``executor="ray"``; None starts a local one).
         dry_run: print the plan only; write nothing.

@@ -306,3 +306,18 @@ def test_lungs_is_a_preprocessing_axis_with_masks_from_the_spec(tmp_path):
     missing = {**spec, "preprocess": {"size": 32, "lungs": ["none", "crop"]}}
     with pytest.raises(SpecError, match="needs preprocess.lung_masks"):
         load_spec(write_spec(tmp_path / "bad", missing))
+
+
+def test_a_study_stopped_before_its_synthetic_arms_says_so(study, tmp_path):
+    import shutil
+
+    from cxrlab.study.report import render_report
+
+    out = tmp_path / "out"
+    shutil.copytree(study["out"], out)
+    results = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False)
+    keep = (results["kind"] != "classifier") | (results["synthetic"] == "0")
+    results[keep].to_csv(out / "results.csv", index=False)
+    html = render_report(out)
+    section = html[html.index('<section id="transfer">') :]
+    assert "not answered yet: no synthetic arm has finished with its control" in section

@@ -121,6 +121,13 @@ def paired_auc_difference(
 
 
 # ------------------------------------------------------------------ words
+def as_list(value) -> list:
+    """A spec value as a list (a scalar is one item, None none)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def _finite(value) -> bool:
     try:
         return value is not None and math.isfinite(float(value))
@@ -321,6 +328,14 @@ def _synthetic_helped(study: Study, cells: pd.DataFrame) -> tuple[str, list[str]
                     f"{_estimate(diff, signed=True)}: {said}."
                 )
     if not rows:
+        amounts = as_list((study.spec.get("synthetic") or {}).get("amounts"))
+        if any(_finite(a) and float(a) > 0 for a in amounts):
+            return (
+                '<p class="note">The study asks for synthetic images, but no synthetic arm '
+                "and its control have both finished their leave-site-out validation yet: run "
+                "the study on.</p>",
+                ["not answered yet: no synthetic arm has finished with its control."],
+            )
         return "", []
     html = _table(
         ["setting", "seed", "comparison", "out-of-site AUC with synthetic",

@@ -178,3 +178,31 @@ def test_chromium_at_1300_px_loads_every_image_and_no_table_is_wider(tmp_path):
     with Image.open(shot) as image:
         assert image.size[0] == PAGE_WIDTH
         assert len(image.getcolors(1 << 20) or range(1000)) > 10  # not blank
+
+
+def test_constant_real_image_values_get_no_flat_chart(tmp_path):
+    def add_constants(frame):
+        measured = frame["swd"].notna()
+        frame.loc[measured, "memorization_threshold"] = 0.073
+        frame.loc[measured, "memorization_median_heldout"] = 0.139
+        frame.loc[measured, "memorization_median_fake"] = [0.12, 0.125]
+        return frame
+
+    html = render_report(_edited_study(tmp_path, edit_metrics=add_constants))
+    curves = section(html, "curves")
+    assert "memorization threshold over training" not in curves
+    assert "median distance of held-out images over training" not in curves
+    assert "median distance of fakes over training, 64px-none" in curves
+
+
+def test_a_run_that_logged_nothing_yet_draws_no_empty_chart(tmp_path):
+    root = make_study(tmp_path / "s")
+    path = root / "gen" / "64px-clahe" / "vae" / "metrics.csv"
+    path.write_text(path.read_text().splitlines()[0] + "\n")  # the header only
+    html = render_report(root)
+    curves = section(html, "curves")
+    assert "training losses, 64px-clahe" in curves  # dcgan's are there
+    (root / "gen" / "64px-clahe" / "dcgan" / "metrics.csv").write_text(path.read_text())
+    curves = section(render_report(root), "curves")
+    assert "training losses, 64px-clahe" not in curves
+    assert "nothing logged yet" in curves

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxrlab.metrics.registry import value_info
 from cxrlab.study.findings import (
     is_generator_metric,
     metric_label,
@@ -25,8 +26,12 @@ PER_RESOLUTION = re.compile(r"_\d+px$")
 NOT_LOSSES = frozenset({"step", "seconds", "metrics_seconds", "epoch"})
 #: A metric drawn with its real-image value as a reference line, instead of a chart of
 #: that value of its own (a flat line: the real images do not change with training).
-REFERENCE = {"ms_ssim_fake": "ms_ssim_real"}
-REFERENCES = frozenset(REFERENCE.values())
+REFERENCE = {
+    "ms_ssim_fake": "ms_ssim_real",
+    "memorization_median_fake": "memorization_median_heldout",
+}
+#: Drawn as lines on another chart, so without a chart of their own.
+REFERENCES = frozenset({*REFERENCE.values(), "memorization_threshold"})
 
 
 def _read_metrics(folder: Path) -> pd.DataFrame | None:
@@ -53,7 +58,8 @@ def _reference_lines(
     if values.empty:
         return
     real = float(values.median())
-    axes.axhline(real, color="black", ls="--", lw=1.2, label=f"real images ({number_text(real)})")
+    who = "held-out real images" if "heldout" in column else "real images"
+    axes.axhline(real, color="black", ls="--", lw=1.2, label=f"{who} ({number_text(real)})")
     if ratio is not None and math.isfinite(ratio):
         axes.axhline(
             ratio * real,
@@ -62,6 +68,31 @@ def _reference_lines(
             lw=1.2,
             label=f"collapse threshold (×{number_text(ratio)} real)",
         )
+
+
+def _constant_information(metric: str, series: list[tuple[str, pd.DataFrame]]) -> bool:
+    """Whether ``metric`` is an information value (no better or worse: a threshold, a
+    real-image value) that does not change over steps in any run."""
+    info = value_info(metric)
+    if info is None or info.better != "info":
+        return False
+    values = pd.concat([points[metric] for _, points in series])
+    return bool(values.max() - values.min() <= 1e-9 * max(1.0, abs(values.max())))
+
+
+def _threshold_line(axes, logs: list[tuple[str, pd.DataFrame]]) -> None:
+    """The memorization check's near-copy threshold (held-out images' 5th percentile
+    distance to the training images) as a dotted line."""
+    values = [
+        frame["memorization_threshold"] for _, frame in logs if "memorization_threshold" in frame
+    ]
+    values = pd.to_numeric(pd.concat(values), errors="coerce").dropna() if values else None
+    if values is None or values.empty:
+        return
+    threshold = float(values.median())
+    axes.axhline(
+        threshold, color="#b00", ls=":", lw=1.2, label=f"near-copy below ({number_text(threshold)})"
+    )
 
 
 def curves_section(study: Study) -> str:
@@ -78,6 +109,7 @@ def curves_section(study: Study) -> str:
         ]
         if not logs:
             continue
+        heading = len(parts)
         parts.append(f"<h3>{escape(variant)}</h3>")
         metrics = list(
             dict.fromkeys(m for _, frame in logs for m in _ordered_metrics(frame, study.select_by))
@@ -85,6 +117,7 @@ def curves_section(study: Study) -> str:
         # per-resolution values (swd_16px, swd_32px...) go into one grid, not a figure each
         details = [m for m in metrics if PER_RESOLUTION.search(m)]
         once = []  # metrics measured at most once per run: a value, not a curve
+        constant = []  # values of the real images, the same at every step
         for metric in [m for m in metrics if m not in details and m not in REFERENCES]:
             series = [
                 (name, frame[["step", metric]].dropna())
@@ -97,6 +130,12 @@ def curves_section(study: Study) -> str:
             if max(len(points) for _, points in series) < 2:
                 once.append(metric_label(metric))
                 continue
+            if _constant_information(metric, series):
+                # a value of the real images (a threshold...): the same at every step
+                constant.append(
+                    f"{metric_label(metric)} {number_text(series[0][1][metric].iloc[0])}"
+                )
+                continue
             figure = Figure(figsize=(5.2, 3.4))
             axes = figure.add_subplot()
             if len(logs) > 10:  # the default cycle has 10 colours
@@ -106,7 +145,11 @@ def curves_section(study: Study) -> str:
                 style = "-" if len(points) > 1 else "none"
                 axes.plot(points["step"], points[metric], marker="o", ms=3, ls=style, label=name)
             if metric in REFERENCE:
-                _reference_lines(axes, logs, REFERENCE[metric], study.checks.collapse_ratio)
+                # the collapse threshold is a multiple of the real MS-SSIM only
+                ratio = study.checks.collapse_ratio if metric == "ms_ssim_fake" else None
+                _reference_lines(axes, logs, REFERENCE[metric], ratio)
+            if metric == "memorization_median_fake":
+                _threshold_line(axes, logs)
             limit = study.checks.memorization_limit
             if metric == "memorization_share" and limit is not None:
                 axes.axhline(
@@ -129,6 +172,13 @@ def curves_section(study: Study) -> str:
                     f"results table): {', '.join(once)}."
                 )
             )
+        if constant:
+            parts.append(
+                _note(
+                    "the same at every step (values of the real images, not of the "
+                    f"generator), so no curve: {', '.join(constant)}."
+                )
+            )
         details = [
             m
             for m in details
@@ -144,10 +194,12 @@ def curves_section(study: Study) -> str:
                 )
             )
         parts.append(_run_grid(logs, _loss_columns, f"training losses, {variant}"))
+        if not any(parts[heading + 1 :]):
+            parts.append(_note("nothing logged yet (its runs have just started)."))
     if not parts:
         body = _note("no generator metrics (gen/*/*/metrics.csv not found).")
     else:
-        body = "\n".join(parts)
+        body = "\n".join(part for part in parts if part)
     return _section("curves", "Generator training curves", body)
 
 
@@ -165,8 +217,17 @@ def _run_grid(
     caption: str,
     marker: str | None = None,
 ) -> str:
-    """One subplot per generator run, one line per column that ``columns_of`` picks."""
+    """One subplot per generator run, one line per column that ``columns_of`` picks;
+    runs with nothing to draw yet (just started) are left out, and "" when none is left."""
     from matplotlib.figure import Figure
+
+    logs = [
+        (name, frame)
+        for name, frame in logs
+        if any(frame[c].notna().any() for c in columns_of(frame) if c in frame)
+    ]
+    if not logs:
+        return ""
 
     columns = min(3, len(logs))
     lines = math.ceil(len(logs) / columns)

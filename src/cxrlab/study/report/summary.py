@@ -248,7 +248,8 @@ def reading_note(study: Study) -> str:
         entries.append(
             (
                 "memorizes",
-                f"more than {number_text(100 * checks.memorization_limit)}% of a generator's "
+                f"more than {number_text(100 * checks.memorization_limit, count=float(100 * checks.memorization_limit).is_integer())}% of a "
+                "generator's "
                 "images "
                 "are closer to a training image than almost all held-out real images are "
                 "(near-copies). Never chosen; the nearest-image pairs show it.",

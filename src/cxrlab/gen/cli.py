@@ -204,6 +204,8 @@ def train(
                 f"{'' if resume else '; pass --resume to continue a run there'})"
             )
     config = GenConfig(**values)
+    if not resume:
+        warn(unconditional_on_both_classes(config))
     if learns_held_out(config.split):
         warn([
             f"--split {config.split or 'all rows'}: this generator learns images held out "
@@ -223,6 +225,37 @@ def train(
         )
     typer.echo(f"{result.run}: {timing}; {row}")
     typer.echo(f"samples in {result.run / 'samples'}, checkpoints in {result.run / 'checkpoints'}")
+
+
+def unconditional_on_both_classes(config) -> list[str]:
+    """A warning when ``config`` trains an unconditional model, without --label, on data
+    holding both classes: its images would carry no class (empty when that is not so)."""
+    from cxrlab.data.packed import open_packed
+    from cxrlab.errors import CxrlabError
+
+    if config.label is not None:
+        return []
+    try:
+        data = open_packed(config.data)
+    except (CxrlabError, OSError, ValueError):
+        return []  # the trainer names what is wrong with --data
+    rows = data.select(config.splits)
+    covid = data.manifest["covid"].to_numpy()[rows].astype(int)
+    n_positive = int((covid == 1).sum())
+    if n_positive == 0 or n_positive == len(covid):
+        return []
+    from cxrlab.gen.trainer import build_recipe
+
+    if build_recipe(config).conditional:
+        return []
+    where = f"split {config.split}" if config.split else "all rows"
+    return [
+        f"--model {config.model} is unconditional and no --label was given: it learns the "
+        f"{n_positive} COVID-19 and {len(covid) - n_positive} other images of {config.data} "
+        f"({where}) as one class, so its images carry no label and cannot serve as "
+        "synthetic COVID-19 (or negative) training data. Pass --label positive or "
+        "--label negative, or use a class-conditional model (cgan, ddpm, ldm)."
+    ]
 
 
 @app.command("sample")

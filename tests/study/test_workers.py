@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from cxrlab.cli import app
 from cxrlab.errors import CxrlabError
-from cxrlab.study.executor import WorkerDied, make_executor
+from cxrlab.study.executor import InlineExecutor, PoolExecutor, WorkerDied, make_executor
 from cxrlab.study.runner import run_study
 
 pytestmark = pytest.mark.slow
@@ -190,3 +190,10 @@ def test_bad_executor_options_are_refused(options, words):
     name = options.get("executor", "local")
     with pytest.raises(CxrlabError, match=words):
         make_executor(name, **{k: v for k, v in options.items() if k != "executor"})
+
+
+def test_workers_default_to_one_here_and_to_what_the_ray_cluster_places():
+    assert isinstance(make_executor(), InlineExecutor)
+    assert isinstance(make_executor(workers=2), PoolExecutor)
+    pytest.importorskip("ray")
+    assert make_executor("ray").workers == 0  # no cap: Ray places tasks by resources

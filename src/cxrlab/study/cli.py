@@ -35,19 +35,20 @@ def run(
         bool, typer.Option(help="Write STUDY/report.html when the study finishes.")
     ] = True,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
             help="Cells run at the same time, each in its own process with one GPU (round "
-            "robin over the visible ones) and its share of the CPU cores; 1 runs them one "
-            "after another here. With --executor ray: tasks at once, 0 for as many as the "
-            "cluster places.",
+            "robin over the visible ones) and its share of the CPU cores; 1 (the default) "
+            "runs them one after another here. With --executor ray: tasks at once (default "
+            "0: as many as the cluster places).",
+            show_default=False,
         ),
-    ] = 1,
+    ] = None,
     executor: Annotated[
         str,
         typer.Option(
             help="local (a process pool of --workers) or ray (Ray tasks, one GPU each on "
-            "CUDA; needs pip install 'cxrlab[ray]').",
+            "CUDA; needs pip install 'cxrlab\\[ray]').",
         ),
     ] = "local",
     address: Annotated[
@@ -70,7 +71,7 @@ def run(
     from cxrlab.study.runner import run_study
 
     again = f"cxrlab study run {spec} --out {out}"
-    again += f" --workers {workers}" if workers != 1 else ""
+    again += f" --workers {workers}" if workers is not None else ""
     again += f" --executor {executor}" if executor != "local" else ""
     again += f" --address {address}" if address else ""
     with report_interrupt(out, again, kept="*.pt"):

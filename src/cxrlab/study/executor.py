@@ -317,9 +317,14 @@ def _job(runner, todo, threads: int) -> CellJob:
 
 
 def make_executor(
-    name: str = "local", *, workers: int = 1, address: str | None = None, device: str = "auto"
+    name: str = "local",
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    device: str = "auto",
 ):
-    """The executor ``study run`` asked for.
+    """The executor ``study run`` asked for (``workers`` None: 1 locally, and as many as
+    the cluster places with Ray).
 
     Raises:
         CxrlabError: an unknown executor, workers below 1 (0 with Ray only), --address
@@ -328,11 +333,13 @@ def make_executor(
     if name not in EXECUTORS:
         raise CxrlabError(f"--executor {name!r} is not one of {', '.join(EXECUTORS)}")
     if name == "ray":
+        workers = 0 if workers is None else workers
         if workers < 0:
             raise CxrlabError(f"--workers {workers}: give 0 (as many as Ray places) or more")
         return RayExecutor(workers, device, address)
     if address:
         raise CxrlabError("--address names a Ray cluster: give it with --executor ray")
+    workers = 1 if workers is None else workers
     if workers < 1:
         raise CxrlabError(f"--workers {workers}: give 1 (one cell at a time) or more")
     return InlineExecutor() if workers == 1 else PoolExecutor(workers, device)

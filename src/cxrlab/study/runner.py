@@ -1136,7 +1136,7 @@ def run_study(
     device: str = "auto",
     progress: bool = True,
     log: Callable[[str], None] = print,
-    workers: int = 1,
+    workers: int | None = None,
     executor: str = "local",
     address: str | None = None,
     dry_run: bool = False,
@@ -1149,10 +1149,11 @@ def run_study(
         device: auto, cpu or cuda for every cell.
         progress: progress bars (cells run in this process only).
         log: where the plan and progress lines go.
-        workers: cells run at the same time; 1 runs them one after another in this
-            process (with ``executor="ray"``: at most this many Ray tasks at once, 0 for as
-            many as the cluster takes). Worker processes are spawned: a script calling
-            this with ``workers`` > 1 does so under ``if __name__ == "__main__":``.
+        workers: cells run at the same time; 1 (None: the default) runs them one after
+            another in this process (with ``executor="ray"``: at most this many Ray tasks at
+            once; None or 0 for as many as the cluster takes). Worker processes are
+            spawned: a script calling this with ``workers`` > 1 does so under
+            ``if __name__ == "__main__":``.
         executor: ``local`` (a process pool of ``workers``) or ``ray``.
         address: the Ray cluster to join (``executor="ray"``; None starts a local one).
         dry_run: print the plan only; write nothing.

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from cxrlab.data.manifest import describe_splits
-from cxrlab.data.packed import Packed, load_stack, open_packed
+from cxrlab.data.packed import Packed, load_stack, note_touched, open_packed
 from cxrlab.data.provenance import check_synthetic, preprocessing_of
 from cxrlab.data.sources.labels import class_label
 from cxrlab.errors import CxrlabError, DatasetError
@@ -121,6 +121,7 @@ class ImageSet:
             order = np.argsort(wanted, kind="stable")  # one sorted read of the memory map
             pixels = np.empty((len(wanted),) + part.images.shape[1:], dtype=part.images.dtype)
             pixels[order] = part.images[wanted[order]]
+            note_touched(part.images, pixels.nbytes)  # memory stays flat over an epoch
             images = torch.from_numpy(pixels.astype(np.float32) * part.scale)[:, None]
             if images.shape[-1] != self.size_px or images.shape[-2] != self.size_px:
                 images = F.interpolate(

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cxrlab.data.packed import Packed, open_packed
+from cxrlab.data.packed import Packed, note_touched, open_packed
 from cxrlab.errors import CxrlabError
 
 Normalize = Literal["generator", "unit", "imagenet", "xrv"]
@@ -98,6 +98,7 @@ class PackedDataset(Dataset):
             (len(rows),) + self.packed.images.shape[1:], dtype=self.packed.images.dtype
         )
         gathered[order] = self.packed.images[rows[order]]
+        note_touched(self.packed.images, gathered.nbytes)  # memory stays flat over an epoch
         images = self._to_tensor(gathered)[:, None]
         return list(zip(images, self.labels[positions].tolist(), strict=True))
 
@@ -138,3 +139,58 @@ def packed_loader(
         pin_memory=pin_memory,
         collate_fn=_collate,
     )
+
+
+class PackedTensor:
+    """Rows of a PACKED's memory map seen as one (N, 1, S, S) float32 tensor in [-1, 1],
+    gathered only when indexed: memory does not grow with N.
+
+    ``tensor[index]`` (a 1-D integer tensor or array, repeats allowed, or a slice)
+    gives exactly ``torch.from_numpy(images[rows] / max * 2 - 1)[:, None][index]`` with
+    the whole array converted first, the arithmetic being per element and the same.
+    ``.to(device)`` on a CUDA device uploads every row (a chunk at a time), so a GPU
+    indexes its own memory; on the CPU it stays lazy.
+    """
+
+    #: rows converted at a time when uploading to a device
+    CHUNK = 1024
+
+    def __init__(self, images: np.ndarray, rows: np.ndarray) -> None:
+        self.images = images
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.top = float(np.iinfo(images.dtype).max)
+        self.device = torch.device("cpu")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), 1, *self.images.shape[1:])
+
+    def _convert(self, pixels: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(pixels, dtype=np.float32) / self.top * 2.0 - 1.0)[
+            :, None
+        ]
+
+    def __getitem__(self, index) -> torch.Tensor:
+        if isinstance(index, slice):
+            wanted = self.rows[index]
+        else:
+            positions = index.cpu().numpy() if torch.is_tensor(index) else np.asarray(index)
+            wanted = self.rows[positions.astype(np.int64)]
+        order = np.argsort(wanted, kind="stable")  # one sorted read of the memory map
+        pixels = np.empty((len(wanted),) + self.images.shape[1:], dtype=self.images.dtype)
+        pixels[order] = self.images[wanted[order]]
+        note_touched(self.images, pixels.nbytes)
+        return self._convert(pixels).to(self.device)
+
+    def to(self, device: torch.device | str) -> PackedTensor | torch.Tensor:
+        """Lazy on the CPU; on another device every row, uploaded a chunk at a time."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self
+        out = torch.empty(self.shape, dtype=torch.float32, device=device)
+        for start in range(0, len(self.rows), self.CHUNK):
+            out[start : start + self.CHUNK] = self[start : start + self.CHUNK].to(device)
+        return out

@@ -14,11 +14,21 @@ A PACKED folder holds
 
 The same options on the same dataset give byte-identical files; a folder appears
 under its final name only once complete (written in a staging folder, then renamed).
+
+Memory: ``images.npy`` is written and read through a memory map, and every page a
+process touches there counts in its resident memory until the kernel needs it back.
+An epoch over a 30,000-image PACKED at 224 px touches 1.5 GB; writing one, as much.
+Writers and readers therefore hand touched pages back (:func:`release_pages`,
+:func:`note_touched`) every :data:`RELEASE_BYTES`: the pages stay in the page cache, so
+the next read of them costs a page-table fill, not a disk read, and a process's
+memory stays flat however many images the PACKED holds.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +59,58 @@ MASKS = "masks.npy"
 META = "meta.json"
 PACKED_FORMAT = "cxrlab-packed"
 PACKED_FORMAT_VERSION = 1
+
+#: A memory map's touched pages are handed back after this many bytes read or written.
+#: Small: the kernel maps more than was asked for (read-around, large page-cache
+#: folios: a random row can bring in megabytes), and handing back costs one madvise.
+RELEASE_BYTES = 8 * 1024**2
+
+
+def _mapping(array: np.ndarray) -> mmap.mmap | None:
+    """The ``mmap`` behind a shared (``r``, ``r+``, ``w+``) memory-mapped array, or None."""
+    while array is not None:
+        mapped = getattr(array, "_mmap", None)
+        if isinstance(mapped, mmap.mmap):
+            # copy-on-write maps ("c") hold private changes that dropping would lose
+            return None if getattr(array, "mode", "r") == "c" else mapped
+        array = array.base if isinstance(array.base, np.ndarray) else None
+    return None
+
+
+def release_pages(array: np.ndarray) -> bool:
+    """Drop this process's resident pages of the memory map behind ``array``.
+
+    The file's contents are unaffected: written pages are in the page cache (flush
+    first to have them on disk), and the next access maps them in again. Does
+    nothing (False) for an array that is not a shared memory map.
+    """
+    mapped = _mapping(array)
+    if mapped is None or mapped.closed or not hasattr(mmap, "MADV_DONTNEED"):
+        return False
+    mapped.madvise(mmap.MADV_DONTNEED)
+    return True
+
+
+def note_touched(array: np.ndarray, n_bytes: int) -> None:
+    """Count ``n_bytes`` read from (or written to) the memory map ``array``; every
+    :data:`RELEASE_BYTES` its pages are handed back (:func:`release_pages`).
+
+    Readers call this after each batch so that their resident memory stays flat over
+    an epoch instead of growing to the whole PACKED.
+    """
+    mapped = _mapping(array)
+    if mapped is None:
+        return
+    touched = _TOUCHED.get(mapped, 0) + n_bytes
+    if touched >= RELEASE_BYTES:
+        touched = 0
+        release_pages(array)
+    _TOUCHED[mapped] = touched
+
+
+#: mmap -> bytes touched since its pages were last handed back (weak: a map closes
+#: when its arrays go)
+_TOUCHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -260,8 +322,10 @@ def preprocess_dataset(
                 )
             else:
                 array[index] = result["image"]
+                note_touched(array, array[index].nbytes)
                 if masks is not None:
                     masks[index] = result["mask"]
+                    note_touched(masks, masks[index].nbytes)
         array.flush()
         del array
         names = [IMAGES] if masks is None else [IMAGES, MASKS]
@@ -270,8 +334,7 @@ def preprocess_dataset(
             del masks
         if not ok.all():  # rewrite without the failed rows, keeping order
             for name in names:
-                kept = np.load(staging / name, mmap_mode="r")[ok]
-                np.save(staging / name, np.ascontiguousarray(kept))
+                _drop_rows(staging / name, ok)
             manifest = manifest[ok].reset_index(drop=True)
         if manifest.empty and masks_by_id is not None:
             raise DatasetError(
@@ -295,6 +358,31 @@ def preprocess_dataset(
         )
         (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return PackReport(out, len(manifest), len(rejects), False, shape)
+
+
+def _drop_rows(path: Path, keep: np.ndarray) -> None:
+    """Rewrite the stack ``path`` with only the rows where ``keep`` is True, in order,
+    a chunk at a time through memory maps (never the whole stack in memory)."""
+    source = np.load(path, mmap_mode="r")
+    kept = np.nonzero(keep)[0]
+    if len(kept) == 0:  # nothing to map: an empty stack
+        empty = np.zeros((0,) + source.shape[1:], dtype=source.dtype)
+        del source
+        np.save(path, empty)
+        return
+    partial = path.with_name(path.name + ".partial")
+    target = np.lib.format.open_memmap(
+        partial, mode="w+", dtype=source.dtype, shape=(len(kept),) + source.shape[1:]
+    )
+    chunk = max(1, RELEASE_BYTES // max(1, source[0].nbytes))
+    for start in range(0, len(kept), chunk):
+        rows = kept[start : start + chunk]
+        target[start : start + len(rows)] = source[rows]
+        note_touched(source, source[0].nbytes * len(rows))
+        note_touched(target, source[0].nbytes * len(rows))
+    target.flush()
+    del target, source
+    partial.replace(path)
 
 
 @dataclass

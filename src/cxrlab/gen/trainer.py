@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cxrlab.data.loader import PackedTensor
 from cxrlab.data.packed import open_packed
 from cxrlab.data.show import image_grid, save_grid
 from cxrlab.errors import CxrlabError
@@ -163,8 +164,12 @@ def newest_good_checkpoint(run: Path, map_location="cpu") -> dict | None:
     return None
 
 
-def load_real_images(config: GenConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Real images (N, 1, S, S) in [-1, 1] and covid labels (N,) from the PACKED, per the config."""
+def load_real_images(config: GenConfig) -> tuple[PackedTensor, torch.Tensor]:
+    """Real images (N, 1, S, S) in [-1, 1] and covid labels (N,) from the PACKED, per the config.
+
+    The images stay in the PACKED's memory map, gathered a batch at a time
+    (:class:`~cxrlab.data.loader.PackedTensor`): a run's memory does not grow with N.
+    """
     packed = open_packed(config.data)
     if packed.images.shape[1:] != (config.size_px, config.size_px):
         raise CxrlabError(
@@ -176,10 +181,7 @@ def load_real_images(config: GenConfig) -> tuple[torch.Tensor, torch.Tensor]:
         raise CxrlabError(
             f"{config.data}: no images with split {config.split!r} and label {config.label!r}"
         )
-    top = float(np.iinfo(packed.images.dtype).max)
-    images = torch.from_numpy(np.asarray(packed.images[rows], dtype=np.float32) / top * 2.0 - 1.0)[
-        :, None
-    ]
+    images = PackedTensor(packed.images, rows)
     labels = torch.from_numpy(packed.manifest["covid"].to_numpy()[rows].astype(np.int64))
     return images, labels
 

@@ -48,8 +48,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks scripts
 	$(BIN)/ruff format src tests benchmarks scripts
 
+# SCALE_N: images of bench_scale's synthetic source tree (its baseline: SCALE_N/10);
+# BENCH: run only these benchmarks, e.g. `make bench BENCH=scale SCALE_N=3000`.
+SCALE_N ?= 30000
+BENCH   ?=
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	SCALE_N=$(SCALE_N) $(BIN)/python benchmarks/run_all.py $(BENCH)
 
 # On a machine with a CUDA GPU, every speed figure in under 8 minutes (--dry: tiny, on CPU).
 gpu-check: $(STAMP)

@@ -1,4 +1,8 @@
-"""Run every benchmark (``make bench``); each prints its own side-by-side ratio."""
+"""Run every benchmark (``make bench``); each prints its own side-by-side ratio.
+
+``python benchmarks/run_all.py [NAME ...]`` runs only ``bench_NAME.py`` for each NAME
+(``make bench BENCH=scale``). bench_scale reads its N from ``SCALE_N`` (default 30,000).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def main() -> int:
+def main(names: list[str]) -> int:
+    scripts = sorted(HERE.glob("bench_*.py"))
+    if names:
+        known = {script.stem.removeprefix("bench_"): script for script in scripts}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            print(f"no benchmark {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+            return 2
+        scripts = [known[name] for name in names]
     failed = []
-    for script in sorted(HERE.glob("bench_*.py")):
+    for script in scripts:
         print(f"== {script.name}", flush=True)
         if subprocess.run([sys.executable, str(script)], cwd=HERE).returncode != 0:
             failed.append(script.name)
@@ -21,4 +33,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -197,3 +197,11 @@ def test_workers_default_to_one_here_and_to_what_the_ray_cluster_places():
     assert isinstance(make_executor(workers=2), PoolExecutor)
     pytest.importorskip("ray")
     assert make_executor("ray").workers == 0  # no cap: Ray places tasks by resources
+
+
+@pytest.mark.parametrize("part", ["generators", "classifier"])
+def test_cells_training_on_several_devices_are_not_sent_to_workers(tmp_path, part):
+    spec = {**SPEC, part: {**SPEC[part], "devices": 2}}
+    with pytest.raises(CxrlabError, match="devices: 2.*--workers 1"):
+        run(write_spec(tmp_path, spec), tmp_path / "out", workers=2)
+    assert not (tmp_path / "out" / "data" / "cell.json").exists()  # refused before any cell

@@ -89,6 +89,28 @@ def threads_per_worker(workers: int) -> int:
     return threads
 
 
+def check_one_device_per_cell(spec, how: str) -> None:
+    """Refuse a spec whose generators or classifiers train on several devices (their
+    ``devices`` setting) when its cells run in workers: a worker has one GPU, and a pool
+    worker may not start the processes data-parallel training needs.
+
+    Raises:
+        CxrlabError: naming the setting and the two ways out.
+    """
+    settings = [("classifier", spec.classifier_settings)]
+    settings += [
+        (f"generator {g.name}", {**spec.gen_settings, **g.settings}) for g in spec.generators
+    ]
+    for what, values in settings:
+        devices = int(values.get("devices", 1) or 1)
+        if devices > 1:
+            raise CxrlabError(
+                f"{spec.path}: the {what} trains on {devices} devices (devices: {devices}), "
+                f"which a cell cannot do in {how} (one GPU each); run the study with "
+                "--workers 1, or set devices: 1 in the spec and let cells run side by side"
+            )
+
+
 class InlineExecutor:
     """Runs one cell at a time in this process, with progress bars and live log lines."""
 
@@ -153,6 +175,7 @@ class PoolExecutor:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        check_one_device_per_cell(runner.spec, f"--workers {self.workers}")
         self.runner = runner
         context = multiprocessing.get_context("spawn")
         gpus = visible_gpus(self.device)
@@ -234,6 +257,7 @@ class RayExecutor:
         self.started_here = False
 
     def start(self, runner) -> None:
+        check_one_device_per_cell(runner.spec, "Ray tasks")
         ray = self.ray
         self.runner = runner
         if not ray.is_initialized():

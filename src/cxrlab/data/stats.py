@@ -1,5 +1,9 @@
 """Dataset statistics: the thesis' figures 4.1-4.3 and table 4.3, as PNG + JSON, and sites.
 
+Duplicates: ``duplicates.csv`` lists every row of a duplicate group (exact or near
+copies, from the import) and ``duplicates.png`` shows the groups side by side, one
+per row, those that span splits first.
+
 Sites: images per site and label (``site_by_label.csv``), how many sites are usable
 for leave-site-out validation, and every site that holds one class only. Such a
 site is the classic shortcut (DeGrave et al. 2021): a model can learn the hospital,
@@ -26,6 +30,13 @@ USABLE_SITE_IMAGES = 10
 
 #: The terminal lists this many sites (the largest first); the CSV and JSON list all.
 SITES_SHOWN = 12
+
+#: duplicates.png shows this many groups (those spanning splits first, then the
+#: largest), each as one row of at most DUPLICATES_PER_ROW images.
+DUPLICATE_GROUPS_SHOWN = 12
+DUPLICATES_PER_ROW = 4
+DUPLICATE_TILE_PX = 160
+DUPLICATE_COLUMNS = ["duplicate_group", "id", "split", "label", "patient_id", "exact_copy", "path"]
 
 #: The sentence every single-class warning carries.
 SHORTCUT = (
@@ -188,6 +199,81 @@ def _write_figures(manifest: pd.DataFrame, stats: dict, out: Path, plt) -> None:
         pd.crosstab(manifest["source"], manifest["label"]).to_csv(lineterminator="\n"),
     )
     atomic_write_text(out / "site_by_label.csv", site_table(manifest).to_csv(lineterminator="\n"))
+    duplicates = duplicate_rows(manifest)
+    atomic_write_text(out / "duplicates.csv", duplicates.to_csv(index=False, lineterminator="\n"))
+    if len(duplicates):
+        from cxrlab.data.show import save_grid
+
+        save_grid(duplicates_figure(duplicates), out / "duplicates.png")
+
+
+def duplicate_rows(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The rows in a duplicate group (columns :data:`DUPLICATE_COLUMNS`), groups that span
+    splits first (a copy across train and test inflates results), then the largest."""
+    dup = manifest[manifest["duplicate_group"] != ""].copy()
+    if dup.empty:
+        return pd.DataFrame(columns=DUPLICATE_COLUMNS)
+    dup["exact_copy"] = dup.duplicated("sha256", keep=False).astype(int)
+    groups = dup.groupby("duplicate_group")
+    order = pd.DataFrame(
+        {"spans": groups["split"].nunique() > 1, "size": groups.size()}
+    ).sort_values(["spans", "size"], ascending=False, kind="stable")
+    rank = {group: i for i, group in enumerate(order.index)}
+    dup["rank"] = dup["duplicate_group"].map(rank)
+    dup = dup.sort_values(["rank", "split", "id"], kind="stable")
+    return dup[DUPLICATE_COLUMNS].reset_index(drop=True)
+
+
+def duplicates_figure(duplicates: pd.DataFrame):
+    """One row per duplicate group (the first :data:`DUPLICATE_GROUPS_SHOWN` of
+    :func:`duplicate_rows`): its images, fitted into squares, captioned with split,
+    label and id. Returns an RGB uint8 image."""
+    import numpy as np
+    from PIL import Image
+
+    from cxrlab.data.io import read_image
+    from cxrlab.data.show import labelled_grid
+    from cxrlab.errors import ImageReadError
+
+    groups = list(dict.fromkeys(duplicates["duplicate_group"]))
+    shown = groups[:DUPLICATE_GROUPS_SHOWN]
+    side = DUPLICATE_TILE_PX
+    per_row = min(
+        DUPLICATES_PER_ROW,
+        int(
+            duplicates[duplicates["duplicate_group"].isin(shown)]["duplicate_group"]
+            .value_counts()
+            .max()
+        ),
+    )
+    tiles, captions = [], []
+    for group in shown:
+        rows = duplicates[duplicates["duplicate_group"] == group].head(per_row)
+        for row in rows.itertuples():
+            tile = Image.new("L", (side, side), 0)
+            try:
+                pixels = read_image(row.path).pixels
+                image = Image.fromarray(
+                    (pixels >> 8).astype(np.uint8) if pixels.dtype == np.uint16 else pixels
+                )
+                image.thumbnail((side, side))
+                tile.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+            except ImageReadError:
+                pass  # the caption still names it; the tile stays black
+            tiles.append(np.asarray(tile))
+            copy = "exact, " if row.exact_copy else ""
+            captions.append(
+                f"{copy}{row.split or 'unsplit'}, {row.label}: {row.id.rsplit('/', 1)[-1]}"
+            )
+        for _ in range(per_row - len(rows)):
+            tiles.append(np.zeros((side, side), dtype=np.uint8))
+            captions.append("")
+    more = f" (the first {len(shown)} of {len(groups)})" if len(groups) > len(shown) else ""
+    title = (
+        f"{len(groups)} duplicate group{'s' if len(groups) > 1 else ''}{more}, one per row, groups that span splits first; "
+        "all rows in duplicates.csv"
+    )
+    return labelled_grid(np.stack(tiles), captions, title=title, columns=per_row)
 
 
 def format_stats(stats: dict) -> str:

@@ -206,3 +206,17 @@ def test_a_run_that_logged_nothing_yet_draws_no_empty_chart(tmp_path):
     curves = section(render_report(root), "curves")
     assert "training losses, 64px-clahe" not in curves
     assert "nothing logged yet" in curves
+
+
+def test_a_check_that_is_off_is_not_described_with_a_missing_threshold(tmp_path):
+    import json
+
+    root = make_study(tmp_path / "s")
+    info = json.loads((root / "study.json").read_text())
+    info["collapse_ratio"] = None  # a spec that turned the collapse check off
+    (root / "study.json").write_text(json.dumps(info))
+    from html import unescape
+
+    table = unescape(section(render_report(root), "generators"))
+    assert "more than – times" not in table and "'collapsed' marks" not in table
+    assert "'memorizes' those with a memorization share" in table

@@ -237,7 +237,9 @@ def _run_grid(
         chosen = columns_of(frame)
         for column in chosen:
             points = frame[["step", column]].dropna()
-            axes.plot(points["step"], points[column], label=column, lw=1, marker=marker, ms=3)
+            # a column logged once is a visible point, not an invisible one-point line
+            shown = marker if marker is not None or len(points) > 1 else "o"
+            axes.plot(points["step"], points[column], label=column, lw=1, marker=shown, ms=3)
         axes.set_title(name, fontsize=9)
         axes.set_xlabel("step")
         if chosen:

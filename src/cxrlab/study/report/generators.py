@@ -92,18 +92,29 @@ def generator_section(study: Study) -> str:
     start = 1 + len(chosen) + len(settings)
     info = value_info(study.select_by)
     direction = info.direction if info else "lower is better"
+    marks = []
+    if checks.collapse_ratio is not None:
+        marks.append(
+            f"'collapsed' marks generators whose images are more than "
+            f"{number_text(checks.collapse_ratio)} times as alike as real ones (mean MS-SSIM)"
+        )
+    if checks.memorization_limit is not None:
+        marks.append(
+            "'memorizes' those with a memorization share (near-copies of training images) "
+            f"above {number_text(checks.memorization_limit)}"
+        )
+    if marks:
+        marks.append(
+            f"'{NOT_MEASURED}' those lacking a value one of these checks reads (they could not "
+            "be checked); none of them is ever chosen"
+        )
     caption = (
         "Final metric values, measured against held-out real images of the class drawn (the "
         "validation split of each variant's own preprocessing, so values compare only within "
         f"a variant). ★ marks each variant's best generator, chosen on validation by "
-        f"{metric_label(study.select_by)} ({direction}); 'collapsed' marks generators whose "
-        f"images are more than {number_text(checks.collapse_ratio or math.inf)} times as "
-        "alike as real ones (mean MS-SSIM), 'memorizes' those with a memorization share "
-        "(near-copies of training images) above "
-        f"{number_text(checks.memorization_limit or math.inf)}, and '{NOT_MEASURED}' "
-        "those lacking a value one of these checks reads (they could not be checked); none of "
-        "them is ever chosen. 'selected' is the runner's choice for the synthetic images; "
-        "time is training time."
+        f"{metric_label(study.select_by)} ({direction})"
+        + "".join(f"; {mark}" for mark in marks)
+        + ". 'selected' is the runner's choice for the synthetic images; time is training time."
     )
     parts = [
         _table(

@@ -11,7 +11,8 @@ Pure functions (float64 where it matters; each module names its reference):
 * :func:`inception_score` (IS, from class probabilities);
 * :func:`precision_recall_density_coverage` (PRDC);
 * :func:`mean_ms_ssim` (diversity);
-* :func:`check_memorization` and :func:`closest_pairs_grid`;
+* :func:`check_memorization`, :func:`closest_pairs_grid` and the labelled
+  :func:`closest_pairs_figure` (generated | nearest training image, with distances);
 * :func:`sliced_wasserstein_distance` (SWD on Laplacian-pyramid patches).
 
 Feature extractors by name (``inception``, ``xrv``): :mod:`cxrlab.metrics.extractors`.
@@ -25,6 +26,7 @@ _EXPORTS = {
     "METRICS": "cxrlab.metrics.registry",
     "ImageSource": "cxrlab.metrics.images",
     "MetricResults": "cxrlab.metrics.api",
+    "closest_pairs_figure": "cxrlab.metrics.memorization",
     "closest_pairs_grid": "cxrlab.metrics.memorization",
     "compute_metrics": "cxrlab.metrics.api",
     "feature_statistics": "cxrlab.metrics.frechet",

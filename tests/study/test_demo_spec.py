@@ -80,3 +80,33 @@ def test_a_generator_that_passes_its_checks_leaves_no_cell_skipped(tmp_path, mon
     levels = set(result.results["synthetic"].dropna().astype(str))
     assert levels == {"8", "8 oversampled"}  # the synthetic cell and its control both ran
     assert Path(out / "synthetic/32px-none/n8/packed").is_dir()
+
+
+def test_the_demo_runs_two_cells_at_a_time_on_a_cpu_of_two_or_more_cores(monkeypatch, tmp_path):
+    # two small cells side by side, one thread each, keep a 2-core CPU busy: the demo's
+    # ten minutes rely on it
+    import cxrlab.demo as demo
+    from cxrlab.study import executor
+
+    for cores, expected in ((1, 1), (2, 2), (16, 2)):
+        monkeypatch.setattr(executor, "cores", lambda cores=cores: cores)
+        assert demo.demo_workers("cpu") == expected
+    assert demo.demo_workers("cuda") == 1  # one GPU: one cell after another on it
+
+    seen = {}
+
+    class Result:
+        def summary(self) -> str:
+            return "ran"
+
+    def run_study(spec, out, **options):
+        seen.update(options)
+        return Result()
+
+    monkeypatch.setattr(demo, "run_study", run_study)
+    monkeypatch.setattr(demo, "write_report", lambda out: Path(out) / "report.html")
+    lines = []
+    demo.run_demo(tmp_path, device="cpu", log=lines.append)
+    assert seen["workers"] == 2 and "2 cell(s) at a time" in lines[0]
+    demo.run_demo(tmp_path, device="cpu", log=lines.append, workers=1)
+    assert seen["workers"] == 1

@@ -35,7 +35,8 @@ def test_summary_opens_the_report_in_plain_words(study):
     assert "8 classifier cells trained with 2 seeds" in summary
     # what the intervals say, "no clear effect" included as a finding
     assert "What the intervals say" in summary and "no clear effect" in summary
-    assert "show a clear gain: equalize clahe vs none: ROC-AUC +0.050" in summary
+    assert "3 show a clear gain:" in summary and "None shows" not in summary
+    assert "<li>gain: equalize clahe vs none: ROC-AUC +0.050 [+0.050, +0.050]" in summary
     # the chosen cell and how: on validation, never the test split
     assert f"<strong>Chosen classifier:</strong> {BEST_CELL}" in summary
     assert "chosen on validation" in summary and "test split took no part" in summary

@@ -174,19 +174,22 @@ def summary_section(study: Study) -> str:
                 "finding, not a failure: the interval bounds how large the effect can be. "
             )
             clear = [("a clear gain", gains), ("a clear loss", losses)]
-            said += " ".join(
-                f"{len(lines)} show{'s' if len(lines) == 1 else ''} {name}"
-                + (
-                    ": "
-                    + "; ".join(escape(line) for line in lines[:SHOWN_CLEAR])
-                    + (" and more" if len(lines) > SHOWN_CLEAR else "")
-                    + "."
-                    if lines
-                    else "."
+            counts = [f"{len(lines)} {name}" for name, lines in clear if lines]
+            if counts:  # "3 show a clear gain and 1 a clear loss"
+                first = int(counts[0].split()[0])
+                counts[0] = counts[0].replace(" ", f" show{'s' if first == 1 else ''} ", 1)
+            said += (" and ".join(counts) + ":") if counts else "None shows a clear gain or loss."
+            said += "</p>"
+            # one line per clear comparison: its first metric with value and interval
+            items = [(name, line) for name, lines in clear for line in lines[:SHOWN_CLEAR]]
+            if items:
+                said += '<ul class="clear">' + "".join(
+                    f"<li>{'gain' if name.endswith('gain') else 'loss'}: {escape(line)}</li>"
+                    for name, line in items
                 )
-                for name, lines in clear
-            )
-            parts.append(said + "</p>")
+                more = sum(max(0, len(lines) - SHOWN_CLEAR) for _, lines in clear)
+                said += (f"<li>and {more} more (see Pros and cons)</li>" if more else "") + "</ul>"
+            parts.append(said)
         else:
             parts.append(
                 "<p><strong>What the intervals say:</strong> nothing yet: no factor has two "

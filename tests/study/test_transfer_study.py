@@ -321,3 +321,15 @@ def test_a_study_stopped_before_its_synthetic_arms_says_so(study, tmp_path):
     html = render_report(out)
     section = html[html.index('<section id="transfer">') :]
     assert "not answered yet: no synthetic arm has finished with its control" in section
+
+
+def test_amounts_read_as_numbers_are_one_arm_each():
+    """A results.csv whose synthetic column holds amounts only reads as floats."""
+    from cxrlab.study.transfer import _arm
+
+    assert [_arm(v) for v in (0.0, 30.0, "30", "30 oversampled")] == [
+        "0",
+        "30",
+        "30",
+        "30 oversampled",
+    ]

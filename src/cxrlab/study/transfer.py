@@ -65,9 +65,20 @@ def _cells(study: Study) -> pd.DataFrame:
     rows["setting"] = rows.apply(setting, axis=1) if len(rows) else []
     if "synthetic" not in rows.columns:
         rows["synthetic"] = "0"
-    rows["arm"] = rows["synthetic"].astype(str)
+    rows["arm"] = rows["synthetic"].map(_arm)
     rows["seed"] = pd.to_numeric(rows["seed"], errors="coerce").fillna(0).astype(int)
     return rows.reset_index(drop=True)
+
+
+def _arm(value) -> str:
+    """A synthetic level as results.csv gives it, in one spelling: ``0``, ``30``, ``30
+    oversampled`` (a column of amounts only is read as numbers: 30.0 is 30)."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
 
 
 def _cv(root: Path, cell: str) -> dict | None:

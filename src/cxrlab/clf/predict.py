@@ -89,19 +89,21 @@ def backbone_features(
     :meth:`Classifier.freeze_backbone`) on images that are not augmented: then the maps
     are the same every epoch, and the head can train on them without recomputing them.
     """
-    maps = []
+    out = None  # filled in place: a list and torch.cat would hold the maps twice
     for start in range(0, len(images), batch_size):
         positions = np.arange(start, min(start + batch_size, len(images)))
         batch = images.batch(positions).to(device, non_blocking=True)
         if device.type == "cuda":
             batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast(device):
-            maps.append(model.features(batch))
-        if max_bytes is not None and start == 0:
-            per_image = maps[0][0].numel() * maps[0].element_size()
-            if per_image * len(images) > max_bytes:
+            maps = model.features(batch)
+        if out is None:
+            per_image = maps[0].numel() * maps.element_size()
+            if max_bytes is not None and per_image * len(images) > max_bytes:
                 return None
-    return torch.cat(maps)
+            out = torch.empty((len(images), *maps.shape[1:]), dtype=maps.dtype, device=maps.device)
+        out[start : start + len(maps)] = maps
+    return out
 
 
 def predictions_frame(images: ImageSet, probability: np.ndarray) -> pd.DataFrame:

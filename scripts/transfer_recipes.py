@@ -298,6 +298,11 @@ def _mean_sd(values: list[float]) -> str:
     return f"{mean:.3f} ± {sd:.3f}"
 
 
+def _mean_seconds(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{sum(known) / len(known):.0f}" if known else "n/a"
+
+
 def _value(estimate: dict | None) -> float | None:
     return None if not estimate else estimate.get("value")
 
@@ -323,7 +328,7 @@ def summary_rows(rows: list[dict]) -> list[dict]:
                     [r["fold_mean_out_of_site_auc"] for r in mine]
                 ),  # fmt: skip
                 "vs_baseline": _mean_sd([_value(r["out_of_site_auc_vs_baseline"]) for r in mine]),
-                "cpu_seconds": _mean_sd([r["cpu_seconds"] for r in mine]).split(" ")[0],
+                "cpu_seconds": _mean_seconds([r["cpu_seconds"] for r in mine]),
             }
         )
     return sorted(out, key=lambda r: -r["out_of_site_mean"])

@@ -78,9 +78,10 @@ PLATEAU_PATIENCE_EPOCHS = 5
 PLATEAU_FACTOR = 0.5
 #: The largest feature cache (train + val maps of a frozen backbone) kept in memory:
 #: small enough that a run's memory stays well under 2 GiB and grows little with the
-#: dataset (issue 25: +36% from 3,000 to 30,000 images with 2 GiB); 2,500 images at
-#: 224 px or 30,000 at 64 px fit. Larger sets compute the maps every epoch.
-FEATURE_CACHE_MAX_BYTES = 256 * 1024**2
+#: dataset (issue 25, bench_scale, one frozen resnet18 epoch at 64 px, 3,000 -> 30,000
+#: images: +36% with 2 GiB, +29% with 256 MiB). 1,250 images at 224 px fit, or 15,000
+#: at 64 px; larger sets compute the maps every epoch.
+FEATURE_CACHE_MAX_BYTES = 128 * 1024**2
 
 
 @dataclass

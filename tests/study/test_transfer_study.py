@@ -157,6 +157,9 @@ def test_the_report_opens_with_will_it_transfer(study):
     section = html[html.index('<section id="transfer">') :]
     section = section[: section.index("</section>")]
     assert html.index("Will it transfer?") < html.index("<h2", html.index("Will it transfer?") + 1)
+    # the first section after the title: before the summary and every other one
+    assert html.index("<section", html.index("</header>")) == html.index('<section id="transfer">')
+    assert html.index('<section id="transfer">') < html.index('<section id="summary">')
     for question in (
         "Does it hold in a site it never saw?",
         "Did synthetic images help out of site?",

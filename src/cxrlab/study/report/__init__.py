@@ -123,8 +123,9 @@ def render_report(study: str | Path) -> str:
     loaded = load_study(study)
     sections = [
         title_section(loaded),
+        # a leave-site-out study opens with its question; "" for other studies
+        transfer_section(loaded),
         summary_section(loaded),  # what was compared, what the intervals say, what was chosen
-        transfer_section(loaded),  # "" unless the study evaluates leave-site-out
         dataset_section(loaded),
         classifier_section(loaded),
         generator_section(loaded),

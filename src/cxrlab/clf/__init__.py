@@ -5,7 +5,11 @@
 * :mod:`~cxrlab.clf.trainer`: train on train, choose epoch and threshold on val, test once;
 * :mod:`~cxrlab.clf.metrics`: metrics with patient-bootstrap intervals;
 * :mod:`~cxrlab.clf.evaluate`: evaluating a run on any PACKED, plots, predictions;
-* :mod:`~cxrlab.clf.explain`: Grad-CAM and the lung-hidden shortcut probe.
+* :mod:`~cxrlab.clf.explain`: Grad-CAM and the lung-hidden shortcut probe;
+* :mod:`~cxrlab.clf.cv`: leave-site-out cross-validation (``clf train --cv sites``);
+* :mod:`~cxrlab.clf.pretrain`: self-supervised backbone pretraining (``clf pretrain``);
+* :mod:`~cxrlab.clf.recipes`: named ``clf train`` presets (``--recipe``);
+* :mod:`~cxrlab.clf.unlabelled`: predictions for new, unlabelled files (``clf predict``).
 """
 
 from cxrlab.utils.lazy import lazy_exports
@@ -22,10 +26,14 @@ _EXPORTS = {
     "binary_metrics": "cxrlab.clf.metrics",
     "bootstrap_intervals": "cxrlab.clf.metrics",
     "build_classifier": "cxrlab.clf.models",
+    "cross_validate": "cxrlab.clf.cv",
     "evaluate_run": "cxrlab.clf.evaluate",
     "hide_lungs": "cxrlab.clf.explain",
+    "predict_files": "cxrlab.clf.unlabelled",
+    "pretrain_backbone": "cxrlab.clf.pretrain",
     "shortcut_verdict": "cxrlab.clf.explain",
     "train_classifier": "cxrlab.clf.trainer",
+    "with_recipe": "cxrlab.clf.recipes",
     "youden_threshold": "cxrlab.clf.metrics",
 }
 

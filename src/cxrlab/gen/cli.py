@@ -210,8 +210,8 @@ def train(
         warn([
             f"--split {config.split or 'all rows'}: this generator learns images held out "
             "from classifiers (val/test); a classifier trained on its images would have "
-            "seen them, so `clf train --synthetic` refuses its PACKED. Leave --split train "
-            "for synthetic training data."
+            "seen them, so `clf train --synthetic` refuses its images (their provenance.json "
+            "says what it learned). Leave --split train for synthetic training data."
         ])  # fmt: skip
     with report_interrupt(out, f"cxrlab gen train --out {out} --resume"):
         result = train_with_metrics(config, resume=resume, progress=not quiet)

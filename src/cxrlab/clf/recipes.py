@@ -59,11 +59,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     # Chosen by leave-site-out validation on the ieee8023 dev data (scripts/
     # transfer_recipes.py: 346 images, 69 not COVID-19; countries as sites, 5 folds,
     # 262 held-out images of 158 patients; 20 epochs, 64 px): the highest mean pooled
-    # out-of-site AUC of the recipes run with more than one seed, 0.528 ± 0.027 over
-    # seeds 0 and 1 against the baseline's 0.498 ± 0.031. No clear effect: the paired
-    # differences are +0.071 [-0.044, 0.186] (seed 0) and -0.011 [-0.210, 0.172]
-    # (seed 1), both holding 0; lungs crop/mask, per-fold pretraining and ResNet-18
-    # were not run yet (README, recipe table).
+    # out-of-site AUC of the recipes run with more than one seed, 0.526 ± 0.020 over
+    # seeds 0-2 against the baseline's 0.512 ± 0.032. No clear effect: the paired
+    # differences are +0.071 [-0.044, 0.186], -0.011 [-0.210, 0.172] and -0.019
+    # [-0.195, 0.207] (seeds 0, 1, 2), all holding 0; lungs crop/mask, per-fold
+    # pretraining and ResNet-18 were not run yet (README, recipe table).
     "transfer": {
         "arch": "simple-cnn",
         "augment": "mild+acquisition",

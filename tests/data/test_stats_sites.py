@@ -49,3 +49,26 @@ def test_sites_holding_both_classes_are_not_flagged_and_unknown_is_never_a_site(
     sites = compute_stats(manifest)["sites"]
     assert sites["single_class_sites"] == []
     assert sites["usable_sites"] == ["a", "b"] and sites["unknown_site_images"] == 2
+
+
+def test_the_study_report_flags_the_site_that_holds_every_positive(tmp_path):
+    from cxrlab.study.report import Study
+    from cxrlab.study.report.dataset import dataset_section
+
+    layout = {"COVID": {"hosp_a": 3}, "Normal": {"hosp_b": 2, "hosp_c": 2, "hosp_d": 1}}
+    root = folders_tree(tmp_path / "src", layout)
+    import_source("folders", root, tmp_path / "ds", site_level=1, progress=False)
+    assert runner.invoke(app, ["data", "stats", str(tmp_path / "ds"), "-q"]).exit_code == 0
+    study = tmp_path / "study"
+    (study / "data" / "stats").mkdir(parents=True)
+    stats = (tmp_path / "ds" / "stats" / "stats.json").read_text()
+    (study / "data" / "stats" / "stats.json").write_text(stats)
+
+    html = dataset_section(Study(study))
+    sites = html[html.index("<h3>Sites</h3>") :]
+    assert "4 known sites, 0 usable for leave-site-out" in sites
+    assert "4 sites hold one class only" in sites
+    assert "hosp_a (3, all COVID-positive)" in sites and "classic shortcut" in sites
+    # the per-site table: hosp_a's row holds its 3 positives and no negative
+    row = sites[sites.index("<td>hosp_a</td>") :].split("</tr>")[0]
+    assert [cell.split("<")[0] for cell in row.split('">')[1:4]] == ["3", "3", "0"]

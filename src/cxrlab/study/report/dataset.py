@@ -101,16 +101,69 @@ def _stats_tables(stats: dict) -> str:
         table = stats.get(key)
         if isinstance(table, dict) and table:
             parts.append(f"<h3>{escape(title)}</h3>" + _crosstab(table, first))
+    parts.append(_sites_html(stats))
+    return "\n".join(parts)
+
+
+def _sites_html(stats: dict) -> str:
+    """Images per site and label, and a warning naming every site that holds one
+    class only (the data's own shortcut); "" when the manifest has no known site."""
+    from cxrlab.data.stats import SHORTCUT, SITES_SHOWN, USABLE_SITE_IMAGES
+
+    sites, per_site = stats.get("sites"), stats.get("site_by_label")
+    if not isinstance(sites, dict) or not sites.get("known_sites"):
+        return ""
+    parts = [
+        "<h3>Sites</h3>",
+        f"<p>{int(sites['known_sites'])} known sites, "
+        f"{len(sites.get('usable_sites', []))} usable for leave-site-out "
+        f"(at least {USABLE_SITE_IMAGES} images of both classes); "
+        f"{int(sites.get('unknown_site_images', 0))} images of unknown site.</p>",
+    ]
+    single = sites.get("single_class_sites") or []
+    if single:
+        listed = ", ".join(
+            f"{s['site']} ({s['images']}, all {s['class']})" for s in single[:SITES_SHOWN]
+        )
+        more = f" and {len(single) - SITES_SHOWN} more" if len(single) > SITES_SHOWN else ""
+        parts.append(
+            _note(
+                f"{len(single)} sites hold one class only "
+                f"({sites.get('single_class_images', MISSING)} images): {listed}{more}; "
+                f"{SHORTCUT}."
+            )
+        )
+    if isinstance(per_site, dict) and per_site:
+        shown = dict(list(per_site.items())[:SITES_SHOWN])
+        columns = ("images", "covid_positive", "covid_negative")
+        table = {site: {c: (row or {}).get(c, 0) for c in columns} for site, row in shown.items()}
+        caption = (
+            f" (the {SITES_SHOWN} largest of {len(per_site)}; data/stats/site_by_label.csv "
+            "has every site)"
+            if len(per_site) > SITES_SHOWN
+            else ""
+        )
+        parts.append(f"<p>Images per site{escape(caption)}:</p>" + _crosstab(table, "site"))
     return "\n".join(parts)
 
 
 def _crosstab(table: dict, first: str) -> str:
     labels = list(dict.fromkeys(k for row in table.values() for k in (row or {})))
     rows = [
-        [str(name)] + [_number((row or {}).get(label, 0)) for label in labels]
+        [str(name)] + [_count((row or {}).get(label, 0)) for label in labels]
         for name, row in table.items()
     ]
     return _table([first, *map(str, labels)], rows, numeric=set(range(1, len(labels) + 1)))
+
+
+def _count(value: object) -> str:
+    """A crosstab's image count: a whole number, 0 included (the report's number
+    format writes a bare 0 as 0.000, a measured value)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return _number(value)
+    return str(int(number)) if number.is_integer() else _number(number)
 
 
 def _variants(study: Study) -> list[str]:

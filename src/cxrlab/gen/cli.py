@@ -178,6 +178,8 @@ def train(
     from cxrlab.errors import CxrlabError
     from cxrlab.gen.config import GenConfig
     from cxrlab.gen.train_api import train_with_metrics
+    from cxrlab.utils import outputs
+    from cxrlab.utils.outputs import check_output
 
     values = dict(
         model=model, data=str(data) if data else None, out=str(out), size_px=size, label=label,
@@ -204,6 +206,8 @@ def train(
                 f"{'' if resume else '; pass --resume to continue a run there'})"
             )
     config = GenConfig(**values)
+    # refuse a bad --out before any warning, so a refused run prints its one error line
+    check_output(config.out, kind=outputs.GENERATOR_RUN, inputs=[config.data])
     if not resume:
         warn(unconditional_on_both_classes(config))
     if learns_held_out(config.split):

@@ -142,6 +142,9 @@ def _start_worker(devices, threads: int) -> None:
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(device)
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    from cxrlab.utils.allocator import tune_allocator
+
+    tune_allocator()
 
 
 def visible_gpus(device: str) -> list[str]:

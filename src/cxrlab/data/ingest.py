@@ -11,6 +11,7 @@ import pandas as pd
 from cxrlab import __version__
 from cxrlab.data.duplicates import (
     DEFAULT_NEAR_DISTANCE,
+    HASH_SIDE,
     duplicate_groups,
     near_distance_setting,
     phash_hex,
@@ -103,7 +104,9 @@ def _probe(job: tuple[str, int]) -> dict:
     """Worker: read one image and return its facts, or the reason it cannot be read."""
     path, max_pixels = job
     try:
-        image = read_image(path, max_pixels=max_pixels)
+        # the pixels serve the hash only: decode no larger than it needs (every file is
+        # still decoded whole, so a truncated or corrupt one is still found)
+        image = read_image(path, max_pixels=max_pixels, draft_px=HASH_SIDE)
     except ImageReadError as error:
         return {"ok": False, "reason": error.reason, "detail": error.detail}
     return {

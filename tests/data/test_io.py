@@ -102,3 +102,84 @@ def test_jpeg_draft_decodes_smaller_but_reports_original_size(tmp_path):
     image = read_image(tmp_path / "big.jpg", draft_px=100)
     assert (image.width, image.height) == (1200, 800)
     assert min(image.pixels.shape) >= 100 and image.pixels.shape[0] < 800
+
+
+def _dicom_dataset(pixel_representation: int, bits: int, **elements):
+    from pydicom.dataset import Dataset
+
+    dataset = Dataset()
+    dataset.BitsStored, dataset.PixelRepresentation = bits, pixel_representation
+    for key, value in elements.items():
+        setattr(dataset, key, value)
+    return dataset
+
+
+def _lut_item(entries: int, first: int, data: list[int], **extra):
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.LUTDescriptor = [entries, first, 16]
+    item.LUTData = data
+    for key, value in extra.items():
+        setattr(item, key, value)
+    return item
+
+
+DICOM_CASES = {
+    "window": (np.uint16, 0, 12, {"WindowCenter": 1500.0, "WindowWidth": 900.0}),
+    "signed, rescaled, window": (
+        np.int16,
+        1,
+        16,
+        {
+            "RescaleSlope": 2.0,
+            "RescaleIntercept": -1024.0,
+            "WindowCenter": 40.0,
+            "WindowWidth": 4000.0,
+        },
+    ),
+    "no window: range of the values present": (
+        np.uint16,
+        0,
+        12,
+        {"RescaleSlope": 0.5, "RescaleIntercept": 7.0},
+    ),
+    "modality LUT sequence": (np.uint16, 0, 12, {}),
+    "VOI LUT sequence": (np.uint16, 0, 12, {}),
+}
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+@pytest.mark.parametrize("case", sorted(DICOM_CASES))
+def test_dicom_table_mapping_equals_per_pixel_mapping(case, photometric):
+    # Integer DICOMs are mapped through a table of their stored values; the result must
+    # be the very uint16 values of the float64 steps run on every pixel.
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.sequence import Sequence
+
+    from cxrlab.data.io import _display_range, _monochrome
+
+    dtype, representation, bits, elements = DICOM_CASES[case]
+    dataset = _dicom_dataset(representation, bits, **elements)
+    dataset.PhotometricInterpretation = photometric
+    rng = np.random.default_rng(len(case))
+    low = -2000 if representation else 37
+    array = rng.integers(low, low + 3000, (40, 50)).astype(dtype)
+    array[:, :25] = array[:, :25] // 7 * 7 + low % 7  # gaps: not every value is present
+    if case == "modality LUT sequence":
+        table = [int(v) for v in (np.arange(4096) * 13 % 4096)]  # not monotonic
+        dataset.ModalityLUTSequence = Sequence([_lut_item(4096, 0, table, ModalityLUTType="US")])
+    if case == "VOI LUT sequence":
+        table = [int(v) for v in np.sqrt(np.arange(2048) * 4096.0)]
+        dataset.VOILUTSequence = Sequence([_lut_item(2048, 512, table)])
+    values = apply_voi_lut(apply_modality_lut(array, dataset), dataset, prefer_lut=True)
+    values = np.asarray(values, dtype=np.float64)
+    low_value, high_value = _display_range(values, dataset)
+    unit = np.clip((values - low_value) / max(high_value - low_value, 1e-12), 0.0, 1.0)
+    if photometric == "MONOCHROME1":
+        unit = 1.0 - unit
+    expected = np.round(unit * 65535.0).astype(np.uint16)
+    mapped = _monochrome(array, dataset, photometric)
+    assert mapped.dtype == np.uint16 and mapped.shape == array.shape
+    np.testing.assert_array_equal(mapped, expected)
+    assert len(np.unique(expected)) > 20  # the case exercises a real mapping

@@ -6,12 +6,10 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from cxrlab.data.packed import open_packed
 from cxrlab.errors import CxrlabError
-from cxrlab.preprocess.augment import BatchAugment
 from cxrlab.utils.fs import atomic_path
 from cxrlab.utils.outputs import PNG_SIGNATURE, check_output_file, starts_with
 
@@ -157,6 +155,10 @@ def show_packed(
     if augment:
         if not 0 <= index < len(rows):
             raise CxrlabError(f"--index must be in 0..{len(rows) - 1}")
+        import torch  # here, not at the top: data stats draws grids without torch (550 MiB)
+
+        from cxrlab.preprocess.augment import BatchAugment
+
         row = rows[index]
         original = np.asarray(data.images[row])
         top = float(np.iinfo(original.dtype).max)

@@ -252,7 +252,8 @@ def duplicates_figure(duplicates: pd.DataFrame):
         for row in rows.itertuples():
             tile = Image.new("L", (side, side), 0)
             try:
-                pixels = read_image(row.path).pixels
+                # decoded no larger than the tile needs (JPEGs in the DCT domain)
+                pixels = read_image(row.path, draft_px=side).pixels
                 image = Image.fromarray(
                     (pixels >> 8).astype(np.uint8) if pixels.dtype == np.uint16 else pixels
                 )

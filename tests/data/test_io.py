@@ -183,3 +183,51 @@ def test_dicom_table_mapping_equals_per_pixel_mapping(case, photometric):
     assert mapped.dtype == np.uint16 and mapped.shape == array.shape
     np.testing.assert_array_equal(mapped, expected)
     assert len(np.unique(expected)) > 20  # the case exercises a real mapping
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("draft_px", [None, 100])
+def test_plain_grey_png_fast_path_gives_pils_pixels(tmp_path, monkeypatch, bits, draft_px):
+    # Greyscale PNGs are decoded by OpenCV; the pixels must be PIL's, at every size.
+    from cxrlab.data import io
+
+    rng = np.random.default_rng(bits)
+    top = 255 if bits == 8 else 65535
+    values = rng.integers(0, top + 1, (430, 310)).astype(np.uint8 if bits == 8 else np.uint16)
+    path = tmp_path / "grey.png"
+    Image.fromarray(values).save(path)
+    calls = []
+    real = io._plain_grey_png
+    monkeypatch.setattr(io, "_plain_grey_png", lambda *a: calls.append(1) or real(*a))
+    fast = read_image(path, draft_px=draft_px)
+    assert calls and real(path, Image.open(path)) is not None  # the fast path was taken
+    monkeypatch.setattr(io, "_plain_grey_png", lambda *a: None)
+    slow = read_image(path, draft_px=draft_px)
+    assert fast.pixels.dtype == slow.pixels.dtype == values.dtype
+    np.testing.assert_array_equal(fast.pixels, slow.pixels)
+    assert (fast.width, fast.height, fast.mode, fast.bit_depth, fast.format) == (
+        slow.width,
+        slow.height,
+        slow.mode,
+        slow.bit_depth,
+        slow.format,
+    )
+    if draft_px is None:
+        np.testing.assert_array_equal(fast.pixels, values)
+
+
+def test_plain_grey_png_fast_path_leaves_other_pngs_to_pil(tmp_path):
+    from cxrlab.data import io
+
+    grey = np.full((20, 30), 90, dtype=np.uint8)
+    Image.fromarray(grey).save(tmp_path / "t.png", transparency=90)
+    Image.fromarray(np.stack([grey] * 3, -1)).save(tmp_path / "rgb.png")
+    for name in ("t.png", "rgb.png"):
+        assert io._plain_grey_png(tmp_path / name, Image.open(tmp_path / name)) is None
+    cut = tmp_path / "cut.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 200), np.uint8)).save(cut)
+    cut.write_bytes(cut.read_bytes()[:2000])
+    assert io._plain_grey_png(cut, Image.open(cut)) is None
+    with pytest.raises(ImageReadError) as caught:
+        read_image(cut)
+    assert caught.value.reason == "unreadable"

@@ -126,6 +126,12 @@ def _read_pil(path: Path, max_pixels: int, draft_px: int | None) -> DecodedImage
         mode = image.mode
         bit_depth = 16 if mode.startswith("I") else 8
         try:
+            pixels = _plain_grey_png(path, image)
+            if pixels is not None:
+                factor = min(pixels.shape) // draft_px if draft_px else 0
+                if factor >= 2 and pixels.dtype == np.uint8:  # as image.reduce below
+                    pixels = np.asarray(Image.fromarray(pixels).reduce(factor))
+                return DecodedImage(pixels, width, height, mode, bit_depth, file_format)
             if draft_px and file_format == "JPEG":
                 image.draft(image.mode, (draft_px, draft_px))
             image.load()
@@ -137,6 +143,27 @@ def _read_pil(path: Path, max_pixels: int, draft_px: int | None) -> DecodedImage
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
             raise ImageReadError(path, REASON_UNREADABLE, _message(error)) from error
     return DecodedImage(pixels, width, height, mode, bit_depth, file_format)
+
+
+#: PIL modes of the PNGs that OpenCV decodes (see _plain_grey_png).
+_PLAIN_PNG_MODES = {"L": np.uint8, "I;16": np.uint16, "I;16B": np.uint16}
+
+
+def _plain_grey_png(path: Path, image: Image.Image) -> np.ndarray | None:
+    """The pixels of an 8- or 16-bit greyscale PNG without transparency or EXIF, the
+    most common kind in CXR collections, decoded by OpenCV's libpng: the same values
+    as PIL's decoder for about 10% less CPU, and the decode is the larger part of
+    reading a PNG. None for any other PNG, or when OpenCV cannot read the file (PIL
+    then decodes it, and reports why it is unreadable)."""
+    expected = _PLAIN_PNG_MODES.get(image.mode)
+    if image.format != "PNG" or expected is None or {"transparency", "exif"} & image.info.keys():
+        return None
+    import cv2
+
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.shape != (image.height, image.width) or pixels.dtype != expected:
+        return None
+    return pixels
 
 
 def _message(error: BaseException) -> str:
